@@ -1,0 +1,1 @@
+//! The conformance suite: public async test functions every backend runs.

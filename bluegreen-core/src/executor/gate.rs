@@ -1,0 +1,248 @@
+//! Health: the per-target gate, the capacity floor guard, and watching during bakes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::future::{join_all, try_join_all};
+use tokio::time::Instant;
+
+use super::run::Run;
+use crate::analysis::{AnalysisContext, Verdict};
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::model::{MemberState, PoolName, Split, Target, TargetId};
+use crate::probe::Health;
+
+impl Run<'_> {
+    /// Probes once, bounded by the policy's timeout.
+    pub(super) async fn probe(&self, target: &Target) -> Health {
+        let timeout = self.plan.spec.health.timeout;
+        match tokio::time::timeout(timeout, self.exec.probe.check(target)).await {
+            Ok(health) => health,
+            Err(_) => Health::unhealthy(format!("probe timed out after {}", humantime::format_duration(timeout))),
+        }
+    }
+
+    /// The health gate: `healthy_threshold` consecutive passes spanning at least
+    /// `min_healthy_time`, before `deadline`. A target that passed once and then fails
+    /// `unhealthy_threshold` times in a row fails at once (it flaps).
+    pub(super) async fn await_healthy(&self, target: &Target) -> Result<()> {
+        let policy = &self.plan.spec.health;
+        let start = Instant::now();
+        let deadline = start + policy.deadline;
+        let (mut passes, mut fails) = (0u32, 0u32);
+        let mut streak_start: Option<Instant> = None;
+        let mut ever_passed = false;
+        let mut last_reason = String::from("no probe answered yet");
+        loop {
+            match self.probe(target).await {
+                Health::Healthy => {
+                    passes += 1;
+                    fails = 0;
+                    ever_passed = true;
+                    let since = *streak_start.get_or_insert_with(Instant::now);
+                    if passes >= policy.healthy_threshold && since.elapsed() >= policy.min_healthy_time {
+                        self.emit(EventKind::TargetHealthy { target: target.id.clone(), after: start.elapsed() });
+                        return Ok(());
+                    }
+                }
+                Health::Unhealthy { reason } => {
+                    passes = 0;
+                    fails += 1;
+                    streak_start = None;
+                    if ever_passed && fails >= policy.unhealthy_threshold {
+                        self.emit(EventKind::TargetUnhealthy { target: target.id.clone(), reason: reason.clone() });
+                        return Err(Error::Unhealthy {
+                            what: format!("target {} passed, then failed {fails} checks in a row: {reason}", target.id),
+                        });
+                    }
+                    last_reason = reason;
+                }
+            }
+            // Wait for the next probe, unless the deadline comes first; a pass already counting
+            // towards min_healthy_time may need less than a full interval.
+            let mut wait = policy.interval;
+            if let Some(since) = streak_start {
+                if passes >= policy.healthy_threshold {
+                    wait = wait.min(policy.min_healthy_time.saturating_sub(since.elapsed()));
+                }
+            }
+            if Instant::now() + wait > deadline {
+                self.emit(EventKind::TargetUnhealthy { target: target.id.clone(), reason: last_reason.clone() });
+                return Err(Error::Unhealthy {
+                    what: format!(
+                        "target {} not healthy within {}: {last_reason}",
+                        target.id,
+                        humantime::format_duration(policy.deadline)
+                    ),
+                });
+            }
+            self.sleep(wait).await?;
+        }
+    }
+
+    /// Every target passes the gate; the first failure ends the wait.
+    pub(super) async fn await_all_healthy(&self, targets: &[Target]) -> Result<()> {
+        try_join_all(targets.iter().map(|t| self.await_healthy(t))).await.map(|_| ())
+    }
+
+    /// Counts healthy serving members of the live pools, leaving out `removing`.
+    async fn healthy_serving(&self, removing: &BTreeSet<TargetId>) -> Result<usize> {
+        let router = &self.exec.router;
+        let split = self.call("read split", || router.split()).await?;
+        let fleet = self.fleet_map().await?;
+        let mut candidates = Vec::new();
+        for pool in split.live_pools() {
+            for m in self.call("read members", || router.members(pool)).await? {
+                if m.state == MemberState::Serving && !removing.contains(&m.id) {
+                    if let Some(t) = fleet.get(&m.id) {
+                        candidates.push(t.clone());
+                    }
+                }
+            }
+        }
+        let healths = join_all(candidates.iter().map(|t| self.probe(t))).await;
+        Ok(healths.iter().filter(|h| h.is_healthy()).count())
+    }
+
+    /// Invariant 2: before taking `removing` out of service, make sure the healthy serving
+    /// targets left stay at or above the plan's floor; wait for recovery up to the health
+    /// deadline, then fail.
+    pub(super) async fn ensure_capacity_without(&self, removing: &[TargetId]) -> Result<()> {
+        let floor = self.plan.capacity_floor;
+        if floor == 0 {
+            return Ok(());
+        }
+        let removing: BTreeSet<TargetId> = removing.iter().cloned().collect();
+        let policy = &self.plan.spec.health;
+        let deadline = Instant::now() + policy.deadline;
+        loop {
+            let healthy = self.healthy_serving(&removing).await?;
+            if healthy >= floor {
+                return Ok(());
+            }
+            if Instant::now() + policy.interval > deadline {
+                return Err(Error::Unhealthy {
+                    what: format!(
+                        "taking {} target(s) out would leave {healthy} healthy serving, below the floor of {floor}",
+                        removing.len()
+                    ),
+                });
+            }
+            self.sleep(policy.interval).await?;
+        }
+    }
+
+    /// Waits, up to the health deadline, until every pool `split` sends traffic to has a
+    /// healthy serving member.
+    pub(super) async fn await_pools_can_serve(&self, split: &Split) -> Result<()> {
+        let policy = &self.plan.spec.health;
+        let deadline = Instant::now() + policy.deadline;
+        loop {
+            match self.ensure_pools_can_serve(split).await {
+                Err(Error::Unhealthy { .. }) if Instant::now() + policy.interval <= deadline => {
+                    self.sleep(policy.interval).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Invariant 1: every pool that `split` sends traffic to has a healthy serving member.
+    pub(super) async fn ensure_pools_can_serve(&self, split: &Split) -> Result<()> {
+        let fleet = self.fleet_map().await?;
+        for pool in split.live_pools() {
+            let members = self.call("read members", || self.exec.router.members(pool)).await?;
+            let serving: Vec<&Target> =
+                members.iter().filter(|m| m.state == MemberState::Serving).filter_map(|m| fleet.get(&m.id)).collect();
+            let healths = join_all(serving.iter().map(|t| self.probe(t))).await;
+            if !healths.iter().any(Health::is_healthy) {
+                return Err(Error::Unhealthy {
+                    what: format!("pool {pool} has no healthy serving target; traffic not moved to {split}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches `targets` and evaluates the analyses for `duration` (paused time does not
+    /// count; promote ends it early).
+    pub(super) async fn watch(&self, duration: Duration, targets: &[Target]) -> Result<()> {
+        let policy = &self.plan.spec.health;
+        let mut remaining = duration;
+        let mut fails: BTreeMap<TargetId, u32> = BTreeMap::new();
+        self.emit(EventKind::BakeStarted { duration });
+        while !remaining.is_zero() {
+            if self.promoted() {
+                return Ok(());
+            }
+            let tick = policy.interval.min(remaining);
+            let started = Instant::now();
+            if self.paused() {
+                self.hold_while_paused().await?;
+                continue;
+            }
+            self.sleep(tick).await?;
+            if !self.paused() {
+                remaining = remaining.saturating_sub(started.elapsed());
+            }
+            self.check_watched(targets, &mut fails).await?;
+            self.evaluate_analyses(targets).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_watched(&self, targets: &[Target], fails: &mut BTreeMap<TargetId, u32>) -> Result<()> {
+        let threshold = self.plan.spec.health.unhealthy_threshold;
+        let healths = join_all(targets.iter().map(|t| self.probe(t))).await;
+        for (target, health) in targets.iter().zip(healths) {
+            let count = fails.entry(target.id.clone()).or_default();
+            match health {
+                Health::Healthy => *count = 0,
+                Health::Unhealthy { reason } => {
+                    *count += 1;
+                    if *count >= threshold {
+                        self.emit(EventKind::TargetUnhealthy { target: target.id.clone(), reason: reason.clone() });
+                        return Err(Error::Unhealthy {
+                            what: format!("target {} failed {count} checks in a row while baking: {reason}", target.id),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn evaluate_analyses(&self, targets: &[Target]) -> Result<()> {
+        if self.analyses.is_empty() {
+            return Ok(());
+        }
+        let split = self.call("read split", || self.exec.router.split()).await?;
+        let context = AnalysisContext {
+            deployment_id: self.id.clone(),
+            service: self.plan.spec.service.clone(),
+            version: self.plan.spec.version.to_string(),
+            split,
+            candidates: targets.to_vec(),
+        };
+        for analysis in &self.analyses {
+            if let Verdict::Fail { reason } = analysis.evaluate(&context).await {
+                self.emit(EventKind::AnalysisFailed { analysis: analysis.name(), reason: reason.clone() });
+                return Err(Error::Check { what: format!("analysis {}", analysis.name()), reason });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every target of the fleet, by id.
+    pub(super) async fn fleet_map(&self) -> Result<BTreeMap<TargetId, Target>> {
+        let list = self.call("list fleet", || self.exec.fleet.list()).await?;
+        Ok(list.into_iter().map(|t| (t.id.clone(), t)).collect())
+    }
+
+    /// The members of `pool` by id.
+    pub(super) async fn member_states(&self, pool: &PoolName) -> Result<BTreeMap<TargetId, MemberState>> {
+        let members = self.call("read members", || self.exec.router.members(pool)).await?;
+        Ok(members.into_iter().map(|m| (m.id, m.state)).collect())
+    }
+}

@@ -1,0 +1,278 @@
+//! The executor: runs a plan over a router, a fleet and a health probe.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{Analysis, HttpSuccessRate};
+use crate::error::{Error, Result};
+use crate::events::EventSink;
+use crate::fleet::Fleet;
+use crate::hooks::{CommandHook, Hook, HookPoint};
+use crate::model::{Split, Target, Version};
+use crate::plan::{Plan, Snapshot, Step};
+use crate::probe::HealthProbe;
+use crate::router::Router;
+use crate::spec::{AnalysisSpec, Spec};
+
+mod control;
+mod gate;
+mod rollback;
+mod run;
+mod steps;
+
+pub use control::Control;
+
+/// How a deployment ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The new version serves all traffic and the old one is retired.
+    Succeeded,
+    /// Something failed; the old split and membership are restored.
+    RolledBack,
+    /// Something failed and the old version was unhealthy too; by policy, all traffic went to
+    /// the healthy new version.
+    RolledForward,
+    /// The rollback could not restore a healthy state; traffic stays on the pools that were
+    /// healthy, and a human is needed.
+    RollbackFailed,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Succeeded => "succeeded",
+            Self::RolledBack => "rolled back",
+            Self::RolledForward => "rolled forward",
+            Self::RollbackFailed => "rollback failed",
+        })
+    }
+}
+
+/// The result of a deployment that ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The deployment's id.
+    pub deployment_id: String,
+    /// How it ended.
+    pub status: Status,
+    /// The failure that caused a rollback, if any.
+    pub reason: Option<String>,
+    /// The split served at the end (read from the router).
+    pub split: Split,
+    /// The versions serving traffic at the end.
+    pub serving_versions: Vec<Version>,
+    /// Plan steps completed before the end or the failure.
+    pub steps_completed: usize,
+    /// Wall time (tokio time) from start to end.
+    #[serde(with = "humantime_serde")]
+    pub elapsed: Duration,
+}
+
+/// Runs deployments over one router, fleet and probe.
+///
+/// # Guarantees
+/// - Invalid input is refused before any backend call ([`Spec::validate`]), and a spec that
+///   cannot work on the observed backends before any backend *change* ([`Plan::compile`]).
+/// - Every step is an "ensure": it observes, does only what is missing, and succeeds only
+///   after reading back what it asked for (invariant 7), so a step can be re-run.
+/// - Traffic is only shifted to a pool with a healthy serving target (invariant 1); targets
+///   are taken out of service only while the healthy serving count stays at or above the
+///   plan's floor (invariant 2); a target is updated or retired only after it was drained
+///   (invariant 3).
+/// - Any failure after the first change (health deadline, analysis, hook, backend error after
+///   retries, abort) runs a rollback computed from the observed state, which restores the
+///   pre-deploy split and membership (invariant 4) or, if the old version is unhealthy, does
+///   what [`RollbackPolicy::if_old_unhealthy`](crate::RollbackPolicy) says.
+/// - Every change is reported as an [`Event`](crate::Event) to every sink, in order.
+///
+/// # Assumptions
+/// - No one else changes the same pools during the deployment (a state store lock enforces
+///   this across processes).
+/// - All waiting uses tokio time, so a paused clock runs a long deploy in milliseconds.
+///
+/// # Errors
+/// - `deploy` returns `Err` only for bad input and for failures before the first change;
+///   once a change was made it returns an [`Outcome`], whose [`Status`] says how it ended.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    router: Arc<dyn Router>,
+    fleet: Arc<dyn Fleet>,
+    probe: Arc<dyn HealthProbe>,
+    hooks: BTreeMap<HookPoint, Vec<Arc<dyn Hook>>>,
+    analyses: Vec<Arc<dyn Analysis>>,
+    sinks: Vec<Arc<dyn EventSink>>,
+    control: Control,
+}
+
+/// Builds an [`Executor`].
+#[derive(Debug)]
+pub struct ExecutorBuilder {
+    executor: Executor,
+}
+
+impl ExecutorBuilder {
+    /// Adds a hook at `point` (after the spec's command hooks for that point).
+    #[must_use]
+    pub fn hook(mut self, point: HookPoint, hook: impl Hook + 'static) -> Self {
+        self.executor.hooks.entry(point).or_default().push(Arc::new(hook));
+        self
+    }
+
+    /// Adds an analysis evaluated during every bake and test phase.
+    #[must_use]
+    pub fn analysis(mut self, analysis: impl Analysis + 'static) -> Self {
+        self.executor.analyses.push(Arc::new(analysis));
+        self
+    }
+
+    /// Adds an event sink.
+    #[must_use]
+    pub fn sink(mut self, sink: impl EventSink + 'static) -> Self {
+        self.executor.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Adds a shared event sink.
+    #[must_use]
+    pub fn shared_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.executor.sinks.push(sink);
+        self
+    }
+
+    /// The executor.
+    pub fn build(self) -> Executor {
+        self.executor
+    }
+}
+
+impl Executor {
+    /// A builder over `router`, `fleet` and `probe`.
+    pub fn builder(router: Arc<dyn Router>, fleet: Arc<dyn Fleet>, probe: Arc<dyn HealthProbe>) -> ExecutorBuilder {
+        ExecutorBuilder {
+            executor: Executor {
+                router,
+                fleet,
+                probe,
+                hooks: BTreeMap::new(),
+                analyses: Vec::new(),
+                sinks: Vec::new(),
+                control: Control::default(),
+            },
+        }
+    }
+
+    /// The handle that pauses, resumes, promotes or aborts this executor's deployments.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Reads what the backends serve now: split and members of every pool.
+    ///
+    /// # Errors
+    /// Backend errors; [`Error::Conflict`] when the router has a member the fleet does not know.
+    pub async fn observe(&self) -> Result<Snapshot> {
+        let split = self.router.split().await?;
+        let fleet: BTreeMap<_, Target> = self.fleet.list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let mut pools = BTreeMap::new();
+        for pool in self.router.pools().await? {
+            let mut targets = Vec::new();
+            for member in self.router.members(&pool).await? {
+                let target = fleet.get(&member.id).cloned().ok_or_else(|| {
+                    Error::conflict(format!(
+                        "pool {pool} has member {} that fleet {} does not know",
+                        member.id,
+                        self.fleet.name()
+                    ))
+                })?;
+                targets.push(target);
+            }
+            pools.insert(pool, targets);
+        }
+        Ok(Snapshot { split, pools })
+    }
+
+    /// Validates `spec`, observes the backends and compiles the plan (the dry run). Hook steps
+    /// at points with no hook are left out.
+    ///
+    /// # Errors
+    /// As [`Spec::validate`] (before any backend call) and [`Plan::compile`].
+    pub async fn plan(&self, spec: &Spec) -> Result<Plan> {
+        spec.validate()?;
+        let before = self.observe().await?;
+        let mut plan = Plan::compile(spec, &before, &self.router.capabilities())?;
+        plan.steps.retain(|step| match step {
+            Step::Hook { point } => !self.hooks_at(&plan_spec_hooks(spec), *point).is_empty(),
+            _ => true,
+        });
+        Ok(plan)
+    }
+
+    /// Plans and runs `spec`.
+    ///
+    /// # Errors
+    /// Bad input and failures before the first change; see the type's docs.
+    pub async fn deploy(&self, spec: &Spec) -> Result<Outcome> {
+        let plan = self.plan(spec).await?;
+        Ok(self.run(&plan, &new_deployment_id(spec)).await)
+    }
+
+    /// Runs a compiled plan under `deployment_id`.
+    pub async fn run(&self, plan: &Plan, deployment_id: &str) -> Outcome {
+        self.control.reset();
+        let run = run::Run::new(self, plan, deployment_id);
+        run.execute().await
+    }
+
+    fn hooks_at(&self, spec_hooks: &[(HookPoint, Arc<dyn Hook>)], point: HookPoint) -> Vec<Arc<dyn Hook>> {
+        let mut hooks: Vec<Arc<dyn Hook>> =
+            spec_hooks.iter().filter(|(p, _)| *p == point).map(|(_, h)| h.clone()).collect();
+        hooks.extend(self.hooks.get(&point).into_iter().flatten().cloned());
+        hooks
+    }
+
+    fn analyses_for(&self, spec: &Spec) -> Vec<Arc<dyn Analysis>> {
+        let mut all: Vec<Arc<dyn Analysis>> = spec
+            .analyses
+            .iter()
+            .map(|a| -> Arc<dyn Analysis> {
+                match a {
+                    AnalysisSpec::HttpSuccessRate {
+                        url,
+                        min_success_percent,
+                        window,
+                        requests_per_check,
+                        min_requests,
+                        timeout,
+                    } => Arc::new(
+                        HttpSuccessRate::new(url.clone(), *min_success_percent, *window)
+                            .with_requests_per_check(*requests_per_check)
+                            .with_min_requests(*min_requests)
+                            .with_timeout(*timeout),
+                    ),
+                }
+            })
+            .collect();
+        all.extend(self.analyses.iter().cloned());
+        all
+    }
+}
+
+fn plan_spec_hooks(spec: &Spec) -> Vec<(HookPoint, Arc<dyn Hook>)> {
+    spec.hooks
+        .iter()
+        .map(|h| (h.point, Arc::new(CommandHook::new(h.command.clone(), h.timeout)) as Arc<dyn Hook>))
+        .collect()
+}
+
+fn new_deployment_id(spec: &Spec) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{}-{millis:x}{n:02x}", spec.service, spec.version)
+}

@@ -1,0 +1,234 @@
+//! One deployment attempt: event emission, retries, control-aware waiting, the step loop.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::control::ControlState;
+use super::{plan_spec_hooks, Executor, Outcome, Status};
+use crate::analysis::Analysis;
+use crate::error::{Error, Result};
+use crate::events::{Event, EventKind};
+use crate::hooks::{Hook, HookPoint};
+use crate::model::{MemberState, Version};
+use crate::plan::Plan;
+
+pub(super) struct Run<'a> {
+    pub(super) exec: &'a Executor,
+    pub(super) plan: &'a Plan,
+    pub(super) id: String,
+    started: Instant,
+    seq: Mutex<u64>,
+    control: watch::Receiver<ControlState>,
+    /// Set once the rollback begins: aborts no longer interrupt waits.
+    pub(super) rolling_back: AtomicBool,
+    promoted_seen: AtomicBool,
+    spec_hooks: Vec<(HookPoint, Arc<dyn Hook>)>,
+    pub(super) analyses: Vec<Arc<dyn Analysis>>,
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(exec: &'a Executor, plan: &'a Plan, id: &str) -> Self {
+        Self {
+            exec,
+            plan,
+            id: id.to_owned(),
+            started: Instant::now(),
+            seq: Mutex::new(0),
+            control: exec.control.subscribe(),
+            rolling_back: AtomicBool::new(false),
+            promoted_seen: AtomicBool::new(false),
+            spec_hooks: plan_spec_hooks(&plan.spec),
+            analyses: exec.analyses_for(&plan.spec),
+        }
+    }
+
+    pub(super) async fn execute(&self) -> Outcome {
+        let spec = &self.plan.spec;
+        self.emit(EventKind::DeploymentStarted {
+            service: spec.service.clone(),
+            strategy: spec.strategy.name().to_owned(),
+            from: self.plan.from_version.clone(),
+            to: spec.version.clone(),
+            steps: self.plan.steps.len(),
+        });
+        let mut completed = 0;
+        for (index, step) in self.plan.steps.iter().enumerate() {
+            let started = Instant::now();
+            let result = match self.checkpoint().await {
+                Ok(()) => {
+                    self.emit(EventKind::StepStarted { index, step: step.to_string() });
+                    self.run_step(step).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(error) = result {
+                let status = self.rollback(&error).await;
+                return self.finish(status, Some(error.to_string()), completed).await;
+            }
+            completed += 1;
+            self.emit(EventKind::StepCompleted { index, took: started.elapsed() });
+        }
+        self.finish(Status::Succeeded, None, completed).await
+    }
+
+    async fn finish(&self, status: Status, reason: Option<String>, steps_completed: usize) -> Outcome {
+        let (split, serving_versions) = self.serving().await.unwrap_or_default();
+        if status != Status::RollbackFailed {
+            self.emit(EventKind::SteadyState { split: split.clone(), versions: serving_versions.clone() });
+        }
+        self.emit(EventKind::DeploymentFinished { status, reason: reason.clone() });
+        Outcome {
+            deployment_id: self.id.clone(),
+            status,
+            reason,
+            split,
+            serving_versions,
+            steps_completed,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// The observed split and the versions of the members serving traffic.
+    async fn serving(&self) -> Result<(crate::Split, Vec<Version>)> {
+        let split = self.exec.router.split().await?;
+        let targets = self.fleet_map().await?;
+        let mut versions = Vec::new();
+        for pool in split.live_pools() {
+            for m in self.exec.router.members(pool).await? {
+                if m.state == MemberState::Serving {
+                    if let Some(t) = targets.get(&m.id) {
+                        if !versions.contains(&t.version) {
+                            versions.push(t.version.clone());
+                        }
+                    }
+                }
+            }
+        }
+        versions.sort();
+        Ok((split, versions))
+    }
+
+    /// Sends one event to every sink, in order.
+    pub(super) fn emit(&self, kind: EventKind) {
+        let mut seq = self.seq.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let event = Event { deployment_id: self.id.clone(), seq: *seq, at: self.started.elapsed(), kind };
+        *seq += 1;
+        for sink in &self.exec.sinks {
+            sink.emit(&event);
+        }
+    }
+
+    /// Calls a backend operation, repeating it with backoff while it fails retryably.
+    pub(super) async fn call<T, F, Fut>(&self, operation: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let policy = &self.plan.spec.retry;
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                    let backoff = policy.backoff(attempt);
+                    self.emit(EventKind::Retrying {
+                        operation: operation.to_owned(),
+                        attempt,
+                        error: e.to_string(),
+                        backoff,
+                    });
+                    self.sleep(backoff).await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn state(&self) -> ControlState {
+        *self.control.borrow()
+    }
+
+    fn abort_requested(&self) -> bool {
+        self.state().aborted && !self.rolling_back.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn promoted(&self) -> bool {
+        let promoted = self.state().promoted && !self.rolling_back.load(Ordering::SeqCst);
+        if promoted && !self.promoted_seen.swap(true, Ordering::SeqCst) {
+            self.emit(EventKind::Promoted);
+        }
+        promoted
+    }
+
+    pub(super) fn paused(&self) -> bool {
+        self.state().paused && !self.rolling_back.load(Ordering::SeqCst)
+    }
+
+    fn aborted(&self) -> Error {
+        self.emit(EventKind::AbortRequested);
+        Error::Aborted
+    }
+
+    /// Sleeps `duration`; an abort ends it with [`Error::Aborted`].
+    pub(super) async fn sleep(&self, duration: Duration) -> Result<()> {
+        let deadline = Instant::now() + duration;
+        let mut control = self.control.clone();
+        loop {
+            if self.abort_requested() {
+                return Err(self.aborted());
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ok(()),
+                changed = control.changed() => if changed.is_err() {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(());
+                },
+            }
+        }
+    }
+
+    /// Waits until the control state changes, or `limit` passes.
+    pub(super) async fn wait_for_control(&self, limit: Duration) -> Result<()> {
+        let mut control = self.control.clone();
+        control.mark_unchanged();
+        tokio::select! {
+            () = tokio::time::sleep(limit) => {}
+            _ = control.changed() => {}
+        }
+        if self.abort_requested() {
+            return Err(self.aborted());
+        }
+        Ok(())
+    }
+
+    /// Between steps: stop on abort, hold while paused.
+    async fn checkpoint(&self) -> Result<()> {
+        if self.abort_requested() {
+            return Err(self.aborted());
+        }
+        self.hold_while_paused().await
+    }
+
+    /// Holds while the operator has paused the deployment.
+    pub(super) async fn hold_while_paused(&self) -> Result<()> {
+        if !self.paused() {
+            return Ok(());
+        }
+        self.emit(EventKind::Paused { reason: "paused by operator".to_owned() });
+        while self.paused() {
+            self.wait_for_control(Duration::from_secs(3600)).await?;
+        }
+        self.emit(EventKind::Resumed);
+        Ok(())
+    }
+
+    pub(super) fn hooks_at(&self, point: HookPoint) -> Vec<Arc<dyn Hook>> {
+        self.exec.hooks_at(&self.spec_hooks, point)
+    }
+}

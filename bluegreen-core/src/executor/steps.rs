@@ -1,0 +1,377 @@
+//! Each plan step as an "ensure": observe, do what is missing, read back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use tokio::time::Instant;
+
+use super::run::Run;
+use crate::error::{Error, Result};
+use crate::events::EventKind;
+use crate::fleet::ProvisionRequest;
+use crate::hooks::{HookContext, HookPoint};
+use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
+use crate::plan::{Step, TargetSet};
+use crate::router::DrainReport;
+
+impl Run<'_> {
+    pub(super) async fn run_step(&self, step: &Step) -> Result<()> {
+        match step {
+            Step::Hook { point } => self.run_hooks(*point).await,
+            Step::Provision { pool: _, version, count, zones, tag } => {
+                self.provision(version, *count, zones, tag).await
+            }
+            Step::AwaitHealthy { targets } => {
+                let targets = self.resolve(targets).await?;
+                self.await_all_healthy(&targets).await
+            }
+            Step::Attach { pool, targets } => {
+                let targets = self.resolve(targets).await?;
+                self.attach(pool, &targets).await
+            }
+            Step::TestTraffic { duration, targets } | Step::Bake { duration, watch: targets } => {
+                let targets = self.resolve(targets).await?;
+                self.watch(*duration, &targets).await
+            }
+            Step::ShiftTraffic { split } => self.shift(split).await,
+            Step::Pause { duration, reason } => self.pause(*duration, reason).await,
+            Step::Drain { pool, targets, timeout } => self.drain(pool, &self.ids(targets).await?, *timeout).await,
+            Step::Detach { pool, targets } => self.detach(pool, &self.ids(targets).await?).await,
+            Step::Retire { targets } => self.retire(&self.ids(targets).await?).await,
+            Step::UpdateBatch { pool, targets, version, drain_timeout, .. } => {
+                self.update_batch(pool, targets, version, *drain_timeout).await
+            }
+        }
+    }
+
+    /// The targets of a set that exist in the fleet.
+    pub(super) async fn resolve(&self, set: &TargetSet) -> Result<Vec<Target>> {
+        let fleet = self.fleet_map().await?;
+        Ok(match set {
+            TargetSet::Ids(ids) => ids.iter().filter_map(|id| fleet.get(id).cloned()).collect(),
+            TargetSet::Tagged(tag) => fleet.into_values().filter(|t| t.tag.as_deref() == Some(tag.as_str())).collect(),
+        })
+    }
+
+    async fn ids(&self, set: &TargetSet) -> Result<Vec<TargetId>> {
+        Ok(match set {
+            TargetSet::Ids(ids) => ids.clone(),
+            TargetSet::Tagged(_) => self.resolve(set).await?.into_iter().map(|t| t.id).collect(),
+        })
+    }
+
+    async fn run_hooks(&self, point: HookPoint) -> Result<()> {
+        let hooks = self.hooks_at(point);
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let candidates = self.resolve(&self.candidate_set()).await?;
+        let context = HookContext {
+            point,
+            deployment_id: self.id.clone(),
+            service: self.plan.spec.service.clone(),
+            version: self.plan.spec.version.to_string(),
+            previous_version: self.plan.from_version.as_ref().map(ToString::to_string),
+            stable_pool: self.plan.stable_pool.to_string(),
+            candidate_pool: self.plan.candidate_pool.to_string(),
+            candidate_addresses: candidates.into_iter().map(|t| t.address).collect(),
+        };
+        for hook in hooks {
+            let result = hook.run(&context).await;
+            let (ok, output) = match &result {
+                Ok(out) => (true, out.output.clone()),
+                Err(e) => (false, e.to_string()),
+            };
+            self.emit(EventKind::HookFinished { point: point.to_string(), hook: hook.name(), ok, output });
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The new version's targets: the candidate pool's tag, or (rolling) every target of the version.
+    fn candidate_set(&self) -> TargetSet {
+        let spec = &self.plan.spec;
+        if self.plan.shifts_traffic() {
+            TargetSet::Tagged(format!("{}/{}/{}", spec.service, spec.version, self.plan.candidate_pool))
+        } else {
+            let ids = self.plan.before.targets(&self.plan.stable_pool).iter().map(|t| t.id.clone()).collect();
+            TargetSet::Ids(ids)
+        }
+    }
+
+    async fn provision(&self, version: &Version, count: usize, zones: &[String], tag: &str) -> Result<()> {
+        let before = self.resolve(&TargetSet::Tagged(tag.to_owned())).await?;
+        if before.len() >= count {
+            return Ok(());
+        }
+        let request = ProvisionRequest { version: version.clone(), count, zones: zones.to_vec(), tag: tag.to_owned() };
+        let all = self.call("provision", || self.exec.fleet.provision(&request)).await?;
+        let started: Vec<TargetId> =
+            all.iter().filter(|t| !before.iter().any(|b| b.id == t.id)).map(|t| t.id.clone()).collect();
+        self.emit(EventKind::TargetsStarted { version: version.clone(), targets: started });
+        let now = self.resolve(&TargetSet::Tagged(tag.to_owned())).await?;
+        if now.len() < count || now.iter().any(|t| t.version != *version) {
+            return Err(Error::ReadBackMismatch {
+                what: format!("targets tagged {tag}"),
+                expected: format!("{count} of {version}"),
+                observed: format!("{} ({})", now.len(), versions(&now)),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn attach(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
+        let states = self.member_states(pool).await?;
+        let missing: Vec<Target> =
+            targets.iter().filter(|t| states.get(&t.id) != Some(&MemberState::Serving)).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.call("register targets", || self.exec.router.add_targets(pool, &missing)).await?;
+        let ids: Vec<TargetId> = missing.iter().map(|t| t.id.clone()).collect();
+        self.verify_states(pool, &ids, |s| s == Some(MemberState::Serving), "serving").await?;
+        self.emit(EventKind::TargetsRegistered { pool: pool.clone(), targets: ids });
+        Ok(())
+    }
+
+    /// Reads `pool` back and checks every target's state with `ok`.
+    async fn verify_states(
+        &self,
+        pool: &PoolName,
+        ids: &[TargetId],
+        ok: impl Fn(Option<MemberState>) -> bool,
+        expected: &str,
+    ) -> Result<()> {
+        let states = self.member_states(pool).await?;
+        for id in ids {
+            let state = states.get(id).copied();
+            if !ok(state) {
+                return Err(Error::ReadBackMismatch {
+                    what: format!("target {id} in pool {pool}"),
+                    expected: expected.to_owned(),
+                    observed: state.map_or_else(|| "not a member".to_owned(), |s| format!("{s:?}").to_lowercase()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn shift(&self, split: &Split) -> Result<()> {
+        let router = &self.exec.router;
+        let current = self.call("read split", || router.split()).await?;
+        if !current.same_traffic(split) {
+            self.ensure_pools_can_serve(split).await?;
+            self.call("set split", || router.set_split(split)).await?;
+            let observed = self.call("read split", || router.split()).await?;
+            if !observed.same_traffic(split) {
+                return Err(Error::ReadBackMismatch {
+                    what: "split".to_owned(),
+                    expected: split.to_string(),
+                    observed: observed.to_string(),
+                });
+            }
+            self.emit(EventKind::TrafficShifted { from: current, to: observed });
+        }
+        let delay = self.plan.propagation_delay;
+        if !delay.is_zero() {
+            self.emit(EventKind::AwaitingPropagation { wait: delay });
+            self.sleep(delay).await?;
+        }
+        Ok(())
+    }
+
+    async fn pause(&self, duration: Option<Duration>, reason: &str) -> Result<()> {
+        if self.promoted() {
+            return Ok(());
+        }
+        self.emit(EventKind::Paused { reason: reason.to_owned() });
+        match duration {
+            Some(duration) => {
+                let end = Instant::now() + duration;
+                while Instant::now() < end && !self.promoted() {
+                    self.wait_for_control(end - Instant::now()).await?;
+                }
+            }
+            None => {
+                // A manual pause ends on resume or promote: wait for the operator to pause
+                // and resume, or to promote.
+                let mut was_paused = self.paused();
+                loop {
+                    self.wait_for_control(Duration::from_secs(3600)).await?;
+                    if self.promoted() || (was_paused && !self.paused()) {
+                        break;
+                    }
+                    was_paused = was_paused || self.paused();
+                }
+            }
+        }
+        self.emit(EventKind::Resumed);
+        Ok(())
+    }
+
+    /// Drains the members of `ids` still serving in `pool`, each target on its own when the
+    /// router can, so one slow target does not hold the others.
+    pub(super) async fn drain(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<()> {
+        let states = self.member_states(pool).await?;
+        let todo: Vec<TargetId> = ids
+            .iter()
+            .filter(|id| matches!(states.get(*id), Some(MemberState::Serving | MemberState::Draining)))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        self.ensure_capacity_without(&todo).await?;
+        self.emit(EventKind::DrainStarted { pool: pool.clone(), targets: todo.clone() });
+        let started = Instant::now();
+        if self.exec.router.capabilities().per_target_drain {
+            try_join_all(todo.iter().map(|id| self.drain_one_group(pool, std::slice::from_ref(id), timeout))).await?;
+        } else {
+            self.drain_one_group(pool, &todo, timeout).await?;
+        }
+        // Clients of a router with a propagation delay (DNS) keep the old answer that long.
+        let delay = self.plan.propagation_delay;
+        if started.elapsed() < delay {
+            self.sleep(delay - started.elapsed()).await?;
+        }
+        self.verify_states(pool, &todo, |s| s != Some(MemberState::Serving), "not serving").await
+    }
+
+    async fn drain_one_group(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<DrainReport> {
+        let report = self.call("drain", || self.exec.router.drain(pool, ids, timeout)).await?;
+        self.emit(EventKind::TargetsDrained {
+            pool: pool.clone(),
+            targets: ids.to_vec(),
+            in_flight_at_start: report.in_flight_at_start,
+            in_flight_at_end: report.in_flight_at_end,
+            timed_out: report.timed_out,
+        });
+        Ok(report)
+    }
+
+    pub(super) async fn detach(&self, pool: &PoolName, ids: &[TargetId]) -> Result<()> {
+        let states = self.member_states(pool).await?;
+        let present: Vec<TargetId> = ids.iter().filter(|id| states.contains_key(*id)).cloned().collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        if let Some(serving) = present.iter().find(|id| states.get(*id) == Some(&MemberState::Serving)) {
+            return Err(Error::conflict(format!(
+                "target {serving} in pool {pool} still serves; it must be drained first"
+            )));
+        }
+        self.call("deregister targets", || self.exec.router.remove_targets(pool, &present)).await?;
+        self.verify_states(pool, &present, |s| s.is_none(), "not a member").await?;
+        self.emit(EventKind::TargetsDeregistered { pool: pool.clone(), targets: present });
+        Ok(())
+    }
+
+    /// Invariant 3: refuses to stop a target any pool still sends requests to.
+    pub(super) async fn retire(&self, ids: &[TargetId]) -> Result<()> {
+        let fleet = self.fleet_map().await?;
+        let present: Vec<TargetId> = ids.iter().filter(|id| fleet.contains_key(*id)).cloned().collect();
+        if present.is_empty() {
+            return Ok(());
+        }
+        self.ensure_not_serving(&present).await?;
+        self.call("stop targets", || self.exec.fleet.retire(&present)).await?;
+        let after = self.fleet_map().await?;
+        if let Some(left) = present.iter().find(|id| after.contains_key(*id)) {
+            return Err(Error::ReadBackMismatch {
+                what: format!("target {left}"),
+                expected: "stopped".to_owned(),
+                observed: "still running".to_owned(),
+            });
+        }
+        self.emit(EventKind::TargetsStopped { targets: present });
+        Ok(())
+    }
+
+    async fn ensure_not_serving(&self, ids: &[TargetId]) -> Result<()> {
+        let pools = self.call("list pools", || self.exec.router.pools()).await?;
+        for pool in &pools {
+            let states = self.member_states(pool).await?;
+            if let Some(id) = ids.iter().find(|id| states.get(*id) == Some(&MemberState::Serving)) {
+                return Err(Error::conflict(format!(
+                    "target {id} still serves in pool {pool}; it must be drained first"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates a batch in place; each target goes drain → update → health gate → re-enable
+    /// on its own, so a drained target does not wait for its batch partners.
+    pub(super) async fn update_batch(
+        &self,
+        pool: &PoolName,
+        ids: &[TargetId],
+        version: &Version,
+        drain_timeout: Duration,
+    ) -> Result<()> {
+        let fleet = self.fleet_map().await?;
+        let states = self.member_states(pool).await?;
+        let todo: Vec<Target> = ids
+            .iter()
+            .filter_map(|id| fleet.get(id))
+            .filter(|t| !(t.version == *version && states.get(&t.id) == Some(&MemberState::Serving)))
+            .cloned()
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let serving: Vec<TargetId> =
+            todo.iter().filter(|t| states.get(&t.id) == Some(&MemberState::Serving)).map(|t| t.id.clone()).collect();
+        self.ensure_capacity_without(&serving).await?;
+        if !serving.is_empty() {
+            self.emit(EventKind::DrainStarted { pool: pool.clone(), targets: serving.clone() });
+        }
+        let states = &states;
+        try_join_all(todo.iter().map(|t| self.update_one(pool, t, states, version, drain_timeout))).await?;
+        let ids: Vec<TargetId> = todo.iter().map(|t| t.id.clone()).collect();
+        self.verify_states(pool, &ids, |s| s == Some(MemberState::Serving), "serving").await
+    }
+
+    async fn update_one(
+        &self,
+        pool: &PoolName,
+        target: &Target,
+        states: &BTreeMap<TargetId, MemberState>,
+        version: &Version,
+        drain_timeout: Duration,
+    ) -> Result<()> {
+        let id = std::slice::from_ref(&target.id);
+        if matches!(states.get(&target.id), Some(MemberState::Serving | MemberState::Draining)) {
+            self.drain_one_group(pool, id, drain_timeout).await?;
+        }
+        let mut target = target.clone();
+        if target.version != *version {
+            let updated = self.call("update target", || self.exec.fleet.update(&target.id, version)).await?;
+            if updated.version != *version {
+                return Err(Error::ReadBackMismatch {
+                    what: format!("target {}", target.id),
+                    expected: version.to_string(),
+                    observed: updated.version.to_string(),
+                });
+            }
+            self.emit(EventKind::TargetUpdated {
+                target: target.id.clone(),
+                from: target.version.clone(),
+                to: version.clone(),
+            });
+            target = updated;
+        }
+        self.await_healthy(&target).await?;
+        self.call("re-enable target", || self.exec.router.add_targets(pool, std::slice::from_ref(&target))).await?;
+        self.emit(EventKind::TargetsRegistered { pool: pool.clone(), targets: id.to_vec() });
+        Ok(())
+    }
+}
+
+fn versions(targets: &[Target]) -> String {
+    let mut v: Vec<&str> = targets.iter().map(|t| t.version.as_str()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(", ")
+}

@@ -1,0 +1,60 @@
+//! The [`Fleet`] trait: what owns capacity.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::{Target, TargetId, Version};
+
+/// A request for targets of one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    /// The version to run.
+    pub version: Version,
+    /// How many targets with this `tag` must exist when the call returns.
+    pub count: usize,
+    /// Zones to spread the targets over, round-robin; empty means the fleet chooses.
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// A label stored on each target, unique per deployment step. Provisioning is "ensure":
+    /// targets already carrying this tag count towards `count`, so a re-run creates only
+    /// what is missing.
+    pub tag: String,
+}
+
+/// Owns capacity: starts, updates, stops and lists targets.
+///
+/// # Guarantees (what an implementation must provide)
+/// - [`provision`](Fleet::provision) is "ensure": it returns every target carrying the
+///   request's tag, creating only the missing ones, so a re-run never doubles capacity.
+/// - [`retire`](Fleet::retire) of a target that is already gone succeeds.
+/// - [`update`](Fleet::update) of a target already on the version succeeds without a restart.
+/// - [`list`](Fleet::list) reads the fleet, not a cache.
+///
+/// # Assumptions
+/// - The executor drains a target in the router before it calls `update` or `retire`.
+///
+/// # Errors
+/// - [`Error::NotFound`](crate::Error::NotFound) for an unknown target in `update`.
+/// - [`Error::Invalid`](crate::Error::Invalid) for a version the fleet cannot run.
+/// - [`Error::Backend`](crate::Error::Backend), retryable or not, as for [`Router`](crate::Router).
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Fleet: Send + Sync + Debug {
+    /// A short name for events and errors.
+    fn name(&self) -> &str;
+
+    /// Ensures `request.count` targets of `request.version` tagged `request.tag` exist.
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>>;
+
+    /// Moves one target to `version` in place (restart with the new software).
+    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target>;
+
+    /// Stops and removes `targets`.
+    async fn retire(&self, targets: &[TargetId]) -> Result<()>;
+
+    /// Every target the fleet runs.
+    async fn list(&self) -> Result<Vec<Target>>;
+}

@@ -1,0 +1,71 @@
+//! # bluegreen-core
+//!
+//! The engine of bluegreen: zero-downtime releases (blue-green, canary, linear, rolling) over
+//! pluggable backends.
+//!
+//! - The nouns: [`Target`], pools ([`PoolName`]), [`Split`], [`Version`].
+//! - The traits a backend implements: [`Router`] (moves traffic), [`Fleet`] (owns capacity),
+//!   [`HealthProbe`] (is one target healthy?).
+//! - A [`Spec`] (serde) is validated and compiled into a [`Plan`] of plain-data [`Step`]s
+//!   against a [`Snapshot`] of what the backends serve; [`Plan::timeline`] is the dry run.
+//! - The [`Executor`] runs a plan: health gates, bakes with [`Analysis`], [`Hook`]s, drains,
+//!   retries, and a rollback computed from where it stands; a [`Control`] handle steers it.
+//! - Every change is an [`Event`] sent to [`EventSink`]s.
+//! - [`sim`] is a simulated router, fleet and probe with an invariant checker, for testing
+//!   strategies without a cloud account.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use bluegreen_core::{sim::Sim, Executor, Rolling, Spec, Status, Strategy};
+//!
+//! // Ten servers of v1 behind one pool; update them two at a time.
+//! let sim = Sim::builder().pool("blue", 10, "v1").build();
+//! let executor = Executor::builder(sim.router(), sim.fleet(), sim.probe()).build();
+//! let spec = Spec::new("web", "v2", Strategy::Rolling(Rolling::in_place(2)));
+//! let outcome = executor.deploy(&spec).await.unwrap();
+//! assert_eq!(outcome.status, Status::Succeeded);
+//! assert!(sim.violations().is_empty());
+//! # }
+//! ```
+
+pub mod analysis;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+pub mod events;
+mod executor;
+mod fleet;
+pub mod hooks;
+mod model;
+mod plan;
+pub mod probe;
+mod router;
+pub mod sim;
+mod spec;
+
+pub use analysis::{Analysis, AnalysisContext, FnAnalysis, HttpSuccessRate, Verdict};
+pub use error::{BoxError, Error, Result};
+pub use events::{ChannelSink, Event, EventKind, EventSink, JsonLinesSink, MemorySink, TracingSink};
+pub use executor::{Control, Executor, ExecutorBuilder, Outcome, Status};
+#[cfg(feature = "mock")]
+pub use fleet::MockFleet;
+pub use fleet::{Fleet, ProvisionRequest};
+pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint};
+pub use model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
+pub use plan::{Plan, Snapshot, Step, TargetSet, Timeline, TimelineRow};
+#[cfg(feature = "mock")]
+pub use probe::MockHealthProbe;
+pub use probe::{FnProbe, Health, HealthProbe, HttpProbe, TcpProbe};
+#[cfg(feature = "mock")]
+pub use router::MockRouter;
+pub use router::{Capabilities, DrainReport, Router};
+pub use spec::{
+    AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, DrainPolicy, HealthPolicy, Linear, OldUnhealthyPolicy,
+    Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling, RollingMode, ShiftStep, Spec, Strategy,
+};
+
+/// Compile-time check that the backend traits stay object-safe (usable as `Arc<dyn …>`).
+#[allow(dead_code)]
+fn _object_safe(_: &dyn Router, _: &dyn Fleet, _: &dyn HealthProbe, _: &dyn Hook, _: &dyn Analysis, _: &dyn EventSink) {
+}

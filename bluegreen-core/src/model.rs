@@ -1,0 +1,168 @@
+//! The nouns: targets, pools, versions and the traffic split.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A serving unit's identity, unique within one fleet (`i-0abc`, a task ARN, `web-3`).
+    TargetId
+);
+name_type!(
+    /// A pool's name: a group of targets a router weights as one (`blue`, a target group ARN).
+    PoolName
+);
+name_type!(
+    /// A software version (`v87`, an image tag, a task definition revision).
+    Version
+);
+
+/// One serving unit: a task, an instance, a VM, a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Unique id within the fleet.
+    pub id: TargetId,
+    /// Where it listens (`10.0.1.7:8080`).
+    pub address: String,
+    /// Availability zone or failure domain, if the fleet knows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// The version it runs.
+    pub version: Version,
+    /// The provisioning tag it was created with (see [`ProvisionRequest::tag`](crate::ProvisionRequest)),
+    /// which lets a re-run step find the targets an earlier run already created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// How a router treats one member of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberState {
+    /// Receives new requests.
+    Serving,
+    /// Receives no new requests; in-flight ones are finishing.
+    Draining,
+    /// Receives no requests (drained or in maintenance), still a member.
+    Disabled,
+}
+
+/// A pool member as the router reports it: what it actually serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The target.
+    pub id: TargetId,
+    /// Its state in the router.
+    pub state: MemberState,
+    /// Requests or connections in flight, when the router can count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
+}
+
+/// Traffic weights over pools, in percent, summing to 100.
+///
+/// ```
+/// use bluegreen_core::Split;
+/// let split = Split::new([("blue", 90), ("green", 10)]).unwrap();
+/// assert_eq!(split.weight(&"green".into()), 10);
+/// assert_eq!(split.to_string(), "blue 90% / green 10%");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Split(BTreeMap<PoolName, u32>);
+
+impl Split {
+    /// A split from `(pool, percent)` pairs; refused unless the weights sum to 100.
+    pub fn new<P: Into<PoolName>>(weights: impl IntoIterator<Item = (P, u32)>) -> Result<Self> {
+        let split = Self(weights.into_iter().map(|(p, w)| (p.into(), w)).collect());
+        split.validate("split")?;
+        Ok(split)
+    }
+
+    /// All traffic to one pool.
+    pub fn all_to(pool: &PoolName) -> Self {
+        Self(BTreeMap::from([(pool.clone(), 100)]))
+    }
+
+    /// `candidate` gets `percent`, `stable` the rest (pools at 0 are kept, so read-back compares).
+    pub fn between(stable: &PoolName, candidate: &PoolName, percent: u32) -> Self {
+        Self(BTreeMap::from([(stable.clone(), 100 - percent.min(100)), (candidate.clone(), percent.min(100))]))
+    }
+
+    /// Checks that the weights sum to 100; `field` names the spec field in the error.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let total: u32 = self.0.values().sum();
+        if self.0.is_empty() {
+            return Err(Error::invalid(field, "a split needs at least one pool"));
+        }
+        if total != 100 {
+            return Err(Error::invalid(field, format!("weights sum to {total}, not 100")));
+        }
+        Ok(())
+    }
+
+    /// The weight of `pool` (0 if absent).
+    pub fn weight(&self, pool: &PoolName) -> u32 {
+        self.0.get(pool).copied().unwrap_or(0)
+    }
+
+    /// `(pool, weight)` pairs in pool-name order, including zero weights.
+    pub fn iter(&self) -> impl Iterator<Item = (&PoolName, u32)> {
+        self.0.iter().map(|(p, w)| (p, *w))
+    }
+
+    /// Pools that receive traffic (weight above 0).
+    pub fn live_pools(&self) -> impl Iterator<Item = &PoolName> {
+        self.0.iter().filter(|(_, w)| **w > 0).map(|(p, _)| p)
+    }
+
+    /// Whether two splits send the same traffic (pools at 0 and absent pools are equal).
+    pub fn same_traffic(&self, other: &Split) -> bool {
+        let pools = self.0.keys().chain(other.0.keys());
+        pools.into_iter().all(|p| self.weight(p) == other.weight(p))
+    }
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(p, w)| format!("{p} {w}%")).collect();
+        f.write_str(&parts.join(" / "))
+    }
+}

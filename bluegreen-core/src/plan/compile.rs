@@ -1,0 +1,309 @@
+//! Compiling a spec into a plan against what the backends serve.
+
+use std::collections::BTreeMap;
+
+use super::{Plan, Snapshot, Step, TargetSet};
+use crate::error::{Error, Result};
+use crate::hooks::HookPoint;
+use crate::model::{PoolName, Split, Target, TargetId, Version};
+use crate::router::Capabilities;
+use crate::spec::{Rolling, RollingMode, Spec, Strategy};
+
+impl Plan {
+    /// Compiles `spec` against `before` for a router with `capabilities`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a spec that cannot work on these backends (unknown pool, batch
+    /// larger than the pool, a weight the router cannot express, a capacity floor the batch
+    /// breaks), [`Error::Conflict`] when the backends show an unfinished deploy. Nothing is
+    /// called on any backend.
+    pub fn compile(spec: &Spec, before: &Snapshot, capabilities: &Capabilities) -> Result<Plan> {
+        spec.validate()?;
+        for (i, pool) in spec.pools.iter().enumerate() {
+            if !before.pools.contains_key(pool) {
+                let known: Vec<&str> = before.pools.keys().map(PoolName::as_str).collect();
+                return Err(Error::invalid(
+                    format!("pools[{i}]"),
+                    format!("the router has no pool {:?} (it has: {})", pool.as_str(), known.join(", ")),
+                ));
+            }
+        }
+        let stable = live_pool(spec, before)?;
+        let stable_targets = before.targets(&stable);
+        if stable_targets.is_empty() {
+            return Err(Error::invalid("pools", format!("the live pool {stable} has no targets to replace")));
+        }
+        let mut plan = Plan {
+            spec: spec.clone(),
+            from_version: most_common_version(stable_targets),
+            stable_pool: stable.clone(),
+            candidate_pool: stable.clone(),
+            before: before.clone(),
+            capacity_floor: 0,
+            batch_size: 1,
+            propagation_delay: capabilities.propagation_delay,
+            steps: Vec::new(),
+        };
+        match &spec.strategy {
+            Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling)?,
+            _ => compile_shift(&mut plan, capabilities)?,
+        }
+        Ok(plan)
+    }
+}
+
+/// The pool carrying all traffic, which must be one of the spec's pools.
+fn live_pool(spec: &Spec, before: &Snapshot) -> Result<PoolName> {
+    let live: Vec<&PoolName> = spec.pools.iter().filter(|p| before.split.weight(p) == 100).collect();
+    match live.as_slice() {
+        [pool] => Ok((*pool).clone()),
+        _ if before.split.live_pools().count() > 1 => Err(Error::conflict(format!(
+            "the router splits traffic {}: an earlier deployment did not finish; resume or roll it back first",
+            before.split
+        ))),
+        _ => Err(Error::invalid(
+            "pools",
+            format!(
+                "none of the pools {:?} carries all traffic (the router serves {})",
+                names(&spec.pools),
+                before.split
+            ),
+        )),
+    }
+}
+
+fn names(pools: &[PoolName]) -> Vec<&str> {
+    pools.iter().map(PoolName::as_str).collect()
+}
+
+fn most_common_version(targets: &[Target]) -> Option<Version> {
+    let mut counts: BTreeMap<&Version, usize> = BTreeMap::new();
+    for t in targets {
+        *counts.entry(&t.version).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(v, _)| v.clone())
+}
+
+fn ids(targets: &[Target]) -> Vec<TargetId> {
+    targets.iter().map(|t| t.id.clone()).collect()
+}
+
+fn tag(spec: &Spec, name: &str) -> String {
+    format!("{}/{}/{name}", spec.service, spec.version)
+}
+
+fn zones_of(targets: &[Target]) -> Vec<String> {
+    let mut zones: Vec<String> = targets.iter().filter_map(|t| t.zone.clone()).collect();
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
+/// Blue-green, canary and linear: a full new pool, traffic moved in steps, the old pool retired.
+fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
+    let spec = plan.spec.clone();
+    let stable = plan.stable_pool.clone();
+    let candidate = spec.pools.iter().find(|p| **p != stable).cloned().expect("validated: two pools");
+    let leftovers = plan.before.targets(&candidate);
+    if !leftovers.is_empty() {
+        return Err(Error::conflict(format!(
+            "pool {candidate} still has {} target(s) ({}): an earlier deployment did not finish; resume or roll it back first",
+            leftovers.len(),
+            leftovers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let old = ids(plan.before.targets(&stable));
+    let replicas = spec.replicas.unwrap_or(old.len());
+    let zones = if spec.zones.is_empty() { zones_of(plan.before.targets(&stable)) } else { spec.zones.clone() };
+    let steps = spec.shift_steps();
+    for (i, step) in steps.iter().enumerate() {
+        let field = if matches!(spec.strategy, Strategy::Canary(_)) {
+            format!("strategy.steps[{i}].percent")
+        } else {
+            "strategy".to_owned()
+        };
+        if step.percent < 100 && !capabilities.weighted_split {
+            return Err(Error::invalid(
+                field,
+                format!("the router cannot split by weight, so {}% is impossible", step.percent),
+            ));
+        }
+        if step.percent % capabilities.weight_granularity != 0 {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "{}% is not a multiple of the router's {}% weight step",
+                    step.percent, capabilities.weight_granularity
+                ),
+            ));
+        }
+    }
+
+    plan.candidate_pool = candidate.clone();
+    plan.capacity_floor = old.len().min(replicas);
+    plan.batch_size = replicas;
+    let new = TargetSet::Tagged(tag(&spec, &candidate.0));
+    let s = &mut plan.steps;
+    s.push(Step::Hook { point: HookPoint::BeforeProvision });
+    s.push(Step::Provision {
+        pool: candidate.clone(),
+        version: spec.version.clone(),
+        count: replicas,
+        zones,
+        tag: tag(&spec, &candidate.0),
+    });
+    s.push(Step::AwaitHealthy { targets: new.clone() });
+    s.push(Step::Attach { pool: candidate.clone(), targets: new.clone() });
+    if let Strategy::BlueGreen(bg) = &spec.strategy {
+        if !bg.test_for.is_zero() {
+            s.push(Step::TestTraffic { duration: bg.test_for, targets: new.clone() });
+        }
+    }
+    s.push(Step::Hook { point: HookPoint::AfterTestTraffic });
+    s.push(Step::Hook { point: HookPoint::BeforeTraffic });
+    for step in &steps {
+        s.push(Step::ShiftTraffic { split: Split::between(&stable, &candidate, step.percent) });
+        if step.percent == 100 {
+            s.push(Step::Hook { point: HookPoint::AfterSwitch });
+        }
+        if !step.bake.is_zero() {
+            s.push(Step::Bake { duration: step.bake, watch: new.clone() });
+        }
+    }
+    if let Strategy::BlueGreen(bg) = &spec.strategy {
+        if !bg.keep_old_for.is_zero() {
+            s.push(Step::Pause {
+                duration: Some(bg.keep_old_for),
+                reason: format!("keep pool {stable} warm for an instant rollback"),
+            });
+        }
+    }
+    let old = TargetSet::Ids(old);
+    s.push(Step::Drain { pool: stable.clone(), targets: old.clone(), timeout: spec.drain.timeout });
+    s.push(Step::Detach { pool: stable, targets: old.clone() });
+    s.push(Step::Retire { targets: old });
+    s.push(Step::Hook { point: HookPoint::AfterDeploy });
+    Ok(())
+}
+
+/// Rolling: the live pool's targets in batches, in place or replaced.
+fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
+    let spec = plan.spec.clone();
+    let pool = plan.stable_pool.clone();
+    let targets = plan.before.targets(&pool).to_vec();
+    let total = targets.len();
+    let batch = rolling.batch.of(total);
+    if batch > total {
+        return Err(Error::invalid(
+            "strategy.batch",
+            format!("a batch of {batch} is larger than pool {pool}'s {total} target(s)"),
+        ));
+    }
+    let (surge, unavailable) = match rolling.mode {
+        RollingMode::InPlace => (0, batch),
+        RollingMode::Replace => {
+            let surge = rolling.max_surge.map_or(batch, |s| s.of(total)).min(batch);
+            (surge, batch - surge)
+        }
+    };
+    let allowed = rolling.max_unavailable.map_or(usize::MAX, |u| u.of(total));
+    let allowed = if rolling.mode == RollingMode::Replace && rolling.max_unavailable.is_none() { 0 } else { allowed };
+    if unavailable > allowed {
+        return Err(Error::invalid(
+            "strategy.max_unavailable",
+            format!("each batch takes {unavailable} target(s) out of service but max_unavailable allows {allowed}"),
+        ));
+    }
+    let floor = match rolling.min_healthy_percent {
+        Some(p) => (total * p as usize).div_ceil(100),
+        None => total - unavailable,
+    };
+    if total - unavailable < floor {
+        return Err(Error::invalid(
+            "strategy.min_healthy_percent",
+            format!(
+                "batches of {batch} leave {} of {total} target(s) serving, below the floor of {floor} ({}%)",
+                total - unavailable,
+                rolling.min_healthy_percent.unwrap_or(100)
+            ),
+        ));
+    }
+    plan.capacity_floor = floor;
+    plan.batch_size = batch;
+
+    let order = if rolling.zone_balanced { interleave_zones(&targets) } else { targets };
+    let batches: Vec<&[Target]> = order.chunks(batch).collect();
+    let s = &mut plan.steps;
+    s.push(Step::Hook { point: HookPoint::BeforeProvision });
+    s.push(Step::Hook { point: HookPoint::BeforeTraffic });
+    let mut done: Vec<TargetId> = Vec::new();
+    for (i, members) in batches.iter().enumerate() {
+        let n = i + 1;
+        match rolling.mode {
+            RollingMode::InPlace => {
+                s.push(Step::UpdateBatch {
+                    pool: pool.clone(),
+                    batch: n,
+                    of: batches.len(),
+                    targets: ids(members),
+                    version: spec.version.clone(),
+                    drain_timeout: spec.drain.timeout,
+                });
+                done.extend(ids(members));
+            }
+            RollingMode::Replace => {
+                let surge_now = surge.min(members.len());
+                let provision = |s: &mut Vec<Step>, count: usize, zones: Vec<String>, name: String| {
+                    let tag = tag(&spec, &name);
+                    s.push(Step::Provision {
+                        pool: pool.clone(),
+                        version: spec.version.clone(),
+                        count,
+                        zones,
+                        tag: tag.clone(),
+                    });
+                    s.push(Step::AwaitHealthy { targets: TargetSet::Tagged(tag.clone()) });
+                    s.push(Step::Attach { pool: pool.clone(), targets: TargetSet::Tagged(tag) });
+                };
+                if surge_now > 0 {
+                    provision(s, surge_now, zones_of(&members[..surge_now]), format!("batch-{n}-surge"));
+                }
+                let old = TargetSet::Ids(ids(members));
+                s.push(Step::Drain { pool: pool.clone(), targets: old.clone(), timeout: spec.drain.timeout });
+                s.push(Step::Detach { pool: pool.clone(), targets: old.clone() });
+                s.push(Step::Retire { targets: old });
+                if members.len() > surge_now {
+                    provision(s, members.len() - surge_now, zones_of(&members[surge_now..]), format!("batch-{n}"));
+                }
+            }
+        }
+        if !rolling.bake_between_batches.is_zero() && n < batches.len() {
+            let watch = match rolling.mode {
+                RollingMode::InPlace => TargetSet::Ids(done.clone()),
+                RollingMode::Replace => TargetSet::Tagged(tag(&spec, &format!("batch-{n}"))),
+            };
+            s.push(Step::Bake { duration: rolling.bake_between_batches, watch });
+        }
+    }
+    s.push(Step::Hook { point: HookPoint::AfterSwitch });
+    s.push(Step::Hook { point: HookPoint::AfterDeploy });
+    Ok(())
+}
+
+/// Orders targets so that consecutive ones come from different zones in turn, so every batch
+/// takes from each zone rather than emptying one.
+fn interleave_zones(targets: &[Target]) -> Vec<Target> {
+    let mut by_zone: BTreeMap<Option<&str>, std::collections::VecDeque<&Target>> = BTreeMap::new();
+    for t in targets {
+        by_zone.entry(t.zone.as_deref()).or_default().push_back(t);
+    }
+    let mut out = Vec::with_capacity(targets.len());
+    while out.len() < targets.len() {
+        for queue in by_zone.values_mut() {
+            if let Some(t) = queue.pop_front() {
+                out.push(t.clone());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,173 @@
+//! The dry run: every step with its expected duration and the capacity it leaves.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Plan, Step, TargetSet};
+use crate::model::{PoolName, Split};
+
+/// One row of a [`Timeline`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineRow {
+    /// Step index, from 1.
+    pub index: usize,
+    /// The step, described.
+    pub step: String,
+    /// How long it takes when everything is healthy at the first try.
+    #[serde(with = "humantime_serde")]
+    pub expected: Duration,
+    /// The longest it may take before it fails (deadlines and timeouts), `None` for a manual pause.
+    #[serde(with = "humantime_serde")]
+    pub at_most: Option<Duration>,
+    /// Time from the start when the step is expected to end.
+    #[serde(with = "humantime_serde")]
+    pub ends_at: Duration,
+    /// Targets running during the step (the cost peak).
+    pub running: usize,
+    /// Fewest targets serving traffic during the step.
+    pub serving: usize,
+}
+
+/// A plan's dry run: rows, the total expected duration, peak and lowest capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// One row per step.
+    pub rows: Vec<TimelineRow>,
+    /// Sum of expected durations.
+    #[serde(with = "humantime_serde")]
+    pub expected: Duration,
+    /// Most targets running at once.
+    pub peak_running: usize,
+    /// Fewest targets serving traffic at once.
+    pub lowest_serving: usize,
+    /// Targets serving before the deploy.
+    pub serving_before: usize,
+}
+
+impl Plan {
+    /// The dry run: what each step does, how long it should take, and the capacity it leaves.
+    pub fn timeline(&self) -> Timeline {
+        let health = &self.spec.health;
+        let mut count = Counter::new(self);
+        let mut rows = Vec::with_capacity(self.steps.len());
+        let mut clock = Duration::ZERO;
+        let serving_before = count.serving();
+        let (mut peak, mut lowest) = (count.running, serving_before);
+        for (i, step) in self.steps.iter().enumerate() {
+            let mut low = count.serving();
+            let (expected, at_most) = match step {
+                Step::Hook { .. }
+                | Step::Attach { .. }
+                | Step::Detach { .. }
+                | Step::Retire { .. }
+                | Step::Provision { .. } => (Duration::ZERO, Some(Duration::ZERO)),
+                Step::AwaitHealthy { .. } => (health.fastest_pass(), Some(health.deadline)),
+                Step::TestTraffic { duration, .. } | Step::Bake { duration, .. } => (*duration, Some(*duration)),
+                Step::ShiftTraffic { .. } => (self.propagation_delay, Some(self.propagation_delay)),
+                Step::Pause { duration, .. } => (duration.unwrap_or_default(), *duration),
+                Step::Drain { timeout, .. } => (self.propagation_delay, Some(self.propagation_delay.max(*timeout))),
+                Step::UpdateBatch { targets, drain_timeout, .. } => {
+                    low = low.saturating_sub(targets.len());
+                    (health.fastest_pass(), Some(*drain_timeout + health.deadline))
+                }
+            };
+            count.apply(step);
+            clock += expected;
+            peak = peak.max(count.running);
+            let low = low.min(count.serving());
+            lowest = lowest.min(low);
+            rows.push(TimelineRow {
+                index: i + 1,
+                step: step.to_string(),
+                expected,
+                at_most,
+                ends_at: clock,
+                running: count.running,
+                serving: low,
+            });
+        }
+        Timeline { rows, expected: clock, peak_running: peak, lowest_serving: lowest, serving_before }
+    }
+}
+
+/// Counts targets as the steps would move them.
+struct Counter {
+    split: Split,
+    running: usize,
+    /// Serving members per pool.
+    attached: BTreeMap<PoolName, usize>,
+    tagged: BTreeMap<String, usize>,
+}
+
+impl Counter {
+    fn new(plan: &Plan) -> Self {
+        let attached: BTreeMap<PoolName, usize> = plan.before.pools.iter().map(|(p, t)| (p.clone(), t.len())).collect();
+        Self { split: plan.before.split.clone(), running: attached.values().sum(), attached, tagged: BTreeMap::new() }
+    }
+
+    fn serving(&self) -> usize {
+        self.split.live_pools().map(|p| self.attached.get(p).copied().unwrap_or(0)).sum()
+    }
+
+    fn size(&self, set: &TargetSet) -> usize {
+        match set {
+            TargetSet::Ids(ids) => ids.len(),
+            TargetSet::Tagged(tag) => self.tagged.get(tag).copied().unwrap_or(0),
+        }
+    }
+
+    fn apply(&mut self, step: &Step) {
+        match step {
+            Step::Provision { count, tag, .. } => {
+                self.running += count;
+                self.tagged.insert(tag.clone(), *count);
+            }
+            Step::Attach { pool, targets } => *self.attached.entry(pool.clone()).or_default() += self.size(targets),
+            Step::ShiftTraffic { split } => self.split = split.clone(),
+            Step::Drain { pool, targets, .. } => {
+                let n = self.size(targets);
+                let attached = self.attached.entry(pool.clone()).or_default();
+                *attached = attached.saturating_sub(n);
+            }
+            Step::Retire { targets } => self.running = self.running.saturating_sub(self.size(targets)),
+            _ => {}
+        }
+    }
+}
+
+impl fmt::Display for Timeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string();
+        writeln!(
+            f,
+            "{:>3}  {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "#", "step", "expected", "at most", "ends at", "running", "serving"
+        )?;
+        for r in &self.rows {
+            let at_most = r.at_most.map_or_else(|| "manual".to_owned(), d);
+            let step: String = r.step.chars().take(58).collect();
+            writeln!(
+                f,
+                "{:>3}  {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",
+                r.index,
+                step,
+                d(r.expected),
+                at_most,
+                d(r.ends_at),
+                r.running,
+                r.serving
+            )?;
+        }
+        write!(
+            f,
+            "expected duration {}; peak {} targets running; lowest {} of {} serving",
+            d(self.expected),
+            self.peak_running,
+            self.lowest_serving,
+            self.serving_before
+        )
+    }
+}

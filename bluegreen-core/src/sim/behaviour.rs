@@ -1,0 +1,155 @@
+//! How simulated versions behave, and the faults a simulation injects.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a version's targets answer health checks over time, counted from their start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthBehaviour {
+    /// Healthy once started.
+    Healthy,
+    /// Never healthy.
+    NeverHealthy,
+    /// Alternates healthy and unhealthy every `period`, healthy first.
+    Flapping {
+        /// Length of each phase.
+        #[serde(with = "humantime_serde")]
+        period: Duration,
+    },
+    /// Healthy for a while after start, then dead for good.
+    DiesAfter {
+        /// How long it lives once started.
+        #[serde(with = "humantime_serde")]
+        lifetime: Duration,
+    },
+}
+
+/// A version's behaviour: start-up time and health over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionBehaviour {
+    /// Unhealthy for this long after a start or update.
+    #[serde(with = "humantime_serde")]
+    pub startup: Duration,
+    /// Health once started.
+    pub health: HealthBehaviour,
+}
+
+impl Default for VersionBehaviour {
+    fn default() -> Self {
+        Self::healthy()
+    }
+}
+
+impl VersionBehaviour {
+    /// Healthy at once.
+    pub fn healthy() -> Self {
+        Self { startup: Duration::ZERO, health: HealthBehaviour::Healthy }
+    }
+
+    /// Never healthy.
+    pub fn never_healthy() -> Self {
+        Self { startup: Duration::ZERO, health: HealthBehaviour::NeverHealthy }
+    }
+
+    /// Healthy, then dead after `lifetime`.
+    pub fn dies_after(lifetime: Duration) -> Self {
+        Self { startup: Duration::ZERO, health: HealthBehaviour::DiesAfter { lifetime } }
+    }
+
+    /// Flapping with `period`.
+    pub fn flapping(period: Duration) -> Self {
+        Self { startup: Duration::ZERO, health: HealthBehaviour::Flapping { period } }
+    }
+
+    /// Sets the start-up time.
+    #[must_use]
+    pub fn with_startup(mut self, startup: Duration) -> Self {
+        self.startup = startup;
+        self
+    }
+
+    /// Whether a target of this version, started `age` ago, is healthy.
+    pub fn healthy_at(&self, age: Duration) -> bool {
+        let Some(up) = age.checked_sub(self.startup) else { return false };
+        match self.health {
+            HealthBehaviour::Healthy => true,
+            HealthBehaviour::NeverHealthy => false,
+            HealthBehaviour::Flapping { period } => {
+                let period = period.as_nanos().max(1);
+                (up.as_nanos() / period) % 2 == 0
+            }
+            HealthBehaviour::DiesAfter { lifetime } => up < lifetime,
+        }
+    }
+}
+
+/// A simulated backend operation, for counting calls and injecting faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// `Router::pools`.
+    Pools,
+    /// `Router::split`.
+    Split,
+    /// `Router::set_split`.
+    SetSplit,
+    /// `Router::add_targets`.
+    AddTargets,
+    /// `Router::drain`.
+    Drain,
+    /// `Router::remove_targets`.
+    RemoveTargets,
+    /// `Router::members`.
+    Members,
+    /// `Fleet::provision`.
+    Provision,
+    /// `Fleet::update`.
+    Update,
+    /// `Fleet::retire`.
+    Retire,
+    /// `Fleet::list`.
+    List,
+}
+
+impl Op {
+    /// Whether the operation changes backend state.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Self::SetSplit
+                | Self::AddTargets
+                | Self::Drain
+                | Self::RemoveTargets
+                | Self::Provision
+                | Self::Update
+                | Self::Retire
+        )
+    }
+}
+
+/// An injected failure: calls of `op` numbered `from_call ..` (from 1) fail `times` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// The operation.
+    pub op: Op,
+    /// The first failing call, counting calls of `op` from 1.
+    pub from_call: u64,
+    /// How many consecutive calls fail.
+    pub times: u32,
+    /// Whether the error is marked retryable.
+    pub retryable: bool,
+}
+
+impl Fault {
+    /// `times` transient failures of `op` from its `from_call`-th call.
+    pub fn transient(op: Op, from_call: u64, times: u32) -> Self {
+        Self { op, from_call, times, retryable: true }
+    }
+
+    /// One permanent failure of the `from_call`-th call of `op`.
+    pub fn permanent(op: Op, from_call: u64) -> Self {
+        Self { op, from_call, times: 1, retryable: false }
+    }
+}

@@ -1,0 +1,85 @@
+//! The simulated fleet.
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::behaviour::Op;
+use super::Sim;
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, ProvisionRequest};
+use crate::model::{Target, TargetId, Version};
+
+#[derive(Debug)]
+pub(super) struct SimFleet(pub(super) Sim);
+
+#[async_trait]
+impl Fleet for SimFleet {
+    fn name(&self) -> &str {
+        "sim"
+    }
+
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
+        self.0.delay().await;
+        let mut w = self.0.lock();
+        w.enter(Op::Provision)?;
+        let mut tagged: Vec<Target> = w
+            .targets
+            .values()
+            .filter(|t| t.target.tag.as_deref() == Some(request.tag.as_str()))
+            .map(|t| t.target.clone())
+            .collect();
+        let prefix = request.version.to_string();
+        for i in tagged.len()..request.count {
+            let zone = (!request.zones.is_empty()).then(|| request.zones[i % request.zones.len()].clone());
+            tagged.push(w.new_target(&request.version, zone, Some(request.tag.clone()), &prefix));
+        }
+        Ok(tagged)
+    }
+
+    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target> {
+        self.0.delay().await;
+        {
+            let mut w = self.0.lock();
+            w.enter(Op::Update)?;
+            let current = w.targets.get(target).ok_or_else(|| Error::not_found(format!("target {target}")))?;
+            if current.target.version == *version {
+                return Ok(current.target.clone());
+            }
+            w.check_drained(target, "updated");
+            w.drop_in_flight(target);
+        }
+        if !self.0.update_time.is_zero() {
+            tokio::time::sleep(self.0.update_time).await;
+        }
+        let mut w = self.0.lock();
+        let t = w.targets.get_mut(target).ok_or_else(|| Error::not_found(format!("target {target}")))?;
+        t.target.version = version.clone();
+        t.started = Instant::now();
+        Ok(t.target.clone())
+    }
+
+    async fn retire(&self, targets: &[TargetId]) -> Result<()> {
+        self.0.delay().await;
+        let mut w = self.0.lock();
+        w.enter(Op::Retire)?;
+        for id in targets {
+            if w.targets.contains_key(id) {
+                w.check_drained(id, "stopped");
+                w.drop_in_flight(id);
+                w.targets.remove(id);
+                for members in w.pools.values_mut() {
+                    members.remove(id);
+                }
+            }
+        }
+        w.check_floor(&format!("stopping {} target(s)", targets.len()));
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Target>> {
+        self.0.delay().await;
+        let mut w = self.0.lock();
+        w.enter(Op::List)?;
+        Ok(w.targets.values().map(|t| t.target.clone()).collect())
+    }
+}

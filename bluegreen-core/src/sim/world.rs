@@ -1,0 +1,212 @@
+//! The simulated world: targets, pools, split, traffic counters and invariant checks.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::behaviour::{Fault, Op, VersionBehaviour};
+use super::{TrafficStats, Violation};
+use crate::error::{Error, Result};
+use crate::model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
+
+pub(super) struct SimTarget {
+    pub(super) target: Target,
+    pub(super) started: Instant,
+    pub(super) in_flight: u64,
+    /// Bumped when the target stops or restarts, so requests in flight to an earlier
+    /// incarnation are known to be lost.
+    pub(super) generation: u64,
+    /// Set by [`Sim::kill`](super::Sim::kill): unhealthy whatever its version does.
+    pub(super) killed: bool,
+}
+
+pub(super) struct SimMember {
+    pub(super) state: MemberState,
+    /// When draining began and its timeout.
+    pub(super) drain: Option<(Instant, Duration)>,
+}
+
+pub(super) struct Request {
+    pub(super) done_at: Instant,
+    pub(super) target: TargetId,
+    pub(super) generation: u64,
+}
+
+pub(super) struct World {
+    pub(super) epoch: Instant,
+    pub(super) targets: BTreeMap<TargetId, SimTarget>,
+    pub(super) pools: BTreeMap<PoolName, BTreeMap<TargetId, SimMember>>,
+    pub(super) split: Split,
+    pub(super) behaviours: BTreeMap<Version, VersionBehaviour>,
+    pub(super) next_id: u64,
+    pub(super) calls: BTreeMap<Op, u64>,
+    pub(super) faults: Vec<Fault>,
+    pub(super) violations: Vec<Violation>,
+    pub(super) floor: usize,
+    /// Whether mutations are checked against the invariants (off for scale benchmarks).
+    pub(super) checking: bool,
+    pub(super) stats: TrafficStats,
+    pub(super) in_flight: VecDeque<Request>,
+    /// Round-robin cursors of the traffic generator, per pool and over pools.
+    pub(super) cursors: BTreeMap<PoolName, usize>,
+    pub(super) pool_credit: BTreeMap<PoolName, i64>,
+    pub(super) split_history: Vec<(Duration, Split)>,
+}
+
+impl World {
+    pub(super) fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Counts a call and fails it if a fault says so.
+    pub(super) fn enter(&mut self, op: Op) -> Result<()> {
+        let n = {
+            let count = self.calls.entry(op).or_default();
+            *count += 1;
+            *count
+        };
+        for fault in &mut self.faults {
+            if fault.op == op && n >= fault.from_call && fault.times > 0 {
+                fault.times -= 1;
+                let message = format!("injected fault on {op:?} call {n}");
+                return Err(if fault.retryable {
+                    Error::transient("sim", message)
+                } else {
+                    Error::permanent("sim", message)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn healthy(&self, id: &TargetId) -> bool {
+        self.targets.get(id).is_some_and(|t| {
+            if t.killed {
+                return false;
+            }
+            let behaviour = self.behaviours.get(&t.target.version).copied().unwrap_or_default();
+            behaviour.healthy_at(t.started.elapsed())
+        })
+    }
+
+    pub(super) fn violate(&mut self, invariant: u8, message: String) {
+        let at = self.now();
+        self.violations.push(Violation { invariant, at, message });
+    }
+
+    pub(super) fn pool(&self, pool: &PoolName) -> Result<&BTreeMap<TargetId, SimMember>> {
+        self.pools.get(pool).ok_or_else(|| Error::not_found(format!("pool {pool:?}")))
+    }
+
+    pub(super) fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
+        Ok(self
+            .pool(pool)?
+            .iter()
+            .map(|(id, m)| Member {
+                id: id.clone(),
+                state: m.state,
+                in_flight: Some(self.targets.get(id).map_or(0, |t| t.in_flight)),
+            })
+            .collect())
+    }
+
+    /// Serving members of live pools: the structural capacity.
+    pub(super) fn serving_capacity(&self) -> usize {
+        self.split
+            .live_pools()
+            .filter_map(|p| self.pools.get(p))
+            .map(|members| members.values().filter(|m| m.state == MemberState::Serving).count())
+            .sum()
+    }
+
+    /// Healthy serving members of live pools.
+    pub(super) fn healthy_capacity(&self) -> usize {
+        self.split
+            .live_pools()
+            .filter_map(|p| self.pools.get(p))
+            .map(|members| members.iter().filter(|(id, m)| m.state == MemberState::Serving && self.healthy(id)).count())
+            .sum()
+    }
+
+    /// Invariant 2, checked after every change that takes capacity away.
+    pub(super) fn check_floor(&mut self, what: &str) {
+        if !self.checking || self.floor == 0 {
+            return;
+        }
+        let capacity = self.healthy_capacity();
+        if capacity < self.floor {
+            self.violate(
+                2,
+                format!(
+                    "{what} left {capacity} healthy serving targets in live pools, below the floor of {}",
+                    self.floor
+                ),
+            );
+        }
+    }
+
+    /// Invariant 1 for one pool: it has a healthy serving member.
+    pub(super) fn pool_can_serve(&self, pool: &PoolName) -> bool {
+        self.pools
+            .get(pool)
+            .is_some_and(|members| members.iter().any(|(id, m)| m.state == MemberState::Serving && self.healthy(id)))
+    }
+
+    /// Invariant 3: stopping or changing `id` is only allowed once no pool sends it requests
+    /// and its drain finished or timed out.
+    pub(super) fn check_drained(&mut self, id: &TargetId, action: &str) {
+        if !self.checking {
+            return;
+        }
+        let in_flight = self.targets.get(id).map_or(0, |t| t.in_flight);
+        let mut problems = Vec::new();
+        for (pool, members) in &self.pools {
+            if let Some(m) = members.get(id) {
+                match (m.state, m.drain) {
+                    (MemberState::Serving, _) => problems.push(format!("still serving in pool {pool}")),
+                    (MemberState::Draining, Some((start, timeout))) if in_flight > 0 && start.elapsed() < timeout => {
+                        problems.push(format!("still draining {in_flight} requests in pool {pool}"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for p in problems {
+            self.violate(3, format!("{action} target {id} while {p}"));
+        }
+    }
+
+    /// Requests in flight to `id` are lost (it stopped, restarted or left its pool).
+    pub(super) fn drop_in_flight(&mut self, id: &TargetId) {
+        if let Some(t) = self.targets.get_mut(id) {
+            self.stats.failed += t.in_flight;
+            self.stats.dropped += t.in_flight;
+            t.in_flight = 0;
+            t.generation += 1;
+        }
+    }
+
+    pub(super) fn new_target(
+        &mut self,
+        version: &Version,
+        zone: Option<String>,
+        tag: Option<String>,
+        prefix: &str,
+    ) -> Target {
+        self.next_id += 1;
+        let id = TargetId(format!("{prefix}-{:03}", self.next_id));
+        let target = Target { address: format!("sim:{id}"), id: id.clone(), zone, version: version.clone(), tag };
+        self.targets.insert(
+            id,
+            SimTarget { target: target.clone(), started: Instant::now(), in_flight: 0, generation: 0, killed: false },
+        );
+        target
+    }
+
+    pub(super) fn set_split(&mut self, split: Split) {
+        let at = self.now();
+        self.split = split.clone();
+        self.split_history.push((at, split));
+    }
+}
