@@ -223,9 +223,16 @@ impl Executor {
 
     /// Runs a compiled plan under `deployment_id`.
     pub async fn run(&self, plan: &Plan, deployment_id: &str) -> Outcome {
+        self.resume(plan, deployment_id, 0).await
+    }
+
+    /// Continues an interrupted run of `plan` at step `from_step` (the first step not
+    /// recorded as completed). The interrupted step runs again from its start, which is safe
+    /// because every step is an "ensure".
+    pub async fn resume(&self, plan: &Plan, deployment_id: &str, from_step: usize) -> Outcome {
         self.control.reset();
         let run = run::Run::new(self, plan, deployment_id);
-        run.execute().await
+        run.execute(from_step).await
     }
 
     fn hooks_at(&self, spec_hooks: &[(HookPoint, Arc<dyn Hook>)], point: HookPoint) -> Vec<Arc<dyn Hook>> {

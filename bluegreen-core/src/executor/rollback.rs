@@ -20,32 +20,49 @@ use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
 use crate::plan::{Step, TargetSet};
 use crate::spec::{OldUnhealthyPolicy, RollbackPace};
 
+/// Whole rollbacks tried before a human is needed.
+const ROLLBACK_ATTEMPTS: u32 = 3;
+
 impl Run<'_> {
     pub(super) async fn rollback(&self, cause: &Error) -> Status {
         self.rolling_back.store(true, Ordering::SeqCst);
         self.emit(EventKind::RollbackStarted { reason: cause.to_string() });
-        let restored = async {
-            self.restore_old_targets().await?;
-            self.await_pools_can_serve(&self.plan.before.split).await?;
-            self.restore_split().await
-        };
-        let result = match restored.await {
-            Err(e @ Error::Unhealthy { .. }) => {
-                return match self.plan.spec.rollback.if_old_unhealthy {
-                    OldUnhealthyPolicy::Hold => self.blocked(&e, "holding traffic where it is (policy: hold)"),
-                    OldUnhealthyPolicy::RollForward => match self.roll_forward().await {
-                        Ok(()) => Status::RolledForward,
-                        Err(forward) => self.blocked(&e, &format!("rolling forward failed too: {forward}")),
-                    },
-                };
+        let mut attempt = 1;
+        loop {
+            match self.try_rollback().await {
+                Ok(()) => return Status::RolledBack,
+                Err(e @ Error::Unhealthy { .. }) => {
+                    return match self.plan.spec.rollback.if_old_unhealthy {
+                        OldUnhealthyPolicy::Hold => self.blocked(&e, "holding traffic where it is (policy: hold)"),
+                        OldUnhealthyPolicy::RollForward => match self.roll_forward().await {
+                            Ok(()) => Status::RolledForward,
+                            Err(forward) => self.blocked(&e, &format!("rolling forward failed too: {forward}")),
+                        },
+                    };
+                }
+                // Every phase is an "ensure", so a rollback that hit a backend error starts
+                // over from a fresh observation rather than giving up at once.
+                Err(e) if attempt < ROLLBACK_ATTEMPTS => {
+                    let backoff = self.plan.spec.retry.max_backoff;
+                    self.emit(EventKind::Retrying {
+                        operation: "rollback".to_owned(),
+                        attempt,
+                        error: e.to_string(),
+                        backoff,
+                    });
+                    let _ = self.sleep(backoff).await;
+                    attempt += 1;
+                }
+                Err(e) => return self.blocked(&e, "the rollback stopped here"),
             }
-            Ok(()) => self.remove_new_targets().await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => Status::RolledBack,
-            Err(e) => self.blocked(&e, "the rollback stopped here"),
         }
+    }
+
+    async fn try_rollback(&self) -> Result<()> {
+        self.restore_old_targets().await?;
+        self.await_pools_can_serve(&self.plan.before.split).await?;
+        self.restore_split().await?;
+        self.remove_new_targets().await
     }
 
     fn blocked(&self, error: &Error, what_now: &str) -> Status {
@@ -72,17 +89,22 @@ impl Run<'_> {
                     Some(_) => {}
                 }
             }
-            for (version, ids) in to_update {
-                for batch in ids.chunks(self.plan.batch_size.max(1)) {
-                    self.update_batch(pool, batch, version, drain_timeout).await?;
-                }
-            }
+            // Capacity first: drained old targets and replacements go back into service
+            // before any serving target is taken out to be reverted.
             if !to_enable.is_empty() {
                 self.await_all_healthy(&to_enable).await?;
                 self.attach(pool, &to_enable).await?;
             }
             for (version, targets) in missing {
                 self.replace_missing(pool, version, &targets).await?;
+            }
+            for (version, mut ids) in to_update {
+                // Targets out of service first: reverting them costs no capacity, and brings
+                // back what the serving ones need to be taken out in turn.
+                ids.sort_by_key(|id| states.get(id) == Some(&MemberState::Serving));
+                for batch in ids.chunks(self.plan.batch_size.max(1)) {
+                    self.update_batch(pool, batch, version, drain_timeout).await?;
+                }
             }
         }
         Ok(())

@@ -47,17 +47,21 @@ impl<'a> Run<'a> {
         }
     }
 
-    pub(super) async fn execute(&self) -> Outcome {
+    pub(super) async fn execute(&self, from_step: usize) -> Outcome {
         let spec = &self.plan.spec;
-        self.emit(EventKind::DeploymentStarted {
-            service: spec.service.clone(),
-            strategy: spec.strategy.name().to_owned(),
-            from: self.plan.from_version.clone(),
-            to: spec.version.clone(),
-            steps: self.plan.steps.len(),
-        });
-        let mut completed = 0;
-        for (index, step) in self.plan.steps.iter().enumerate() {
+        if from_step == 0 {
+            self.emit(EventKind::DeploymentStarted {
+                service: spec.service.clone(),
+                strategy: spec.strategy.name().to_owned(),
+                from: self.plan.from_version.clone(),
+                to: spec.version.clone(),
+                steps: self.plan.steps.len(),
+            });
+        } else {
+            self.emit(EventKind::DeploymentResumed { from_step });
+        }
+        let mut completed = from_step.min(self.plan.steps.len());
+        for (index, step) in self.plan.steps.iter().enumerate().skip(completed) {
             let started = Instant::now();
             let result = match self.checkpoint().await {
                 Ok(()) => {
@@ -77,7 +81,16 @@ impl<'a> Run<'a> {
     }
 
     async fn finish(&self, status: Status, reason: Option<String>, steps_completed: usize) -> Outcome {
-        let (split, serving_versions) = self.serving().await.unwrap_or_default();
+        // The outcome reports what the router serves; a failed read is tried again, and an
+        // empty report means it could not be read.
+        let mut observed = self.serving().await;
+        for _ in 1..3 {
+            if observed.is_ok() {
+                break;
+            }
+            observed = self.serving().await;
+        }
+        let (split, serving_versions) = observed.unwrap_or_default();
         if status != Status::RollbackFailed {
             self.emit(EventKind::SteadyState { split: split.clone(), versions: serving_versions.clone() });
         }
@@ -95,11 +108,11 @@ impl<'a> Run<'a> {
 
     /// The observed split and the versions of the members serving traffic.
     async fn serving(&self) -> Result<(crate::Split, Vec<Version>)> {
-        let split = self.exec.router.split().await?;
+        let split = self.call("read split", || self.exec.router.split()).await?;
         let targets = self.fleet_map().await?;
         let mut versions = Vec::new();
         for pool in split.live_pools() {
-            for m in self.exec.router.members(pool).await? {
+            for m in self.call("read members", || self.exec.router.members(pool)).await? {
                 if m.state == MemberState::Serving {
                     if let Some(t) = targets.get(&m.id) {
                         if !versions.contains(&t.version) {

@@ -19,8 +19,10 @@ impl Plan {
     /// called on any backend.
     pub fn compile(spec: &Spec, before: &Snapshot, capabilities: &Capabilities) -> Result<Plan> {
         spec.validate()?;
+        // A rolling deploy needs only its live pool; a second pool it does not use may be absent.
+        let rolling = matches!(spec.strategy, Strategy::Rolling(_));
         for (i, pool) in spec.pools.iter().enumerate() {
-            if !before.pools.contains_key(pool) {
+            if !before.pools.contains_key(pool) && !rolling {
                 let known: Vec<&str> = before.pools.keys().map(PoolName::as_str).collect();
                 return Err(Error::invalid(
                     format!("pools[{i}]"),
@@ -64,9 +66,10 @@ fn live_pool(spec: &Spec, before: &Snapshot) -> Result<PoolName> {
         _ => Err(Error::invalid(
             "pools",
             format!(
-                "none of the pools {:?} carries all traffic (the router serves {})",
+                "none of the pools {:?} carries all traffic (the router serves {}; its pools: {})",
                 names(&spec.pools),
-                before.split
+                before.split,
+                before.pools.keys().map(PoolName::as_str).collect::<Vec<_>>().join(", ")
             ),
         )),
     }
@@ -214,6 +217,15 @@ fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
             format!("each batch takes {unavailable} target(s) out of service but max_unavailable allows {allowed}"),
         ));
     }
+    if unavailable >= total {
+        return Err(Error::invalid(
+            "strategy.batch",
+            format!(
+                "batches of {batch} take all {total} target(s) of the live pool {pool} out of service at once; \
+                 use a smaller batch, or mode = \"replace\" with max_surge"
+            ),
+        ));
+    }
     let floor = match rolling.min_healthy_percent {
         Some(p) => (total * p as usize).div_ceil(100),
         None => total - unavailable,
@@ -228,7 +240,7 @@ fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
             ),
         ));
     }
-    plan.capacity_floor = floor;
+    plan.capacity_floor = floor.max(1);
     plan.batch_size = batch;
 
     let order = if rolling.zone_balanced { interleave_zones(&targets) } else { targets };

@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::redirect::Policy;
 use reqwest::{Client, Response, Url};
 
-use super::tcp::{describe_io, timed_out};
+use super::tcp::{known_io_reason, timed_out};
 use super::{Health, HealthProbe};
 use crate::error::{Error, Result};
 use crate::model::Target;
@@ -251,8 +251,8 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         return timed_out(timeout);
     }
-    if let Some(io) = find_io(error) {
-        return describe_io(io);
+    if let Some(reason) = find_io(error).and_then(|io| known_io_reason(io.kind())) {
+        return reason.to_owned();
     }
     let root = root_cause(error);
     if error.is_connect() {

@@ -49,12 +49,17 @@ pub(super) fn timed_out(after: Duration) -> String {
 
 /// A short, operator-readable reason for an I/O error met while reaching a target.
 pub(super) fn describe_io(error: &io::Error) -> String {
-    match error.kind() {
-        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-        io::ErrorKind::ConnectionReset => "connection reset".to_owned(),
-        io::ErrorKind::ConnectionAborted => "connection aborted".to_owned(),
-        io::ErrorKind::TimedOut => "connect timed out".to_owned(),
-        io::ErrorKind::AddrNotAvailable => "address not available".to_owned(),
-        _ => error.to_string(),
+    known_io_reason(error.kind()).map_or_else(|| error.to_string(), str::to_owned)
+}
+
+/// A short reason for the I/O errors that say what happened to a connection.
+pub(super) fn known_io_reason(kind: io::ErrorKind) -> Option<&'static str> {
+    match kind {
+        io::ErrorKind::ConnectionRefused => Some("connection refused"),
+        io::ErrorKind::ConnectionReset => Some("connection reset"),
+        io::ErrorKind::ConnectionAborted => Some("connection aborted"),
+        io::ErrorKind::TimedOut => Some("connect timed out"),
+        io::ErrorKind::AddrNotAvailable => Some("address not available"),
+        _ => None,
     }
 }

@@ -62,6 +62,7 @@ impl Fleet for SimFleet {
         self.0.delay().await;
         let mut w = self.0.lock();
         w.enter(Op::Retire)?;
+        let capacity_before = w.capacity_before_change();
         for id in targets {
             if w.targets.contains_key(id) {
                 w.check_drained(id, "stopped");
@@ -72,7 +73,7 @@ impl Fleet for SimFleet {
                 }
             }
         }
-        w.check_floor(&format!("stopping {} target(s)", targets.len()));
+        w.check_floor(&format!("stopping {} target(s)", targets.len()), capacity_before);
         Ok(())
     }
 

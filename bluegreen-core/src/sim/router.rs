@@ -47,6 +47,7 @@ impl Router for SimRouter {
         self.0.delay().await;
         let mut w = self.0.lock();
         w.enter(Op::SetSplit)?;
+        let capacity_before = w.capacity_before_change();
         for (pool, weight) in split.iter() {
             w.pool(pool)?;
             let granularity = self.0.capabilities.weight_granularity;
@@ -62,7 +63,7 @@ impl Router for SimRouter {
         let old: Vec<PoolName> = w.split.live_pools().cloned().collect();
         w.set_split(split.clone());
         if old.iter().any(|p| split.weight(p) == 0) {
-            w.check_floor("a split change");
+            w.check_floor("a split change", capacity_before);
         }
         Ok(())
     }
@@ -92,6 +93,7 @@ impl Router for SimRouter {
         let in_flight_at_start = {
             let mut w = self.0.lock();
             w.enter(Op::Drain)?;
+            let capacity_before = w.capacity_before_change();
             let members = w.pool(pool)?;
             if let Some(id) = targets.iter().find(|id| !members.contains_key(*id)) {
                 return Err(Error::not_found(format!("target {id} in pool {pool}")));
@@ -103,7 +105,7 @@ impl Router for SimRouter {
                     *m = SimMember { state: MemberState::Draining, drain: Some((started, timeout)) };
                 }
             }
-            w.check_floor(&format!("draining {} target(s) in pool {pool}", targets.len()));
+            w.check_floor(&format!("draining {} target(s) in pool {pool}", targets.len()), capacity_before);
             in_flight(&w, targets)
         };
         let timed_out = loop {
@@ -139,6 +141,7 @@ impl Router for SimRouter {
         self.0.delay().await;
         let mut w = self.0.lock();
         w.enter(Op::RemoveTargets)?;
+        let capacity_before = w.capacity_before_change();
         w.pool(pool)?;
         for id in targets {
             if w.pools[pool].contains_key(id) {
@@ -150,7 +153,7 @@ impl Router for SimRouter {
                 }
             }
         }
-        w.check_floor(&format!("removing {} target(s) from pool {pool}", targets.len()));
+        w.check_floor(&format!("removing {} target(s) from pool {pool}", targets.len()), capacity_before);
         Ok(())
     }
 

@@ -129,13 +129,24 @@ impl World {
             .sum()
     }
 
-    /// Invariant 2, checked after every change that takes capacity away.
-    pub(super) fn check_floor(&mut self, what: &str) {
+    /// The healthy capacity before a change, for [`check_floor`](Self::check_floor).
+    pub(super) fn capacity_before_change(&self) -> usize {
+        if self.checking && self.floor > 0 {
+            self.healthy_capacity()
+        } else {
+            0
+        }
+    }
+
+    /// Invariant 2, checked after every change that may take capacity away: a change that
+    /// lowered healthy serving capacity must not leave it below the floor. (Targets that die
+    /// on their own are not the deployer's doing; taking capacity away while they are dead is.)
+    pub(super) fn check_floor(&mut self, what: &str, before: usize) {
         if !self.checking || self.floor == 0 {
             return;
         }
         let capacity = self.healthy_capacity();
-        if capacity < self.floor {
+        if capacity < before && capacity < self.floor {
             self.violate(
                 2,
                 format!(
