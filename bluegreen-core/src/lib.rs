@@ -61,8 +61,9 @@ pub use probe::{FnProbe, Health, HealthProbe, HttpProbe, TcpProbe};
 pub use router::MockRouter;
 pub use router::{Capabilities, DrainReport, Router};
 pub use spec::{
-    AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, DrainPolicy, HealthPolicy, Linear, OldUnhealthyPolicy,
-    Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling, RollingMode, ShiftStep, Spec, Strategy,
+    AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, DrainPolicy, HealthPolicy, HttpSuccessRateSpec,
+    Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling, RollingMode, ShiftStep,
+    Spec, Strategy,
 };
 
 /// Compile-time check that the backend traits stay object-safe (usable as `Arc<dyn …>`).

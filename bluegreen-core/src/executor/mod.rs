@@ -248,18 +248,11 @@ impl Executor {
             .iter()
             .map(|a| -> Arc<dyn Analysis> {
                 match a {
-                    AnalysisSpec::HttpSuccessRate {
-                        url,
-                        min_success_percent,
-                        window,
-                        requests_per_check,
-                        min_requests,
-                        timeout,
-                    } => Arc::new(
-                        HttpSuccessRate::new(url.clone(), *min_success_percent, *window)
-                            .with_requests_per_check(*requests_per_check)
-                            .with_min_requests(*min_requests)
-                            .with_timeout(*timeout),
+                    AnalysisSpec::HttpSuccessRate(http) => Arc::new(
+                        HttpSuccessRate::new(http.url.clone(), http.min_success_percent, http.window)
+                            .with_requests_per_check(http.requests_per_check)
+                            .with_min_requests(http.min_requests)
+                            .with_timeout(http.timeout),
                     ),
                 }
             })

@@ -50,14 +50,18 @@ impl Run<'_> {
         let fleet = self.fleet_map().await?;
         Ok(match set {
             TargetSet::Ids(ids) => ids.iter().filter_map(|id| fleet.get(id).cloned()).collect(),
-            TargetSet::Tagged(tag) => fleet.into_values().filter(|t| t.tag.as_deref() == Some(tag.as_str())).collect(),
+            TargetSet::Tagged(_) | TargetSet::TagPrefix(_) => {
+                fleet.into_values().filter(|t| set.matches_tag(t.tag.as_deref())).collect()
+            }
         })
     }
 
     async fn ids(&self, set: &TargetSet) -> Result<Vec<TargetId>> {
         Ok(match set {
             TargetSet::Ids(ids) => ids.clone(),
-            TargetSet::Tagged(_) => self.resolve(set).await?.into_iter().map(|t| t.id).collect(),
+            TargetSet::Tagged(_) | TargetSet::TagPrefix(_) => {
+                self.resolve(set).await?.into_iter().map(|t| t.id).collect()
+            }
         })
     }
 

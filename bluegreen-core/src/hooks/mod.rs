@@ -20,11 +20,11 @@ pub use command::CommandHook;
 pub enum HookPoint {
     /// Before any target is started or changed.
     BeforeProvision,
+    /// After the test phase ran against the new targets, before production traffic.
+    AfterTestTraffic,
     /// After the new targets are healthy, before they get any production traffic (the place
     /// for a database migration).
     BeforeTraffic,
-    /// After the test phase ran against the new targets, before production traffic.
-    AfterTestTraffic,
     /// Right after all traffic is on the new version.
     AfterSwitch,
     /// After the old version is retired: the deploy is done.
@@ -34,7 +34,7 @@ pub enum HookPoint {
 impl HookPoint {
     /// Every point, in the order a deploy reaches them.
     pub const ALL: [HookPoint; 5] =
-        [Self::BeforeProvision, Self::BeforeTraffic, Self::AfterTestTraffic, Self::AfterSwitch, Self::AfterDeploy];
+        [Self::BeforeProvision, Self::AfterTestTraffic, Self::BeforeTraffic, Self::AfterSwitch, Self::AfterDeploy];
 
     /// The point's name as used in specs, events and `BLUEGREEN_HOOK`.
     pub fn as_str(self) -> &'static str {

@@ -120,10 +120,11 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
     let zones = if spec.zones.is_empty() { zones_of(plan.before.targets(&stable)) } else { spec.zones.clone() };
     let steps = spec.shift_steps();
     for (i, step) in steps.iter().enumerate() {
-        let field = if matches!(spec.strategy, Strategy::Canary(_)) {
-            format!("strategy.steps[{i}].percent")
-        } else {
-            "strategy".to_owned()
+        let field = match &spec.strategy {
+            Strategy::Canary(c) if c.preset.is_some() => "strategy.preset".to_owned(),
+            Strategy::Canary(_) => format!("strategy.steps[{i}].percent"),
+            Strategy::Linear(_) => "strategy.percent".to_owned(),
+            _ => "strategy".to_owned(),
         };
         if step.percent < 100 && !capabilities.weighted_split {
             return Err(Error::invalid(
@@ -292,7 +293,7 @@ fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
         if !rolling.bake_between_batches.is_zero() && n < batches.len() {
             let watch = match rolling.mode {
                 RollingMode::InPlace => TargetSet::Ids(done.clone()),
-                RollingMode::Replace => TargetSet::Tagged(tag(&spec, &format!("batch-{n}"))),
+                RollingMode::Replace => TargetSet::TagPrefix(tag(&spec, "batch-")),
             };
             s.push(Step::Bake { duration: rolling.bake_between_batches, watch });
         }

@@ -35,11 +35,25 @@ impl Snapshot {
 /// Which targets a step acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TargetSet {
     /// These targets, known when the plan was compiled.
     Ids(Vec<TargetId>),
     /// The targets an earlier `Provision` step created with this tag.
     Tagged(String),
+    /// The targets whose tag starts with this (every batch a rolling replace started so far).
+    TagPrefix(String),
+}
+
+impl TargetSet {
+    /// Whether a target carrying `tag` belongs to a tag-selected set (never for `Ids`).
+    pub fn matches_tag(&self, tag: Option<&str>) -> bool {
+        match (self, tag) {
+            (Self::Tagged(want), Some(tag)) => want == tag,
+            (Self::TagPrefix(prefix), Some(tag)) => tag.starts_with(prefix.as_str()),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for TargetSet {
@@ -47,6 +61,7 @@ impl fmt::Display for TargetSet {
         match self {
             Self::Ids(ids) => write!(f, "{} target{}", ids.len(), if ids.len() == 1 { "" } else { "s" }),
             Self::Tagged(tag) => write!(f, "targets tagged {tag}"),
+            Self::TagPrefix(prefix) => write!(f, "targets tagged {prefix}*"),
         }
     }
 }

@@ -116,6 +116,9 @@ impl Counter {
         match set {
             TargetSet::Ids(ids) => ids.len(),
             TargetSet::Tagged(tag) => self.tagged.get(tag).copied().unwrap_or(0),
+            TargetSet::TagPrefix(prefix) => {
+                self.tagged.iter().filter(|(tag, _)| tag.starts_with(prefix.as_str())).map(|(_, n)| n).sum()
+            }
         }
     }
 

@@ -95,29 +95,48 @@ fn default_hook_timeout() -> Duration {
 
 /// An analysis declared in the spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AnalysisSpec {
     /// Sends HTTP GETs while a step bakes and fails the step when the success rate over the
     /// window drops below the threshold.
-    HttpSuccessRate {
-        /// The URL to request (usually the service's front door).
-        url: String,
-        /// Lowest acceptable share of 2xx/3xx answers, in percent.
-        min_success_percent: f64,
-        /// The sliding window the rate is computed over.
-        #[serde(default = "default_window", with = "humantime_serde")]
-        window: Duration,
-        /// Requests sent each time the analysis is evaluated.
-        #[serde(default = "default_requests_per_check")]
-        requests_per_check: u32,
-        /// No verdict before this many requests are in the window.
-        #[serde(default = "default_min_requests")]
-        min_requests: u32,
-        /// Timeout of one request.
-        #[serde(default = "default_request_timeout", with = "humantime_serde")]
-        timeout: Duration,
-    },
+    HttpSuccessRate(HttpSuccessRateSpec),
+}
+
+/// Settings of [`AnalysisSpec::HttpSuccessRate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSuccessRateSpec {
+    /// The URL to request (usually the service's front door).
+    pub url: String,
+    /// Lowest acceptable share of 2xx/3xx answers, in percent.
+    pub min_success_percent: f64,
+    /// The sliding window the rate is computed over.
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Requests sent each time the analysis is evaluated.
+    #[serde(default = "default_requests_per_check")]
+    pub requests_per_check: u32,
+    /// No verdict before this many requests are in the window.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u32,
+    /// Timeout of one request.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl HttpSuccessRateSpec {
+    /// Settings for `url` and `min_success_percent`, defaults for the rest.
+    pub fn new(url: impl Into<String>, min_success_percent: f64) -> Self {
+        Self {
+            url: url.into(),
+            min_success_percent,
+            window: default_window(),
+            requests_per_check: default_requests_per_check(),
+            min_requests: default_min_requests(),
+            timeout: default_request_timeout(),
+        }
+    }
 }
 
 fn default_window() -> Duration {
@@ -152,14 +171,15 @@ impl Spec {
         }
     }
 
-    /// Parses JSON; a type error or unknown field gives [`Error::Invalid`] naming the field's
-    /// path (`strategy.steps[1].bake`). Does not [`validate`](Self::validate).
+    /// Parses JSON; a syntax error, type error or unknown field gives [`Error::Invalid`] naming
+    /// the field's path (`strategy.steps[1].bake`). Does not [`validate`](Self::validate).
     pub fn from_json(text: &str) -> Result<Self> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." { "spec".to_owned() } else { path };
-            Error::invalid(field, e.into_inner().to_string())
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::invalid("spec", e.to_string()))?;
+        from_value_with_path(&value).map_err(|(path, reason)| {
+            // Tagged enums (the strategy, analyses) hide the path inside them; find it again.
+            let inner = locate_in_tagged(&value, &path);
+            let (path, reason) = inner.unwrap_or((path, reason));
+            Error::invalid(if path == "." || path.is_empty() { "spec".to_owned() } else { path }, reason)
         })
     }
 
@@ -225,4 +245,48 @@ impl Spec {
         self.analyses.push(analysis);
         self
     }
+}
+
+fn from_value_with_path<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> std::result::Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
+}
+
+/// Deserializes the variant a tagged object names, to find the path of an error inside it.
+fn locate_in_tagged(root: &serde_json::Value, path: &str) -> Option<(String, String)> {
+    let object = root.pointer(&json_pointer(path)?)?.as_object()?;
+    let kind = object.get("kind")?.as_str()?;
+    let mut fields = object.clone();
+    fields.remove("kind");
+    let fields = serde_json::Value::Object(fields);
+    let found = match (path.starts_with("strategy"), kind) {
+        (true, "blue_green") => from_value_with_path::<BlueGreen>(&fields).err(),
+        (true, "canary") => from_value_with_path::<Canary>(&fields).err(),
+        (true, "linear") => from_value_with_path::<Linear>(&fields).err(),
+        (true, "rolling") => from_value_with_path::<Rolling>(&fields).err(),
+        (false, "http_success_rate") => from_value_with_path::<HttpSuccessRateSpec>(&fields).err(),
+        _ => None,
+    }?;
+    Some((format!("{path}.{}", found.0), found.1))
+}
+
+/// `strategy` → `/strategy`, `analyses[1]` → `/analyses/1`.
+fn json_pointer(path: &str) -> Option<String> {
+    let mut pointer = String::new();
+    for part in path.split('.') {
+        match part.split_once('[') {
+            Some((name, index)) => {
+                pointer.push('/');
+                pointer.push_str(name);
+                pointer.push('/');
+                pointer.push_str(index.strip_suffix(']')?);
+            }
+            None => {
+                pointer.push('/');
+                pointer.push_str(part);
+            }
+        }
+    }
+    Some(pointer)
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use super::{AnalysisSpec, BatchSize, RollbackPace, Rolling, RollingMode, ShiftStep, Spec, Strategy};
+use super::{
+    AnalysisSpec, BatchSize, HttpSuccessRateSpec, RollbackPace, Rolling, RollingMode, ShiftStep, Spec, Strategy,
+};
 use crate::error::{Error, Result};
 
 /// A day: the longest wait any single setting may ask for without being a typo.
@@ -233,7 +235,14 @@ fn check_size(field: &str, size: BatchSize, zero_ok: bool) -> Result<()> {
 
 fn validate_analysis(field: &str, analysis: &AnalysisSpec) -> Result<()> {
     match analysis {
-        AnalysisSpec::HttpSuccessRate { url, min_success_percent, window, requests_per_check, timeout, .. } => {
+        AnalysisSpec::HttpSuccessRate(HttpSuccessRateSpec {
+            url,
+            min_success_percent,
+            window,
+            requests_per_check,
+            timeout,
+            ..
+        }) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::invalid(format!("{field}.url"), format!("{url:?} is not an http(s) URL")));
             }
