@@ -76,6 +76,15 @@ pub enum Error {
     /// The deployment was aborted through its [`Control`](crate::Control) handle.
     #[error("aborted by operator")]
     Aborted,
+    /// Stored state cannot be read (corrupt, truncated, empty, or written by a newer format).
+    /// It is left as it is.
+    #[error("state {path} is unreadable: {reason}; it was left as it is")]
+    Corrupt {
+        /// The file or key.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The router read back a state different from what was written.
     #[error("read-back mismatch on {what}: asked for {expected}, router serves {observed}")]
     ReadBackMismatch {

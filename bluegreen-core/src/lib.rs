@@ -43,11 +43,12 @@ pub mod probe;
 mod router;
 pub mod sim;
 mod spec;
+pub mod state;
 
 pub use analysis::{Analysis, AnalysisContext, FnAnalysis, HttpSuccessRate, Verdict};
 pub use error::{BoxError, Error, Result};
 pub use events::{ChannelSink, Event, EventKind, EventSink, JsonLinesSink, MemorySink, TracingSink};
-pub use executor::{Control, Executor, ExecutorBuilder, Outcome, Status};
+pub use executor::{ConcurrencyPolicy, Control, Executor, ExecutorBuilder, Outcome, Status, SupersedeWith};
 #[cfg(feature = "mock")]
 pub use fleet::MockFleet;
 pub use fleet::{Fleet, ProvisionRequest};
@@ -65,6 +66,7 @@ pub use spec::{
     Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling, RollingMode, ShiftStep,
     Spec, Strategy,
 };
+pub use state::{Command, DeploymentRecord, DeploymentSummary, FileStore, Lease, MemoryStore, Phase, StateStore};
 
 /// Compile-time check that the backend traits stay object-safe (usable as `Arc<dyn …>`).
 #[allow(dead_code)]

@@ -154,6 +154,13 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
                 prop_assert_eq!(sim.targets().len(), case.size, "no new target left running\n{}", log_text());
                 prop_assert_eq!(&outcome.serving_versions, &vec!["v1".into()]);
             }
+            // Only a backend that keeps failing permanently (one fault per whole rollback attempt)
+            // may stop a rollback, and even then traffic stays on a healthy version.
+            Status::RollbackFailed => {
+                let permanent = case.faults.iter().filter(|f| !f.retryable).count();
+                prop_assert!(permanent >= 3, "rollback failed with {permanent} permanent faults\n{}", log_text());
+                prop_assert!(sim.traffic_is_healthy(), "traffic left on an unhealthy pool\n{}", log_text());
+            }
             other => prop_assert!(false, "unexpected outcome {other:?}: {:?}\n{}", outcome.reason, log_text()),
         }
         Ok(())

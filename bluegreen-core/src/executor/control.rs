@@ -58,6 +58,11 @@ impl Control {
         self.tx.send_modify(|s| s.aborted = true);
     }
 
+    /// Wakes every wait of the running deployment so it looks at its state again.
+    pub(crate) fn nudge(&self) {
+        self.tx.send_modify(|_| {});
+    }
+
     pub(crate) fn reset(&self) {
         self.tx.send_replace(ControlState::default());
     }

@@ -86,28 +86,33 @@ impl Run<'_> {
         try_join_all(targets.iter().map(|t| self.await_healthy(t))).await.map(|_| ())
     }
 
-    /// Counts healthy serving members of the live pools, leaving out `removing`.
-    async fn healthy_serving(&self, removing: &BTreeSet<TargetId>) -> Result<usize> {
+    /// Healthy serving members of the live pools: how many in all, and how many of them are in
+    /// `removing`.
+    async fn healthy_serving(&self, removing: &BTreeSet<TargetId>) -> Result<(usize, usize)> {
         let router = &self.exec.router;
         let split = self.call("read split", || router.split()).await?;
         let fleet = self.fleet_map().await?;
-        let mut candidates = Vec::new();
+        let mut serving = Vec::new();
         for pool in split.live_pools() {
             for m in self.call("read members", || router.members(pool)).await? {
-                if m.state == MemberState::Serving && !removing.contains(&m.id) {
+                if m.state == MemberState::Serving {
                     if let Some(t) = fleet.get(&m.id) {
-                        candidates.push(t.clone());
+                        serving.push(t.clone());
                     }
                 }
             }
         }
-        let healths = join_all(candidates.iter().map(|t| self.probe(t))).await;
-        Ok(healths.iter().filter(|h| h.is_healthy()).count())
+        let healths = join_all(serving.iter().map(|t| self.probe(t))).await;
+        let healthy: Vec<&Target> =
+            serving.iter().zip(&healths).filter(|(_, h)| h.is_healthy()).map(|(t, _)| t).collect();
+        let taken = healthy.iter().filter(|t| removing.contains(&t.id)).count();
+        Ok((healthy.len(), taken))
     }
 
     /// Invariant 2: before taking `removing` out of service, make sure the healthy serving
     /// targets left stay at or above the plan's floor; wait for recovery up to the health
-    /// deadline, then fail.
+    /// deadline, then fail. Taking out only unhealthy targets costs no capacity and is always
+    /// allowed.
     pub(super) async fn ensure_capacity_without(&self, removing: &[TargetId]) -> Result<()> {
         let floor = self.plan.capacity_floor;
         if floor == 0 {
@@ -117,15 +122,16 @@ impl Run<'_> {
         let policy = &self.plan.spec.health;
         let deadline = Instant::now() + policy.deadline;
         loop {
-            let healthy = self.healthy_serving(&removing).await?;
-            if healthy >= floor {
+            let (healthy, taken) = self.healthy_serving(&removing).await?;
+            if taken == 0 || healthy - taken >= floor {
                 return Ok(());
             }
             if Instant::now() + policy.interval > deadline {
                 return Err(Error::Unhealthy {
                     what: format!(
-                        "taking {} target(s) out would leave {healthy} healthy serving, below the floor of {floor}",
-                        removing.len()
+                        "taking {} target(s) out would leave {} healthy serving, below the floor of {floor}",
+                        removing.len(),
+                        healthy - taken
                     ),
                 });
             }

@@ -19,12 +19,14 @@ use crate::router::Router;
 use crate::spec::{AnalysisSpec, Spec};
 
 mod control;
+mod durable;
 mod gate;
 mod rollback;
 mod run;
 mod steps;
 
 pub use control::Control;
+pub use durable::{ConcurrencyPolicy, SupersedeWith};
 
 /// How a deployment ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,9 @@ pub enum Status {
     /// The rollback could not restore a healthy state; traffic stays on the pools that were
     /// healthy, and a human is needed.
     RollbackFailed,
+    /// Another owner took the service's lock over (this process's lease had expired); this
+    /// process stopped without changing anything more, and the new owner is in charge.
+    Abandoned,
 }
 
 impl fmt::Display for Status {
@@ -49,6 +54,7 @@ impl fmt::Display for Status {
             Self::RolledBack => "rolled back",
             Self::RolledForward => "rolled forward",
             Self::RollbackFailed => "rollback failed",
+            Self::Abandoned => "abandoned to another owner",
         })
     }
 }
@@ -107,6 +113,7 @@ pub struct Executor {
     analyses: Vec<Arc<dyn Analysis>>,
     sinks: Vec<Arc<dyn EventSink>>,
     control: Control,
+    durable: Option<durable::Durable>,
 }
 
 /// Builds an [`Executor`].
@@ -144,6 +151,40 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Keeps deployments in `store` under the service's lock, as `owner` (a name unique to
+    /// this process or job, e.g. `ci-job-4711`): `deploy` then records every step, renews the
+    /// lease, follows commands sent through the store, and can be resumed after a crash.
+    #[must_use]
+    pub fn state_store(mut self, store: Arc<dyn crate::state::StateStore>, owner: impl Into<String>) -> Self {
+        self.executor.durable = Some(durable::Durable {
+            store,
+            owner: owner.into(),
+            lease_ttl: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+        });
+        self
+    }
+
+    /// How long the service's lock is held without renewal (default 30 s; renewed every third
+    /// of it). Needs [`state_store`](Self::state_store).
+    #[must_use]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        if let Some(d) = &mut self.executor.durable {
+            d.lease_ttl = ttl;
+        }
+        self
+    }
+
+    /// How often commands from other processes and a busy lock are checked (default 1 s).
+    /// Needs [`state_store`](Self::state_store).
+    #[must_use]
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        if let Some(d) = &mut self.executor.durable {
+            d.poll_interval = every;
+        }
+        self
+    }
+
     /// The executor.
     pub fn build(self) -> Executor {
         self.executor
@@ -162,6 +203,7 @@ impl Executor {
                 analyses: Vec::new(),
                 sinks: Vec::new(),
                 control: Control::default(),
+                durable: None,
             },
         }
     }
@@ -217,8 +259,12 @@ impl Executor {
     /// # Errors
     /// Bad input and failures before the first change; see the type's docs.
     pub async fn deploy(&self, spec: &Spec) -> Result<Outcome> {
+        let id = new_deployment_id(spec);
+        if self.durable.is_some() {
+            return self.deploy_durably(spec, &id).await;
+        }
         let plan = self.plan(spec).await?;
-        Ok(self.run(&plan, &new_deployment_id(spec)).await)
+        Ok(self.run(&plan, &id).await)
     }
 
     /// Runs a compiled plan under `deployment_id`.
@@ -232,7 +278,7 @@ impl Executor {
     pub async fn resume(&self, plan: &Plan, deployment_id: &str, from_step: usize) -> Outcome {
         self.control.reset();
         let run = run::Run::new(self, plan, deployment_id);
-        run.execute(from_step).await
+        run.execute(from_step, None).await
     }
 
     fn hooks_at(&self, spec_hooks: &[(HookPoint, Arc<dyn Hook>)], point: HookPoint) -> Vec<Arc<dyn Hook>> {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::control::ControlState;
+use super::durable::Journal;
 use super::{plan_spec_hooks, Executor, Outcome, Status};
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
@@ -29,6 +30,7 @@ pub(super) struct Run<'a> {
     promoted_seen: AtomicBool,
     spec_hooks: Vec<(HookPoint, Arc<dyn Hook>)>,
     pub(super) analyses: Vec<Arc<dyn Analysis>>,
+    journal: Option<&'a Journal>,
 }
 
 impl<'a> Run<'a> {
@@ -44,12 +46,21 @@ impl<'a> Run<'a> {
             promoted_seen: AtomicBool::new(false),
             spec_hooks: plan_spec_hooks(&plan.spec),
             analyses: exec.analyses_for(&plan.spec),
+            journal: None,
         }
     }
 
-    pub(super) async fn execute(&self, from_step: usize) -> Outcome {
+    /// Records progress in `journal` as the run goes.
+    pub(super) fn with_journal(mut self, journal: &'a Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Runs the plan from `from_step`; with `rollback_reason`, only the rollback (a resumed
+    /// deployment that was rolling back).
+    pub(super) async fn execute(&self, from_step: usize, rollback_reason: Option<String>) -> Outcome {
         let spec = &self.plan.spec;
-        if from_step == 0 {
+        if from_step == 0 && rollback_reason.is_none() {
             self.emit(EventKind::DeploymentStarted {
                 service: spec.service.clone(),
                 strategy: spec.strategy.name().to_owned(),
@@ -61,6 +72,9 @@ impl<'a> Run<'a> {
             self.emit(EventKind::DeploymentResumed { from_step });
         }
         let mut completed = from_step.min(self.plan.steps.len());
+        if let Some(reason) = rollback_reason {
+            return self.fail(Error::Check { what: "the interrupted deployment".into(), reason }, completed).await;
+        }
         for (index, step) in self.plan.steps.iter().enumerate().skip(completed) {
             let started = Instant::now();
             let result = match self.checkpoint().await {
@@ -70,14 +84,55 @@ impl<'a> Run<'a> {
                 }
                 Err(e) => Err(e),
             };
+            if self.lost_lock() {
+                return self.abandon(completed).await;
+            }
             if let Err(error) = result {
-                let status = self.rollback(&error).await;
-                return self.finish(status, Some(error.to_string()), completed).await;
+                return self.fail(error, completed).await;
             }
             completed += 1;
             self.emit(EventKind::StepCompleted { index, took: started.elapsed() });
+            if let Some(journal) = self.journal {
+                if journal.step_completed(index, started.elapsed()).await.is_err() && journal.lost() {
+                    return self.abandon(completed).await;
+                }
+            }
         }
         self.finish(Status::Succeeded, None, completed).await
+    }
+
+    fn lost_lock(&self) -> bool {
+        self.journal.is_some_and(Journal::lost)
+    }
+
+    /// Another owner is in charge: stop without touching anything.
+    async fn abandon(&self, completed: usize) -> Outcome {
+        self.emit(EventKind::DeploymentFinished {
+            status: Status::Abandoned,
+            reason: Some("another owner took the service's lock over".to_owned()),
+        });
+        Outcome {
+            deployment_id: self.id.clone(),
+            status: Status::Abandoned,
+            reason: Some("another owner took the service's lock over".to_owned()),
+            split: crate::Split::default(),
+            serving_versions: Vec::new(),
+            steps_completed: completed,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    async fn fail(&self, error: Error, completed: usize) -> Outcome {
+        if let Some(journal) = self.journal {
+            if journal.rolling_back(&error.to_string()).await.is_err() && journal.lost() {
+                return self.abandon(completed).await;
+            }
+        }
+        let status = self.rollback(&error).await;
+        if self.lost_lock() {
+            return self.abandon(completed).await;
+        }
+        self.finish(status, Some(error.to_string()), completed).await
     }
 
     async fn finish(&self, status: Status, reason: Option<String>, steps_completed: usize) -> Outcome {
@@ -95,7 +150,7 @@ impl<'a> Run<'a> {
             self.emit(EventKind::SteadyState { split: split.clone(), versions: serving_versions.clone() });
         }
         self.emit(EventKind::DeploymentFinished { status, reason: reason.clone() });
-        Outcome {
+        let outcome = Outcome {
             deployment_id: self.id.clone(),
             status,
             reason,
@@ -103,7 +158,13 @@ impl<'a> Run<'a> {
             serving_versions,
             steps_completed,
             elapsed: self.started.elapsed(),
+        };
+        if let Some(journal) = self.journal {
+            // The deploy is over either way; a store that cannot record it leaves the record
+            // "running", and a resume then finds every step done and finishes it again.
+            let _ = journal.finished(&outcome).await;
         }
+        outcome
     }
 
     /// The observed split and the versions of the members serving traffic.
@@ -171,6 +232,14 @@ impl<'a> Run<'a> {
         self.state().aborted && !self.rolling_back.load(Ordering::SeqCst)
     }
 
+    /// Ends any wait at once when another owner took the lock over.
+    fn check_lock(&self) -> Result<()> {
+        if self.lost_lock() {
+            return Err(Error::conflict("another owner took the service's lock over"));
+        }
+        Ok(())
+    }
+
     pub(super) fn promoted(&self) -> bool {
         let promoted = self.state().promoted && !self.rolling_back.load(Ordering::SeqCst);
         if promoted && !self.promoted_seen.swap(true, Ordering::SeqCst) {
@@ -193,6 +262,7 @@ impl<'a> Run<'a> {
         let deadline = Instant::now() + duration;
         let mut control = self.control.clone();
         loop {
+            self.check_lock()?;
             if self.abort_requested() {
                 return Err(self.aborted());
             }

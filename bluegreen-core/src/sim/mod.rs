@@ -361,6 +361,15 @@ impl Sim {
         Snapshot { split: world.split.clone(), pools }
     }
 
+    /// Whether every pool with traffic has a healthy serving member now: traffic is on a
+    /// healthy version.
+    pub fn traffic_is_healthy(&self) -> bool {
+        let world = self.lock();
+        let split = world.split.clone();
+        let healthy = split.live_pools().all(|p| world.pool_can_serve(p));
+        healthy
+    }
+
     /// Serving members in pools with traffic.
     pub fn serving_capacity(&self) -> usize {
         self.lock().serving_capacity()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::executor::ConcurrencyPolicy;
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Version};
 
@@ -64,6 +65,10 @@ pub struct Spec {
     /// How backend calls that fail with a retryable error are repeated.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// What happens when another deployment of the service holds its lock (needs a state
+    /// store on the executor).
+    #[serde(default)]
+    pub concurrency: ConcurrencyPolicy,
     /// Shell-command hooks at named points (closures are added on the executor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<CommandHookSpec>,
@@ -166,6 +171,7 @@ impl Spec {
             drain: DrainPolicy::default(),
             rollback: RollbackPolicy::default(),
             retry: RetryPolicy::default(),
+            concurrency: ConcurrencyPolicy::default(),
             hooks: Vec::new(),
             analyses: Vec::new(),
         }
@@ -201,6 +207,13 @@ impl Spec {
     #[must_use]
     pub fn with_rollback(mut self, rollback: RollbackPolicy) -> Self {
         self.rollback = rollback;
+        self
+    }
+
+    /// Sets the concurrency policy.
+    #[must_use]
+    pub fn with_concurrency(mut self, policy: ConcurrencyPolicy) -> Self {
+        self.concurrency = policy;
         self
     }
 

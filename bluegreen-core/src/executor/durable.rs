@@ -1,0 +1,310 @@
+//! Durable deployments: the lock per service, the journal of completed steps, lease renewal,
+//! commands from other processes, resume and history.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::{Control, Executor, Outcome, Status};
+use crate::error::{Error, Result};
+use crate::model::Version;
+use crate::plan::Plan;
+use crate::spec::Spec;
+use crate::state::{Command, DeploymentRecord, DeploymentSummary, Lease, Phase, StateStore, StepRecord};
+
+/// What happens when a deployment of a service starts while another one holds its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyPolicy {
+    /// Refuse at once with [`Error::Conflict`], naming the holder and its lease's expiry.
+    #[default]
+    Refuse,
+    /// Wait in line (first come, first served) until the lock is free.
+    Queue,
+    /// Tell the running deployment to stop — by rolling back (`abort`) or by finishing at
+    /// once (`promote`) — then take the lock when it is free.
+    Supersede(SupersedeWith),
+}
+
+/// How a superseded deployment ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupersedeWith {
+    /// It rolls back.
+    Abort,
+    /// It skips its remaining bakes and pauses and finishes.
+    Promote,
+}
+
+/// Where an executor keeps its deployments, and how it holds the lock.
+#[derive(Debug, Clone)]
+pub(super) struct Durable {
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) owner: String,
+    pub(super) lease_ttl: Duration,
+    pub(super) poll_interval: Duration,
+}
+
+/// The running deployment's record, kept in step with the store.
+pub(super) struct Journal {
+    store: Arc<dyn StateStore>,
+    lease: Arc<Mutex<Lease>>,
+    record: Mutex<DeploymentRecord>,
+    lost: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+impl Journal {
+    /// Starts renewing `lease` and polling for commands to `record`'s deployment.
+    fn start(durable: &Durable, record: DeploymentRecord, lease: Lease, control: Control) -> Self {
+        let lease = Arc::new(Mutex::new(lease));
+        let lost = Arc::new(AtomicBool::new(false));
+        let renew = {
+            let (store, lease, lost, ttl) = (durable.store.clone(), lease.clone(), lost.clone(), durable.lease_ttl);
+            let control = control.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let current = lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                    match store.renew(&current, ttl).await {
+                        Ok(renewed) => *lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = renewed,
+                        Err(Error::Conflict { .. }) => {
+                            lost.store(true, Ordering::SeqCst);
+                            control.nudge();
+                            break;
+                        }
+                        // The store is unreachable for now: keep the deploy going and try again.
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        let poll = {
+            let (store, id, every) = (durable.store.clone(), record.id.clone(), durable.poll_interval);
+            tokio::spawn(async move {
+                let mut seen = 0;
+                loop {
+                    if let Ok(commands) = store.commands(&id, seen).await {
+                        for c in commands {
+                            seen = seen.max(c.seq);
+                            apply(&control, c.command);
+                        }
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            })
+        };
+        Self { store: durable.store.clone(), lease, record: Mutex::new(record), lost, tasks: vec![renew, poll] }
+    }
+
+    fn lease(&self) -> Lease {
+        self.lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Whether another owner took the lock over: this process must change nothing more.
+    pub(super) fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    async fn write(&self, change: impl FnOnce(&mut DeploymentRecord)) -> Result<()> {
+        let record = {
+            let mut record = self.record.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            change(&mut record);
+            record.updated_at = now_ms();
+            record.clone()
+        };
+        match self.store.save(&record, &self.lease()).await {
+            Err(e @ Error::Conflict { .. }) => {
+                self.lost.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    pub(super) async fn step_completed(&self, index: usize, took: Duration) -> Result<()> {
+        self.write(|r| {
+            r.completed_steps = index + 1;
+            r.steps.push(StepRecord { index, completed_at: now_ms(), took });
+        })
+        .await
+    }
+
+    pub(super) async fn rolling_back(&self, reason: &str) -> Result<()> {
+        self.write(|r| {
+            r.phase = Phase::RollingBack;
+            r.failure = Some(reason.to_owned());
+        })
+        .await
+    }
+
+    pub(super) async fn finished(&self, outcome: &Outcome) -> Result<()> {
+        self.write(|r| {
+            r.phase = Phase::Finished;
+            r.outcome = Some(outcome.clone());
+        })
+        .await?;
+        self.store.release(&self.lease()).await
+    }
+}
+
+fn apply(control: &Control, command: Command) {
+    match command {
+        Command::Pause => control.pause(),
+        Command::Resume => control.resume(),
+        Command::Promote => control.promote(),
+        Command::Abort => control.abort(),
+    }
+}
+
+impl Executor {
+    fn durable(&self) -> Result<&Durable> {
+        self.durable
+            .as_ref()
+            .ok_or_else(|| Error::invalid("executor", "no state store configured (ExecutorBuilder::state_store)"))
+    }
+
+    /// Takes the service's lock as `policy` says.
+    pub(super) async fn lock_for(&self, spec: &Spec, id: &str) -> Result<Lease> {
+        let d = self.durable()?;
+        let service = spec.service.as_str();
+        match spec.concurrency {
+            ConcurrencyPolicy::Refuse => return d.store.acquire(service, &d.owner, d.lease_ttl).await,
+            ConcurrencyPolicy::Queue => {}
+            ConcurrencyPolicy::Supersede(with) => {
+                if d.store.holder(service).await?.is_some() {
+                    let running =
+                        d.store.history(service).await?.into_iter().rev().find(|r| r.phase != Phase::Finished);
+                    if let Some(running) = running {
+                        let command = match with {
+                            SupersedeWith::Abort => Command::Abort,
+                            SupersedeWith::Promote => Command::Promote,
+                        };
+                        d.store.send(&running.id, command).await?;
+                    }
+                }
+            }
+        }
+        // Wait in line: the first entry of the queue takes the lock once it is free. Entries
+        // of waiters that died expire after a lease TTL.
+        loop {
+            let queue = d.store.enqueue(service, id, d.lease_ttl).await?;
+            if queue.first().map(String::as_str) == Some(id) {
+                match d.store.acquire(service, &d.owner, d.lease_ttl).await {
+                    Ok(lease) => {
+                        d.store.dequeue(service, id).await?;
+                        return Ok(lease);
+                    }
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tokio::time::sleep(d.poll_interval).await;
+        }
+    }
+
+    /// Plans and runs `spec` under the service's lock, recording every step.
+    pub(super) async fn deploy_durably(&self, spec: &Spec, id: &str) -> Result<Outcome> {
+        spec.validate()?;
+        let d = self.durable()?.clone();
+        let lease = self.lock_for(spec, id).await?;
+        let plan = match self.plan(spec).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                let _ = d.store.release(&lease).await;
+                return Err(e);
+            }
+        };
+        let record = DeploymentRecord::new(id, plan.clone(), d.owner.clone(), now_ms());
+        if let Err(e) = d.store.create(&record, &lease).await {
+            let _ = d.store.release(&lease).await;
+            return Err(e);
+        }
+        Ok(self.run_journaled(&d, &plan, record, lease, 0, None).await)
+    }
+
+    async fn run_journaled(
+        &self,
+        d: &Durable,
+        plan: &Plan,
+        record: DeploymentRecord,
+        lease: Lease,
+        from_step: usize,
+        rollback_reason: Option<String>,
+    ) -> Outcome {
+        self.control.reset();
+        let id = record.id.clone();
+        let journal = Journal::start(d, record, lease, self.control.clone());
+        let run = super::run::Run::new(self, plan, &id).with_journal(&journal);
+        run.execute(from_step, rollback_reason).await
+    }
+
+    /// Continues deployment `id` from the store: from its first uncompleted step, or its
+    /// rollback if it was rolling back. The interrupted step runs again from its start.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown id; [`Error::Conflict`] when it finished already or
+    /// another live owner holds the service's lock; store errors.
+    pub async fn resume_deployment(&self, id: &str) -> Result<Outcome> {
+        let d = self.durable()?.clone();
+        let record = d.store.load(id).await?;
+        if record.phase == Phase::Finished {
+            let status = record.outcome.as_ref().map_or_else(|| "finished".to_owned(), |o| o.status.to_string());
+            return Err(Error::conflict(format!("deployment {id} already ended ({status})")));
+        }
+        let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
+        let plan = record.plan.clone();
+        let (from, reason) = match record.phase {
+            Phase::RollingBack => {
+                (record.completed_steps, Some(record.failure.clone().unwrap_or_else(|| "interrupted".into())))
+            }
+            _ => (record.completed_steps, None),
+        };
+        Ok(self.run_journaled(&d, &plan, record, lease, from, reason).await)
+    }
+
+    /// Past and running deployments of `service`, oldest first.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn history(&self, service: &str) -> Result<Vec<DeploymentSummary>> {
+        Ok(self.durable()?.store.history(service).await?.iter().map(DeploymentRecord::summary).collect())
+    }
+
+    /// Deploys `service` back to `version` (or, if `None`, to the last version that
+    /// succeeded before the current one), with the spec that deployed it then.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when history has no such good version; as [`deploy`](Self::deploy).
+    pub async fn rollback_to(&self, service: &str, version: Option<&Version>) -> Result<Outcome> {
+        let history = self.durable()?.store.history(service).await?;
+        let good: Vec<&DeploymentRecord> =
+            history.iter().filter(|r| r.outcome.as_ref().is_some_and(|o| o.status == Status::Succeeded)).collect();
+        let current = good.last().map(|r| r.plan.spec.version.clone());
+        let target = good.iter().rev().find(|r| match version {
+            Some(v) => r.plan.spec.version == *v,
+            None => Some(&r.plan.spec.version) != current.as_ref(),
+        });
+        let Some(target) = target else {
+            let what =
+                version.map_or_else(|| "a previous good version".to_owned(), |v| format!("a good deployment of {v}"));
+            return Err(Error::not_found(format!("{what} in the history of {service}")));
+        };
+        self.deploy(&target.plan.spec).await
+    }
+}

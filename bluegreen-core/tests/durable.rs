@@ -1,0 +1,254 @@
+//! Durable deployments in one process: the journal, resume, remote control through the store,
+//! the concurrency policies, fencing of a stale owner, history and rollback to a past release.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bluegreen_core::sim::Sim;
+use bluegreen_core::state::ManualClock;
+use bluegreen_core::{
+    BlueGreen, Canary, Command, ConcurrencyPolicy, Error, EventKind, Executor, MemorySink, MemoryStore, Phase,
+    ShiftStep, Spec, StateStore, Status, Strategy, SupersedeWith,
+};
+use support::*;
+
+fn canary(bake: Duration) -> Strategy {
+    Strategy::Canary(Canary { steps: vec![ShiftStep { percent: 20, bake }], ..Canary::default() })
+}
+
+fn durable(sim: &Sim, store: &Arc<MemoryStore>, owner: &str) -> (Executor, MemorySink) {
+    let log = MemorySink::new();
+    let exec = Executor::builder(sim.router(), sim.fleet(), sim.probe())
+        .shared_sink(sim.sink())
+        .sink(log.clone())
+        .state_store(store.clone(), owner)
+        .poll_interval(secs(1))
+        .build();
+    (exec, log)
+}
+
+fn two_pools() -> Sim {
+    Sim::builder().pool("blue", 2, "v1").pool("green", 0, "v1").build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_step_is_recorded_and_the_lock_released() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let (exec, _) = durable(&sim, &store, "ci-1");
+    let outcome = exec.deploy(&quick(Spec::new("shop", "v2", canary(mins(5))))).await.unwrap();
+    assert_eq!(outcome.status, Status::Succeeded);
+    let record = store.load(&outcome.deployment_id).await.unwrap();
+    assert_eq!(record.phase, Phase::Finished);
+    assert_eq!(record.completed_steps, record.plan.steps.len());
+    assert_eq!(
+        record.steps.iter().map(|s| s.index).collect::<Vec<_>>(),
+        (0..record.plan.steps.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(record.outcome.unwrap().status, Status::Succeeded);
+    assert_eq!(store.holder("shop").await.unwrap(), None, "the lock is released");
+    let history = exec.history("shop").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].from_version.as_deref(), history[0].to_version.as_str()), (Some("v1"), "v2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_deployment_resumes_from_its_last_recorded_step() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let (exec, log) = durable(&sim, &store, "ci-1");
+    let spec = quick(Spec::new("shop", "v2", canary(mins(10))));
+    let task = {
+        let exec = exec.clone();
+        tokio::spawn(async move { exec.deploy(&spec).await })
+    };
+    tokio::time::sleep(mins(3)).await; // in the middle of the canary's bake
+    task.abort();
+    let _ = task.await;
+    let id = log.events()[0].deployment_id.clone();
+    let record = store.load(&id).await.unwrap();
+    assert_eq!(record.phase, Phase::Running);
+    let bake = record.plan.steps.iter().position(|s| s.to_string().starts_with("bake")).unwrap();
+    assert_eq!(record.completed_steps, bake, "the store says exactly which step was last completed");
+    assert_eq!(sim.split().weight(&"green".into()), 20, "the crash left the canary split");
+
+    // Unknown ids are NotFound; the same owner resumes at once.
+    assert!(matches!(exec.resume_deployment("no-such").await, Err(Error::NotFound { .. })));
+    let outcome = exec.resume_deployment(&id).await.unwrap();
+    assert_eq!(outcome.status, Status::Succeeded);
+    assert!(log.lines().iter().any(|l| l == &format!("resumed the deployment at step {}", bake + 1)));
+    assert_eq!(sim.split().weight(&"green".into()), 100);
+    assert!(matches!(exec.resume_deployment(&id).await, Err(Error::Conflict { .. })), "a finished deploy");
+    assert_no_violations(&sim, &log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_process_pauses_promotes_and_aborts_through_the_store() {
+    for command in [Command::Pause, Command::Promote, Command::Abort] {
+        let sim = two_pools();
+        let store = Arc::new(MemoryStore::new());
+        let (exec, log) = durable(&sim, &store, "ci-1");
+        let spec = quick(Spec::new("shop", "v2", canary(mins(30))));
+        let task = tokio::spawn(async move { exec.deploy(&spec).await.unwrap() });
+        tokio::time::sleep(mins(2)).await;
+        let id = log.events()[0].deployment_id.clone();
+        // The "other process": only the store in common.
+        let remote: Arc<dyn StateStore> = store.clone();
+        remote.send(&id, command).await.unwrap();
+        let reacted = |kind: &EventKind| match command {
+            Command::Pause => matches!(kind, EventKind::Paused { .. }),
+            Command::Promote => matches!(kind, EventKind::Promoted),
+            _ => matches!(kind, EventKind::AbortRequested),
+        };
+        // Within one poll interval (1 s; the millisecond lets tasks due at the same instant run).
+        tokio::time::sleep(secs(1) + Duration::from_millis(1)).await;
+        let event = log.events().into_iter().find(|e| reacted(&e.kind));
+        assert!(event.is_some(), "{command:?} not seen within a poll interval:\n{}", log.lines().join("\n"));
+        match command {
+            Command::Pause => {
+                tokio::time::sleep(mins(60)).await;
+                assert!(!task.is_finished(), "paused");
+                remote.send(&id, Command::Resume).await.unwrap();
+                assert_eq!(task.await.unwrap().status, Status::Succeeded);
+            }
+            Command::Promote => {
+                let outcome = task.await.unwrap();
+                assert_eq!(outcome.status, Status::Succeeded);
+                assert!(outcome.elapsed < mins(5), "{:?}", outcome.elapsed);
+            }
+            _ => assert_eq!(task.await.unwrap().status, Status::RolledBack),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refuse_lets_exactly_one_deployment_run() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let (first, _) = durable(&sim, &store, "pipeline-a");
+    let (second, _) = durable(&sim, &store, "pipeline-b");
+    let spec = quick(Spec::new("shop", "v2", canary(mins(10))));
+    let running = {
+        let spec = spec.clone();
+        tokio::spawn(async move { first.deploy(&spec).await.unwrap() })
+    };
+    tokio::time::sleep(mins(1)).await;
+    let writes = sim.writes();
+    let err = second.deploy(&spec.clone().with_concurrency(ConcurrencyPolicy::Refuse)).await.unwrap_err();
+    match &err {
+        Error::Conflict { what } => assert!(what.contains("pipeline-a") && what.contains("until"), "{what}"),
+        other => panic!("{other}"),
+    }
+    assert_eq!(sim.writes(), writes, "the refused deploy changed nothing");
+    assert_eq!(running.await.unwrap().status, Status::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_deployments_run_one_after_the_other_in_order() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    // One log shared by the three pipelines: it shows how their events interleave.
+    let all = MemorySink::new();
+    let pipeline = |owner: &str| {
+        Executor::builder(sim.router(), sim.fleet(), sim.probe())
+            .shared_sink(sim.sink())
+            .sink(all.clone())
+            .state_store(store.clone(), owner)
+            .build()
+    };
+    let queue = |v: &str| quick(Spec::new("shop", v, canary(mins(5)))).with_concurrency(ConcurrencyPolicy::Queue);
+    let mut tasks = Vec::new();
+    for (owner, version) in [("pipeline-a", "v2"), ("pipeline-b", "v3"), ("pipeline-c", "v4")] {
+        let (exec, spec) = (pipeline(owner), queue(version));
+        tasks.push(tokio::spawn(async move { exec.deploy(&spec).await.unwrap() }));
+        tokio::time::sleep(secs(10)).await;
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert!(outcomes.iter().all(|o| o.status == Status::Succeeded), "{outcomes:#?}");
+    let history: Vec<String> =
+        store.history("shop").await.unwrap().into_iter().map(|r| r.plan.spec.version.to_string()).collect();
+    assert_eq!(history, ["v2", "v3", "v4"], "first come, first served");
+    // Never interleaved: the shared log is three unbroken runs, one per deployment.
+    let mut runs: Vec<String> = all.events().into_iter().map(|e| e.deployment_id).collect();
+    runs.dedup();
+    let ids: Vec<String> = outcomes.iter().map(|o| o.deployment_id.clone()).collect();
+    assert_eq!(runs, ids, "the deployments' events interleaved");
+    assert_eq!(outcomes[2].serving_versions, vec!["v4".into()]);
+    assert_no_violations(&sim, &all);
+}
+
+#[tokio::test(start_paused = true)]
+async fn supersede_ends_the_running_deployment_as_configured() {
+    for (with, first_status) in
+        [(SupersedeWith::Abort, Status::RolledBack), (SupersedeWith::Promote, Status::Succeeded)]
+    {
+        let sim = two_pools();
+        let store = Arc::new(MemoryStore::new());
+        let (first, _) = durable(&sim, &store, "pipeline-a");
+        let (second, _) = durable(&sim, &store, "pipeline-b");
+        let a =
+            tokio::spawn(async move { first.deploy(&quick(Spec::new("shop", "v2", canary(mins(30))))).await.unwrap() });
+        tokio::time::sleep(mins(2)).await;
+        let spec = quick(Spec::new("shop", "v3", canary(mins(1)))).with_concurrency(ConcurrencyPolicy::Supersede(with));
+        let b = second.deploy(&spec).await.unwrap();
+        let a = a.await.unwrap();
+        assert_eq!(a.status, first_status, "{with:?}");
+        assert!(a.elapsed < mins(10), "{with:?}: superseded promptly, not after its 30-minute bake");
+        assert_eq!(b.status, Status::Succeeded, "{with:?}");
+        assert_eq!(b.serving_versions, vec!["v3".into()]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_owner_whose_lock_was_taken_over_changes_nothing_more() {
+    let sim = two_pools();
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStore::with_clock(clock.clock()));
+    let (stale, log) = durable(&sim, &store, "pipeline-a");
+    let stale =
+        tokio::spawn(async move { stale.deploy(&quick(Spec::new("shop", "v2", canary(mins(30))))).await.unwrap() });
+    tokio::time::sleep(mins(2)).await;
+    // pipeline-a's host froze past its lease; pipeline-b takes the lock over.
+    clock.advance(mins(5));
+    let lease = store.acquire("shop", "pipeline-b", secs(30)).await.unwrap();
+    let writes = sim.writes();
+    let outcome = stale.await.unwrap();
+    assert_eq!(outcome.status, Status::Abandoned, "{}", log.lines().join("\n"));
+    assert!(outcome.elapsed < mins(4), "noticed within a lease renewal, not after the bake: {:?}", outcome.elapsed);
+    assert_eq!(sim.writes(), writes, "the stale owner made no backend change after losing the lock");
+    assert_eq!(sim.split().weight(&"green".into()), 20, "traffic left for the new owner");
+    assert!(lease.fence > 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_lists_outcomes_and_a_deploy_goes_back_to_the_previous_good_version() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let (exec, _) = durable(&sim, &store, "ci");
+    let bg = |v: &str| quick(Spec::new("shop", v, Strategy::BlueGreen(BlueGreen::default())));
+    assert_eq!(exec.deploy(&bg("v2")).await.unwrap().status, Status::Succeeded);
+    assert_eq!(exec.deploy(&bg("v3")).await.unwrap().status, Status::Succeeded);
+    sim.set_behaviour("v4", bluegreen_core::sim::VersionBehaviour::never_healthy());
+    assert_eq!(exec.deploy(&bg("v4")).await.unwrap().status, Status::RolledBack);
+
+    let history = exec.history("shop").await.unwrap();
+    let lines: Vec<(String, Option<Status>)> = history.iter().map(|h| (h.to_version.clone(), h.status)).collect();
+    assert_eq!(
+        lines,
+        [
+            ("v2".into(), Some(Status::Succeeded)),
+            ("v3".into(), Some(Status::Succeeded)),
+            ("v4".into(), Some(Status::RolledBack))
+        ]
+    );
+    let back = exec.rollback_to("shop", None).await.unwrap();
+    assert_eq!(back.status, Status::Succeeded);
+    assert_eq!(back.serving_versions, vec!["v2".into()], "the good version before the current v3");
+    let err = exec.rollback_to("shop", Some(&"v9".into())).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
