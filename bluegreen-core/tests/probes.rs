@@ -203,7 +203,7 @@ async fn fails_every(n: u64) -> (SocketAddr, Arc<AtomicU64>) {
             let counter = counter.clone();
             async move {
                 let k = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                if k % n == 0 {
+                if k.is_multiple_of(n) {
                     StatusCode::INTERNAL_SERVER_ERROR
                 } else {
                     StatusCode::OK

@@ -33,6 +33,8 @@ impl Fleet for SimFleet {
             let zone = (!request.zones.is_empty()).then(|| request.zones[i % request.zones.len()].clone());
             tagged.push(w.new_target(&request.version, zone, Some(request.tag.clone()), &prefix));
         }
+        drop(w);
+        self.0.wrote();
         Ok(tagged)
     }
 
@@ -55,7 +57,10 @@ impl Fleet for SimFleet {
         let t = w.targets.get_mut(target).ok_or_else(|| Error::not_found(format!("target {target}")))?;
         t.target.version = version.clone();
         t.started = Instant::now();
-        Ok(t.target.clone())
+        let updated = t.target.clone();
+        drop(w);
+        self.0.wrote();
+        Ok(updated)
     }
 
     async fn retire(&self, targets: &[TargetId]) -> Result<()> {
@@ -74,6 +79,8 @@ impl Fleet for SimFleet {
             }
         }
         w.check_floor(&format!("stopping {} target(s)", targets.len()), capacity_before);
+        drop(w);
+        self.0.wrote();
         Ok(())
     }
 

@@ -28,7 +28,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -45,11 +47,16 @@ mod behaviour;
 mod fleet;
 mod probe;
 mod router;
+mod shared;
 mod traffic;
 mod world;
 
 pub use behaviour::{Fault, HealthBehaviour, Op, VersionBehaviour};
+use shared::{SharedFile, WorldGuard};
 use world::{SimMember, World};
+
+/// Called after every successful write with the number of writes this process made so far.
+pub type WriteHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// A broken invariant, as the simulator saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +103,9 @@ pub struct Traffic {
 #[derive(Clone)]
 pub struct Sim {
     world: Arc<Mutex<World>>,
+    shared: Option<Arc<SharedFile>>,
+    writes_here: Arc<AtomicU64>,
+    on_write: Option<WriteHook>,
     capabilities: Capabilities,
     latency: Duration,
     update_time: Duration,
@@ -108,7 +118,7 @@ impl fmt::Debug for Sim {
 }
 
 /// Builds a [`Sim`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SimBuilder {
     pools: Vec<(PoolName, usize, Version)>,
     zones: Vec<String>,
@@ -121,6 +131,14 @@ pub struct SimBuilder {
     floor: usize,
     unchecked: bool,
     traffic: Option<Traffic>,
+    shared: Option<PathBuf>,
+    on_write: Option<WriteHook>,
+}
+
+impl fmt::Debug for SimBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimBuilder").field("pools", &self.pools).field("shared", &self.shared).finish_non_exhaustive()
+    }
 }
 
 impl SimBuilder {
@@ -194,6 +212,24 @@ impl SimBuilder {
         self
     }
 
+    /// Shares the world with other processes through `path`: if the file exists, the world
+    /// is loaded from it (the builder's pools are ignored); every operation then loads and
+    /// saves it under an advisory lock. Use real time (not a paused clock) in every process
+    /// sharing a world; request traffic is not simulated.
+    #[must_use]
+    pub fn shared_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.shared = Some(path.into());
+        self
+    }
+
+    /// Calls `hook` after every successful write with the number of writes this process made
+    /// (a crash test kills its own process at the n-th write).
+    #[must_use]
+    pub fn on_write(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_write = Some(Arc::new(hook));
+        self
+    }
+
     /// Sends request traffic through the router from [`build`](Self::build) on (which must
     /// then run inside a tokio runtime).
     #[must_use]
@@ -237,8 +273,17 @@ impl SimBuilder {
         }
         let split = self.split.or_else(|| first_live.map(|p| Split::all_to(&p))).unwrap_or_default();
         world.set_split(split);
+        let shared = self.shared.map(|path| {
+            if !path.exists() {
+                shared::save(&path, &world).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+            }
+            Arc::new(SharedFile { path })
+        });
         let sim = Sim {
             world: Arc::new(Mutex::new(world)),
+            shared,
+            writes_here: Arc::default(),
+            on_write: self.on_write,
             capabilities: self.capabilities.unwrap_or_else(Capabilities::load_balancer),
             latency: self.latency,
             update_time: self.update_time,
@@ -256,8 +301,23 @@ impl Sim {
         SimBuilder::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> WorldGuard<'_> {
+        let mut world = self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let file = self.shared.as_deref().map(|shared| {
+            let lock = shared
+                .lock_and_load(&mut world)
+                .unwrap_or_else(|e| panic!("cannot load the simulated world from {}: {e}", shared.path.display()));
+            (shared, lock)
+        });
+        WorldGuard { world, file }
+    }
+
+    /// Counts a successful write and runs the write hook.
+    fn wrote(&self) {
+        let n = self.writes_here.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(hook) = &self.on_write {
+            hook(n);
+        }
     }
 
     /// The simulated router.

@@ -65,6 +65,8 @@ impl Router for SimRouter {
         if old.iter().any(|p| split.weight(p) == 0) {
             w.check_floor("a split change", capacity_before);
         }
+        drop(w);
+        self.0.wrote();
         Ok(())
     }
 
@@ -84,6 +86,8 @@ impl Router for SimRouter {
             let members = w.pools.get_mut(pool).expect("checked above");
             members.insert(t.id.clone(), SimMember { state: MemberState::Serving, drain: None });
         }
+        drop(w);
+        self.0.wrote();
         Ok(())
     }
 
@@ -129,6 +133,8 @@ impl Router for SimRouter {
                 }
             }
         }
+        drop(w);
+        self.0.wrote();
         Ok(DrainReport {
             in_flight_at_start: Some(in_flight_at_start),
             in_flight_at_end: Some(in_flight_at_end),
@@ -154,6 +160,8 @@ impl Router for SimRouter {
             }
         }
         w.check_floor(&format!("removing {} target(s) from pool {pool}", targets.len()), capacity_before);
+        drop(w);
+        self.0.wrote();
         Ok(())
     }
 
