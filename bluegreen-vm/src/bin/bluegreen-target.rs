@@ -1,0 +1,127 @@
+//! `bluegreen-target`: a small HTTP server that stands in for an application under deployment
+//! (tests, examples and `bluegreen demo`). It says which version it runs, and can be told to be
+//! slow to start, to fail its health check, or to fail a share of its requests.
+//!
+//! ```text
+//! bluegreen-target --version v2 [--listen 127.0.0.1:0] [--startup-ms N] [--fail-health] [--error-rate 0.2]
+//! ```
+//!
+//! Prints `listening on ADDR` once bound. Endpoints:
+//! - `GET /healthz` — 200 `ok`, or 503 while starting up or with `--fail-health`;
+//! - `GET /` — 200 with the version as body and in `x-version` (500 for the `--error-rate` share);
+//! - `GET /sleep/MS` — the same after holding the request MS milliseconds (a long request).
+//!
+//! On SIGTERM it stops accepting connections and exits once in-flight requests are done.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+struct Config {
+    version: String,
+    started: Instant,
+    startup: Duration,
+    fail_health: bool,
+    /// Fail one request in `1 / error_rate`, deterministically.
+    error_every: Option<u64>,
+    served: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bluegreen-target --version V [--listen ADDR] [--startup-ms N] [--fail-health] [--error-rate R]");
+    std::process::exit(2)
+}
+
+fn response(status: StatusCode, version: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("x-version", version)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+async fn handle(config: Arc<Config>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let version = config.version.as_str();
+    if path == "/healthz" {
+        let up = config.started.elapsed() >= config.startup && !config.fail_health;
+        return Ok(if up {
+            response(StatusCode::OK, version, "ok\n".into())
+        } else {
+            response(StatusCode::SERVICE_UNAVAILABLE, version, "unhealthy\n".into())
+        });
+    }
+    config.in_flight.fetch_add(1, Ordering::SeqCst);
+    if let Some(ms) = path.strip_prefix("/sleep/").and_then(|ms| ms.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let n = config.served.fetch_add(1, Ordering::SeqCst) + 1;
+    config.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if config.error_every.is_some_and(|every| n.is_multiple_of(every)) {
+        return Ok(response(StatusCode::INTERNAL_SERVER_ERROR, version, format!("{version} failed\n")));
+    }
+    Ok(response(StatusCode::OK, version, format!("{version}\n")))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let version = arg(&args, "--version").unwrap_or_else(|| usage());
+    let listen: SocketAddr =
+        arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into()).parse().unwrap_or_else(|_| usage());
+    let startup = Duration::from_millis(arg(&args, "--startup-ms").map_or(0, |v| v.parse().unwrap_or_else(|_| usage())));
+    let error_rate: f64 = arg(&args, "--error-rate").map_or(0.0, |v| v.parse().unwrap_or_else(|_| usage()));
+    let config = Arc::new(Config {
+        version,
+        started: Instant::now(),
+        startup,
+        fail_health: args.iter().any(|a| a == "--fail-health"),
+        error_every: (error_rate > 0.0).then(|| (1.0 / error_rate.min(1.0)).round().max(1.0) as u64),
+        served: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+    });
+    let listener = TcpListener::bind(listen).await.unwrap_or_else(|e| {
+        eprintln!("cannot listen on {listen}: {e}");
+        std::process::exit(1)
+    });
+    let local = listener.local_addr().expect("bound address");
+    println!("listening on {local}");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let config = config.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(config.clone(), req));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            _ = term.recv() => break,
+        }
+    }
+    // Stop accepting; let in-flight requests finish (bounded, so a stuck client cannot hold us).
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while config.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
