@@ -76,6 +76,10 @@ pub enum Error {
     /// The deployment was aborted through its [`Control`](crate::Control) handle.
     #[error("aborted by operator")]
     Aborted,
+    /// The deployment was stopped at a safe point through its [`Control`](crate::Control)
+    /// handle, to be resumed later.
+    #[error("stopped by operator; resumable")]
+    Stopped,
     /// Stored state cannot be read (corrupt, truncated, empty, or written by a newer format).
     /// It is left as it is.
     #[error("state {path} is unreadable: {reason}; it was left as it is")]

@@ -252,3 +252,30 @@ async fn history_lists_outcomes_and_a_deploy_goes_back_to_the_previous_good_vers
     let err = exec.rollback_to("shop", Some(&"v9".into())).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn stop_leaves_a_resumable_deployment_and_frees_the_lock() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let (exec, log) = durable(&sim, &store, "terminal-1");
+    let control = exec.control();
+    let task =
+        tokio::spawn(async move { exec.deploy(&quick(Spec::new("shop", "v2", canary(mins(30))))).await.unwrap() });
+    tokio::time::sleep(mins(2)).await;
+    let writes = sim.writes();
+    control.stop();
+    let outcome = task.await.unwrap();
+    assert_eq!(outcome.status, Status::Interrupted, "{}", log.lines().join("\n"));
+    assert!(outcome.elapsed < mins(3), "stopped at once, in the middle of the bake");
+    assert_eq!(sim.writes(), writes, "nothing rolled back or changed");
+    assert_eq!(sim.split().weight(&"green".into()), 20);
+    let record = store.load(&outcome.deployment_id).await.unwrap();
+    assert_eq!(record.phase, Phase::Running);
+    assert_eq!(store.holder("shop").await.unwrap(), None, "the lock is free for whoever resumes");
+
+    // Another terminal resumes it straight away.
+    let (other, _) = durable(&sim, &store, "terminal-2");
+    let resumed = other.resume_deployment(&outcome.deployment_id).await.unwrap();
+    assert_eq!(resumed.status, Status::Succeeded);
+    assert_eq!(sim.split().weight(&"green".into()), 100);
+}

@@ -10,6 +10,7 @@ pub(crate) struct ControlState {
     pub(crate) paused: bool,
     pub(crate) promoted: bool,
     pub(crate) aborted: bool,
+    pub(crate) stopped: bool,
 }
 
 /// A handle to steer an executor's running deployment from another task.
@@ -23,6 +24,9 @@ pub(crate) struct ControlState {
 ///   gates, drains and read-backs still apply.
 /// - [`abort`](Self::abort): the deployment stops at the next wait or step boundary and rolls
 ///   back. A rollback in progress is not interrupted.
+/// - [`stop`](Self::stop): the deployment stops at the next wait or step boundary *without*
+///   rolling back, status `interrupted`, resumable from its first uncompleted step (what a
+///   first Ctrl-C does). A rollback in progress is not interrupted.
 #[derive(Debug, Clone)]
 pub struct Control {
     tx: Arc<watch::Sender<ControlState>>,
@@ -51,6 +55,11 @@ impl Control {
             s.promoted = true;
             s.paused = false;
         });
+    }
+
+    /// Stops the deployment at a safe point without rolling back; it can be resumed.
+    pub fn stop(&self) {
+        self.tx.send_modify(|s| s.stopped = true);
     }
 
     /// Stops the deployment and rolls it back.

@@ -153,6 +153,11 @@ impl Journal {
         .await
     }
 
+    /// Gives the lock up, leaving the record as it is (an interrupted, resumable deployment).
+    pub(super) async fn release(&self) -> Result<()> {
+        self.store.release(&self.lease()).await
+    }
+
     pub(super) async fn finished(&self, outcome: &Outcome) -> Result<()> {
         self.write(|r| {
             r.phase = Phase::Finished;

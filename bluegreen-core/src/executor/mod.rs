@@ -42,6 +42,9 @@ pub enum Status {
     /// The rollback could not restore a healthy state; traffic stays on the pools that were
     /// healthy, and a human is needed.
     RollbackFailed,
+    /// Stopped at a safe point by [`Control::stop`]; nothing was rolled back, and the
+    /// deployment resumes from its first uncompleted step.
+    Interrupted,
     /// Another owner took the service's lock over (this process's lease had expired); this
     /// process stopped without changing anything more, and the new owner is in charge.
     Abandoned,
@@ -54,6 +57,7 @@ impl fmt::Display for Status {
             Self::RolledBack => "rolled back",
             Self::RolledForward => "rolled forward",
             Self::RollbackFailed => "rollback failed",
+            Self::Interrupted => "interrupted (resumable)",
             Self::Abandoned => "abandoned to another owner",
         })
     }

@@ -87,6 +87,9 @@ impl<'a> Run<'a> {
             if self.lost_lock() {
                 return self.abandon(completed).await;
             }
+            if self.stop_requested() && result.is_err() {
+                return self.interrupt(completed).await;
+            }
             if let Err(error) = result {
                 return self.fail(error, completed).await;
             }
@@ -117,6 +120,26 @@ impl<'a> Run<'a> {
             reason: Some("another owner took the service's lock over".to_owned()),
             split: crate::Split::default(),
             serving_versions: Vec::new(),
+            steps_completed: completed,
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// The operator asked to stop: leave everything as it is, resumable.
+    async fn interrupt(&self, completed: usize) -> Outcome {
+        let reason =
+            format!("stopped by operator after {completed} of {} steps; resume to continue", self.plan.steps.len());
+        self.emit(EventKind::DeploymentFinished { status: Status::Interrupted, reason: Some(reason.clone()) });
+        if let Some(journal) = self.journal {
+            let _ = journal.release().await;
+        }
+        let (split, serving_versions) = self.serving().await.unwrap_or_default();
+        Outcome {
+            deployment_id: self.id.clone(),
+            status: Status::Interrupted,
+            reason: Some(reason),
+            split,
+            serving_versions,
             steps_completed: completed,
             elapsed: self.started.elapsed(),
         }
@@ -232,12 +255,20 @@ impl<'a> Run<'a> {
         self.state().aborted && !self.rolling_back.load(Ordering::SeqCst)
     }
 
-    /// Ends any wait at once when another owner took the lock over.
+    /// Ends any wait at once when another owner took the lock over, or the operator asked
+    /// to stop.
     fn check_lock(&self) -> Result<()> {
         if self.lost_lock() {
             return Err(Error::conflict("another owner took the service's lock over"));
         }
+        if self.stop_requested() {
+            return Err(Error::Stopped);
+        }
         Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.state().stopped && !self.rolling_back.load(Ordering::SeqCst)
     }
 
     pub(super) fn promoted(&self) -> bool {
@@ -284,6 +315,7 @@ impl<'a> Run<'a> {
             () = tokio::time::sleep(limit) => {}
             _ = control.changed() => {}
         }
+        self.check_lock()?;
         if self.abort_requested() {
             return Err(self.aborted());
         }
@@ -292,6 +324,7 @@ impl<'a> Run<'a> {
 
     /// Between steps: stop on abort, hold while paused.
     async fn checkpoint(&self) -> Result<()> {
+        self.check_lock()?;
         if self.abort_requested() {
             return Err(self.aborted());
         }

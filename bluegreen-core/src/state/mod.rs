@@ -13,7 +13,7 @@
 //!
 //! Implementations: [`MemoryStore`] (tests, one process) and [`FileStore`] (a directory per
 //! service; atomic, fsynced writes). `bluegreen-aws` adds DynamoDB. All pass
-//! [`conformance::state_store_suite`](crate::conformance::state_store_suite).
+//! `conformance::state_store_suite` (feature `conformance`).
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
