@@ -166,3 +166,19 @@ impl fmt::Display for Split {
         f.write_str(&parts.join(" / "))
     }
 }
+
+/// A duration as an operator reads it: `350ms`, `2.5s`, `5m 30s`.
+pub(crate) fn short(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d < std::time::Duration::from_secs(60) {
+        let tenths = (d.as_millis() + 50) / 100;
+        if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+    }
+}

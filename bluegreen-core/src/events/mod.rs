@@ -249,7 +249,7 @@ fn plural(n: usize) -> &'static str {
 
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = |d: &Duration| humantime::format_duration(*d).to_string();
+        let d = |d: &Duration| crate::model::short(*d);
         match self {
             Self::DeploymentStarted { service, strategy, from, to, steps } => {
                 let from = from.as_ref().map_or_else(|| "nothing".to_owned(), ToString::to_string);

@@ -267,8 +267,10 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// A stop was asked for (and no abort, which wins over it).
     fn stop_requested(&self) -> bool {
-        self.state().stopped && !self.rolling_back.load(Ordering::SeqCst)
+        let state = self.state();
+        state.stopped && !state.aborted && !self.rolling_back.load(Ordering::SeqCst)
     }
 
     pub(super) fn promoted(&self) -> bool {

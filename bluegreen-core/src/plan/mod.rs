@@ -174,7 +174,7 @@ pub enum Step {
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = |d: &Duration| humantime::format_duration(*d).to_string();
+        let d = |d: &Duration| crate::model::short(*d);
         match self {
             Self::Hook { point } => write!(f, "run {point} hooks"),
             Self::Provision { pool, version, count, .. } => {

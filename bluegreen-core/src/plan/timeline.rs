@@ -143,7 +143,7 @@ impl Counter {
 
 impl fmt::Display for Timeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string();
+        let d = crate::model::short;
         writeln!(
             f,
             "{:>3}  {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",

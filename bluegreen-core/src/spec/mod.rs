@@ -181,9 +181,15 @@ impl Spec {
     /// the field's path (`strategy.steps[1].bake`). Does not [`validate`](Self::validate).
     pub fn from_json(text: &str) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::invalid("spec", e.to_string()))?;
-        from_value_with_path(&value).map_err(|(path, reason)| {
+        Self::from_value(&value)
+    }
+
+    /// Reads a spec from a JSON value (what a TOML or YAML front end produces); errors name
+    /// the field's path as [`from_json`](Self::from_json) does.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self> {
+        from_value_with_path(value).map_err(|(path, reason)| {
             // Tagged enums (the strategy, analyses) hide the path inside them; find it again.
-            let inner = locate_in_tagged(&value, &path);
+            let inner = locate_in_tagged(value, &path);
             let (path, reason) = inner.unwrap_or((path, reason));
             Error::invalid(if path == "." || path.is_empty() { "spec".to_owned() } else { path }, reason)
         })

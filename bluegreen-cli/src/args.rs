@@ -1,0 +1,111 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Zero-downtime releases: blue-green, canary, linear and rolling, from a declarative spec.
+#[derive(Debug, Parser)]
+#[command(name = "bluegreen", version, about, long_about = None, after_help = "\
+Examples:
+  bluegreen demo                              a real local blue-green, rolling and failed canary under load
+  bluegreen plan -f deploy.toml               validate and print the timeline (nothing changes)
+  bluegreen deploy -f deploy.toml --version v88
+  bluegreen status -f deploy.toml             from another terminal: where the deploy stands
+  bluegreen promote -f deploy.toml            skip the remaining bakes
+  bluegreen abort -f deploy.toml              roll back
+
+Exit codes: 0 done, 1 failed and rolled back, 2 bad input (nothing changed),
+3 the rollback failed (a human is needed), 4 another deploy holds the lock,
+5 stopped by Ctrl-C (resume with `bluegreen resume-deploy ID`).")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// For people: a live progress display on a terminal, plain lines otherwise.
+    Text,
+    /// For pipelines: JSON (one object; for `deploy`, one event per line then the outcome).
+    Json,
+}
+
+/// The deploy file and what fills its `${…}` references.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FileArgs {
+    /// The deploy file (TOML).
+    #[arg(short = 'f', long = "file", default_value = "deploy.toml")]
+    pub(crate) file: PathBuf,
+    /// `terraform output -json` saved to a file, for `${tf.NAME}` references.
+    #[arg(long = "tf-outputs", value_name = "FILE")]
+    pub(crate) tf_outputs: Option<PathBuf>,
+    /// Overrides the file's `version`.
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Who this deployer is in the lock (default: the file's `state.owner`, else host and pid).
+    #[arg(long)]
+    pub(crate) owner: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+}
+
+/// A deployment to steer: the given one, or the service's running one.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TargetArgs {
+    #[command(flatten)]
+    pub(crate) file: FileArgs,
+    /// The deployment's id (default: the service's running deployment).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Validate the deploy file, read the backends and print the plan's timeline. Changes nothing.
+    Plan(FileArgs),
+    /// Run the deploy, with a live display; Ctrl-C stops at a safe point, a second Ctrl-C rolls back.
+    Deploy(FileArgs),
+    /// Show where the service's latest deployment stands.
+    Status(TargetArgs),
+    /// List the service's deployments.
+    History(FileArgs),
+    /// Pause the running deployment (no new step starts; bakes stop counting).
+    Pause(TargetArgs),
+    /// Resume a paused deployment.
+    Resume(TargetArgs),
+    /// Skip the running deployment's remaining bakes and pauses.
+    Promote(TargetArgs),
+    /// Abort the running deployment: it rolls back.
+    Abort(TargetArgs),
+    /// Deploy a past good version again (default: the one before the current).
+    Rollback {
+        #[command(flatten)]
+        file: FileArgs,
+        /// The version to go back to.
+        #[arg(long = "to")]
+        to: Option<String>,
+    },
+    /// Continue an interrupted deployment from its last recorded step.
+    ResumeDeploy {
+        #[command(flatten)]
+        file: FileArgs,
+        /// The deployment's id.
+        id: String,
+    },
+    /// Write an SVG plot of a deployment: traffic per pool and healthy targets over time.
+    Report {
+        #[command(flatten)]
+        file: FileArgs,
+        /// The deployment's id (default: the latest).
+        #[arg(long)]
+        id: Option<String>,
+        /// Where to write the SVG.
+        #[arg(short = 'o', long = "out", default_value = "bluegreen-report.svg")]
+        out: PathBuf,
+    },
+    /// A real local deploy under load: blue-green to v2, rolling to v3, a broken v4 caught.
+    Demo(crate::demo::DemoArgs),
+}

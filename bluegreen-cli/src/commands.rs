@@ -1,0 +1,242 @@
+//! What each subcommand does.
+
+use std::sync::Arc;
+
+use bluegreen_core::{Command as Remote, DeploymentRecord, Executor, Outcome, Phase, StateStore, Version};
+use serde_json::json;
+
+use crate::args::{FileArgs, Output, TargetArgs};
+use crate::exit::{CliError, Code};
+use crate::specfile::{self, DeployFile, Substitutions};
+use crate::{events, progress};
+
+/// Loads the deploy file named by `args`.
+pub(crate) fn load(args: &FileArgs) -> Result<DeployFile, CliError> {
+    let subs = match &args.tf_outputs {
+        Some(path) => Substitutions::with_tf_outputs(path)?,
+        None => Substitutions::default(),
+    };
+    specfile::load(&args.file, &subs, args.version.as_deref())
+}
+
+fn executor(file: &DeployFile, args: &FileArgs, store: Option<Arc<dyn StateStore>>) -> Result<Executor, CliError> {
+    let backends = file.backend.build()?;
+    let mut builder = Executor::builder(backends.router, backends.fleet, backends.probe);
+    if let Some(store) = store {
+        builder = builder
+            .state_store(store, file.state.owner(args.owner.as_deref()))
+            .sink(events::EventFiles::new(file.state.events_dir(&file.spec.service)));
+    }
+    Ok(builder.build())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// `bluegreen plan`.
+pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
+    let file = load(args)?;
+    let plan = executor(&file, args, None)?.plan(&file.spec).await.map_err(|e| file.locate(e))?;
+    let timeline = plan.timeline();
+    match args.output {
+        Output::Json => print_json(&json!({ "plan": plan, "timeline": timeline })),
+        Output::Text => {
+            println!(
+                "{} {} → {} ({}), {} steps\n",
+                plan.spec.service,
+                plan.from_version.as_ref().map_or("nothing".to_owned(), ToString::to_string),
+                plan.spec.version,
+                plan.spec.strategy.name(),
+                plan.steps.len()
+            );
+            println!("{timeline}");
+        }
+    }
+    Ok(Code::Done)
+}
+
+/// `bluegreen deploy` and `bluegreen resume-deploy`.
+pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code, CliError> {
+    let file = load(args)?;
+    let store = file.state.open()?;
+    let (sink, receiver) = bluegreen_core::ChannelSink::new();
+    let exec = {
+        let backends = file.backend.build()?;
+        Executor::builder(backends.router, backends.fleet, backends.probe)
+            .state_store(store, file.state.owner(args.owner.as_deref()))
+            .sink(events::EventFiles::new(file.state.events_dir(&file.spec.service)))
+            .sink(sink)
+            .build()
+    };
+    let display = progress::start(receiver, args.output);
+    let control = exec.control();
+    let interrupts = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nstopping at the next safe point (the deploy stays resumable); Ctrl-C again to roll back");
+            control.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\naborting: rolling back");
+                control.abort();
+            }
+        }
+    });
+    let result = match resume {
+        Some(id) => exec.resume_deployment(id).await,
+        None => exec.deploy(&file.spec).await,
+    };
+    interrupts.abort();
+    drop(exec);
+    display.finish().await;
+    let outcome = result.map_err(|e| file.locate(e))?;
+    print_outcome(&outcome, args.output);
+    Ok(Code::of(outcome.status))
+}
+
+fn print_outcome(outcome: &Outcome, output: Output) {
+    match output {
+        Output::Json => println!("{}", json!({ "outcome": outcome })),
+        Output::Text => {
+            let versions: Vec<String> = outcome.serving_versions.iter().map(ToString::to_string).collect();
+            println!(
+                "\ndeployment {} {} in {}: {} serving {}",
+                outcome.deployment_id,
+                outcome.status,
+                humantime::format_duration(std::time::Duration::from_secs(outcome.elapsed.as_secs())),
+                outcome.split,
+                versions.join(", ")
+            );
+            if let Some(reason) = &outcome.reason {
+                println!("reason: {reason}");
+            }
+            if outcome.status == bluegreen_core::Status::Interrupted {
+                println!("resume with: bluegreen resume-deploy {}", outcome.deployment_id);
+            }
+        }
+    }
+}
+
+/// The deployment `args` names, or the service's newest one (running first).
+async fn target(store: &dyn StateStore, file: &DeployFile, id: Option<&str>) -> Result<DeploymentRecord, CliError> {
+    if let Some(id) = id {
+        return Ok(store.load(id).await?);
+    }
+    let history = store.history(&file.spec.service).await?;
+    history.iter().rev().find(|r| r.phase != Phase::Finished).or_else(|| history.last()).cloned().ok_or_else(|| {
+        CliError::bad_input(format!("no deployment of {} recorded in {}", file.spec.service, file.state.path.display()))
+    })
+}
+
+/// `bluegreen status`.
+pub(crate) async fn status(args: &TargetArgs) -> Result<Code, CliError> {
+    let file = load(&args.file)?;
+    let store = file.state.open()?;
+    let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
+    let holder = store.holder(&file.spec.service).await?;
+    match args.file.output {
+        Output::Json => {
+            print_json(&json!({ "deployment": record.summary(), "lock": holder, "failure": record.failure }))
+        }
+        Output::Text => {
+            let s = record.summary();
+            println!(
+                "deployment {} ({} {} → {})",
+                s.id,
+                s.strategy,
+                s.from_version.as_deref().unwrap_or("nothing"),
+                s.to_version
+            );
+            let phase = match (s.phase, s.status) {
+                (Phase::Finished, Some(status)) => status.to_string(),
+                (phase, _) => format!("{phase:?}").to_lowercase(),
+            };
+            println!("  state:  {phase}, {} of {} steps done", s.completed_steps, s.total_steps);
+            if let Some(step) =
+                record.plan.steps.get(record.completed_steps).filter(|_| record.phase != Phase::Finished)
+            {
+                println!("  now:    step {}: {step}", record.completed_steps + 1);
+            }
+            if let Some(failure) = &record.failure {
+                println!("  failed: {failure}");
+            }
+            match holder {
+                Some(lease) => println!("  lock:   held by {} (fence {})", lease.owner, lease.fence),
+                None => println!("  lock:   free"),
+            }
+        }
+    }
+    Ok(Code::Done)
+}
+
+/// `bluegreen history`.
+pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
+    let file = load(args)?;
+    let store = file.state.open()?;
+    let records = store.history(&file.spec.service).await?;
+    let summaries: Vec<_> = records.iter().map(DeploymentRecord::summary).collect();
+    match args.output {
+        Output::Json => print_json(&json!({ "history": summaries })),
+        Output::Text => {
+            println!(
+                "{:<40} {:<10} {:<8} {:<8} {:<24} {:>8}",
+                "deployment", "strategy", "from", "to", "outcome", "duration"
+            );
+            for s in summaries {
+                let outcome = s.status.map_or_else(|| format!("{:?}", s.phase).to_lowercase(), |st| st.to_string());
+                println!(
+                    "{:<40} {:<10} {:<8} {:<8} {:<24} {:>8}",
+                    s.id,
+                    s.strategy,
+                    s.from_version.as_deref().unwrap_or("-"),
+                    s.to_version,
+                    outcome,
+                    humantime::format_duration(std::time::Duration::from_secs(s.duration.as_secs())).to_string()
+                );
+            }
+        }
+    }
+    Ok(Code::Done)
+}
+
+/// `bluegreen pause|resume|promote|abort`.
+pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, CliError> {
+    let file = load(&args.file)?;
+    let store = file.state.open()?;
+    let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
+    if record.phase == Phase::Finished {
+        return Err(CliError::bad_input(
+            format!("deployment {} has already ended; nothing to {command:?}", record.id).to_lowercase(),
+        ));
+    }
+    let seq = store.send(&record.id, command).await?;
+    match args.file.output {
+        Output::Json => print_json(&json!({ "deployment": record.id, "command": command, "seq": seq })),
+        Output::Text => {
+            println!("sent {} to {} (it reacts within a second)", format!("{command:?}").to_lowercase(), record.id)
+        }
+    }
+    Ok(Code::Done)
+}
+
+/// `bluegreen rollback`.
+pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, CliError> {
+    let file = load(args)?;
+    let store = file.state.open()?;
+    let exec = executor(&file, args, Some(store))?;
+    let version = to.map(Version::from);
+    let outcome = exec.rollback_to(&file.spec.service, version.as_ref()).await?;
+    print_outcome(&outcome, args.output);
+    Ok(Code::of(outcome.status))
+}
+
+/// `bluegreen report`.
+pub(crate) async fn report(args: &FileArgs, id: Option<&str>, out: &std::path::Path) -> Result<Code, CliError> {
+    let file = load(args)?;
+    let store = file.state.open()?;
+    let record = target(store.as_ref(), &file, id).await?;
+    let log = file.state.events_dir(&file.spec.service).join(format!("{}.jsonl", record.id));
+    let events = events::read(&log)?;
+    crate::report::write_svg(&record, &events, out)?;
+    println!("wrote {}", out.display());
+    Ok(Code::Done)
+}

@@ -1,0 +1,75 @@
+//! Exit codes and the command's error type.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use bluegreen_core::{Error, Status};
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// The deploy succeeded (or the command did what was asked).
+    Done = 0,
+    /// The deploy failed and was rolled back (traffic is on the old version).
+    RolledBack = 1,
+    /// Bad input: nothing was changed.
+    BadInput = 2,
+    /// The rollback itself failed, or the deploy was abandoned: a human is needed.
+    NeedsHuman = 3,
+    /// Another deployment of the service holds its lock.
+    LockConflict = 4,
+    /// Stopped at a safe point (Ctrl-C); resume with `bluegreen resume-deploy ID`.
+    Interrupted = 5,
+}
+
+impl Code {
+    /// The exit code a deploy's status maps to.
+    pub(crate) fn of(status: Status) -> Self {
+        match status {
+            Status::Succeeded => Self::Done,
+            Status::RolledBack | Status::RolledForward => Self::RolledBack,
+            Status::Interrupted => Self::Interrupted,
+            _ => Self::NeedsHuman,
+        }
+    }
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> Self {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// An error the command reports on stderr before exiting with its code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    pub(crate) code: Code,
+    pub(crate) message: String,
+}
+
+impl CliError {
+    pub(crate) fn bad_input(message: impl Into<String>) -> Self {
+        Self { code: Code::BadInput, message: message.into() }
+    }
+
+    pub(crate) fn needs_human(message: impl Into<String>) -> Self {
+        Self { code: Code::NeedsHuman, message: message.into() }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(error: Error) -> Self {
+        let code = match &error {
+            Error::Invalid { .. } | Error::NotFound { .. } | Error::Corrupt { .. } => Code::BadInput,
+            Error::Conflict { .. } => Code::LockConflict,
+            _ => Code::NeedsHuman,
+        };
+        Self { code, message: error.to_string() }
+    }
+}

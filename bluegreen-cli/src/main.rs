@@ -1,0 +1,53 @@
+//! `bluegreen`: plan, deploy, steer and report zero-downtime releases from a declarative spec.
+
+mod args;
+mod backend;
+mod commands;
+mod demo;
+mod events;
+mod exit;
+mod progress;
+mod report;
+mod specfile;
+
+use std::process::ExitCode;
+
+use bluegreen_core::Command as Remote;
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::exit::Code;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bluegreen: cannot start: {e}");
+            return Code::NeedsHuman.into();
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Plan(args) => commands::plan(args).await,
+            Command::Deploy(args) => commands::deploy(args, None).await,
+            Command::ResumeDeploy { file, id } => commands::deploy(file, Some(id)).await,
+            Command::Status(args) => commands::status(args).await,
+            Command::History(args) => commands::history(args).await,
+            Command::Pause(args) => commands::send(args, Remote::Pause).await,
+            Command::Resume(args) => commands::send(args, Remote::Resume).await,
+            Command::Promote(args) => commands::send(args, Remote::Promote).await,
+            Command::Abort(args) => commands::send(args, Remote::Abort).await,
+            Command::Rollback { file, to } => commands::rollback(file, to.as_deref()).await,
+            Command::Report { file, id, out } => commands::report(file, id.as_deref(), out).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code.into(),
+        Err(error) => {
+            eprintln!("bluegreen: {error}");
+            error.code.into()
+        }
+    }
+}

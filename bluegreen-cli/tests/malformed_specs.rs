@@ -1,0 +1,294 @@
+//! A table of malformed or impossible deploy files: each one exits with code 2, says where
+//! (`deploy.toml:LINE:COLUMN`) and what, and makes no backend write.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bluegreen_core::sim::Sim;
+
+const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> Dir {
+    let path = std::env::temp_dir().join(format!("bluegreen-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    Dir(path)
+}
+
+/// A valid canary file with the sim backend; `{X}` lines are replaced per case.
+const BASE: &str = r#"service = "checkout"
+version = "v2"
+{TOP}
+
+[strategy]
+kind = "canary"
+steps = [{ percent = 10, bake = "1s" }]
+{STRATEGY}
+
+[health]
+interval = "100ms"
+timeout = "50ms"
+healthy_threshold = 1
+min_healthy_time = "0s"
+{HEALTH}
+
+[backend]
+kind = "sim"
+world = "world.json"
+{BACKEND}
+
+[state]
+path = "state"
+{STATE}
+"#;
+
+/// A case: name, replacements of the placeholders, the line the error must point at (the
+/// line holding `# <-`), and words the message must hold.
+struct Case {
+    name: &'static str,
+    text: String,
+    words: &'static [&'static str],
+}
+
+fn case(name: &'static str, slots: &[(&str, &str)], words: &'static [&'static str]) -> Case {
+    let mut text = BASE.to_owned();
+    for (slot, value) in slots {
+        text = text.replace(&format!("{{{slot}}}"), value);
+    }
+    for slot in ["TOP", "STRATEGY", "HEALTH", "BACKEND", "STATE"] {
+        text = text.replace(&format!("{{{slot}}}"), "");
+    }
+    Case { name, text, words }
+}
+
+fn whole(name: &'static str, text: &str, words: &'static [&'static str]) -> Case {
+    Case { name, text: text.to_owned(), words }
+}
+
+fn cases() -> Vec<Case> {
+    let strategy = |body: &'static str| -> String { format!("[strategy]\n{body}\n") };
+    let rolling = |extra: &str| {
+        BASE.replace(
+            "[strategy]\nkind = \"canary\"\nsteps = [{ percent = 10, bake = \"1s\" }]\n{STRATEGY}",
+            &format!("[strategy]\nkind = \"rolling\"\n{extra}"),
+        )
+    };
+    let with_rolling = |name: &'static str, extra: &str, words: &'static [&'static str]| {
+        let mut c = case(name, &[], words);
+        c.text = rolling(extra);
+        for slot in ["TOP", "HEALTH", "BACKEND", "STATE"] {
+            c.text = c.text.replace(&format!("{{{slot}}}"), "");
+        }
+        c
+    };
+    let _ = strategy;
+    vec![
+        whole("syntax: unterminated string", "service = \"checkout  # <-\nversion = \"v2\"\n", &["TOML syntax error"]),
+        whole("syntax: missing value", "service = \"checkout\"\nversion =   # <-\n", &["TOML syntax error"]),
+        whole("syntax: duplicate key", "service = \"a\"\nservice = \"b\"  # <-\n", &["TOML syntax error"]),
+        case("unknown top-level key", &[("TOP", "servce = \"x\"  # <-")], &["unknown field", "servce"]),
+        case("wrong type for version", &[("TOP", "replicas = \"three\"  # <-")], &["replicas"]),
+        case("empty service", &[], &[]).with_replace(
+            "service = \"checkout\"",
+            "service = \"\"  # <-",
+            &["service", "must not be empty"],
+        ),
+        case("unknown strategy kind", &[], &[]).with_replace(
+            "kind = \"canary\"",
+            "kind = \"bluegreen\"  # <-",
+            &["unknown variant", "bluegreen"],
+        ),
+        case("canary percent 0", &[], &[]).with_replace(
+            "percent = 10",
+            "percent = 0",
+            &["strategy.steps[0].percent", "1–100"],
+        ),
+        case("steps not increasing", &[], &[]).with_replace(
+            "steps = [{ percent = 10, bake = \"1s\" }]",
+            "steps = [{ percent = 50, bake = \"1s\" }, { percent = 20, bake = \"1s\" }]  # <-",
+            &["strategy.steps[1].percent", "increase"],
+        ),
+        case(
+            "preset and steps",
+            &[("STRATEGY", "preset = \"Canary10Percent5Minutes\"")],
+            &["strategy.steps", "not both"],
+        ),
+        case("unknown preset", &[], &[]).with_replace(
+            "steps = [{ percent = 10, bake = \"1s\" }]",
+            "preset = \"Canary99Percent\"  # <-",
+            &["strategy.preset", "unknown variant"],
+        ),
+        case("negative duration", &[], &[]).with_replace(
+            "bake = \"1s\"",
+            "bake = \"-5s\"",
+            &["strategy.steps[0].bake"],
+        ),
+        case("duration without a unit", &[], &[]).with_replace(
+            "bake = \"1s\"",
+            "bake = \"5\"",
+            &["strategy.steps[0].bake"],
+        ),
+        case("unknown strategy field", &[("STRATEGY", "bake_time = \"1m\"  # <-")], &["unknown field", "bake_time"]),
+        case("zero healthy threshold", &[], &[]).with_replace(
+            "healthy_threshold = 1",
+            "healthy_threshold = 0  # <-",
+            &["health.healthy_threshold"],
+        ),
+        case("timeout longer than interval", &[], &[]).with_replace(
+            "timeout = \"50ms\"",
+            "timeout = \"5s\"  # <-",
+            &["health.timeout", "longer than the interval"],
+        ),
+        case("unknown health field", &[("HEALTH", "retries = 3  # <-")], &["unknown field", "retries"]),
+        case("health threshold of the wrong type", &[], &[]).with_replace(
+            "healthy_threshold = 1",
+            "healthy_threshold = \"two\"  # <-",
+            &["health.healthy_threshold"],
+        ),
+        with_rolling("rolling batch 0", "batch = 0  # <-", &["strategy.batch", "at least 1"]),
+        with_rolling("rolling batch 150%", "batch = \"150%\"  # <-", &["strategy.batch", "100%"]),
+        with_rolling("rolling batch not a size", "batch = \"two\"  # <-", &["strategy.batch"]),
+        with_rolling(
+            "in-place with max_unavailable 0",
+            "batch = 1\nmax_unavailable = 0  # <-",
+            &["strategy.max_unavailable"],
+        ),
+        with_rolling(
+            "replace with no surge and no unavailability",
+            "batch = 1\nmode = \"replace\"\nmax_surge = 0\nmax_unavailable = 0  # <-",
+            &["strategy.max_unavailable", "both 0"],
+        ),
+        with_rolling(
+            "min healthy 120%",
+            "batch = 1\nmin_healthy_percent = 120  # <-",
+            &["strategy.min_healthy_percent"],
+        ),
+        with_rolling("batch larger than the pool", "batch = 9  # <-", &["strategy.batch", "larger than pool"]),
+        case("retry attempts 0", &[("TOP", "[retry]\nmax_attempts = 0  # <-")], &["retry.max_attempts"]),
+        case(
+            "hook with an empty command",
+            &[("TOP", "[[hooks]]\npoint = \"before_traffic\"\ncommand = \"\"  # <-")],
+            &["hooks[0].command"],
+        ),
+        case(
+            "hook at an unknown point",
+            &[("TOP", "[[hooks]]\npoint = \"before_lunch\"  # <-\ncommand = \"true\"")],
+            &["hooks[0].point", "unknown variant"],
+        ),
+        case(
+            "analysis with a bad url",
+            &[(
+                "TOP",
+                "[[analyses]]\nkind = \"http_success_rate\"\nurl = \"ftp://x\"  # <-\nmin_success_percent = 99.0",
+            )],
+            &["analyses[0].url"],
+        ),
+        case("two identical pools", &[("TOP", "pools = [\"blue\", \"blue\"]  # <-")], &["pools[1]", "must differ"]),
+        case("unknown pool", &[("TOP", "pools = [\"blue\", \"teal\"]  # <-")], &["pools[1]", "no pool \"teal\""]),
+        case("zero replicas", &[("TOP", "replicas = 0  # <-")], &["replicas", "at least 1"]),
+        case("linear percent 0", &[], &[]).with_replace(
+            "kind = \"canary\"\nsteps = [{ percent = 10, bake = \"1s\" }]",
+            "kind = \"linear\"\npercent = 0  # <-\ninterval = \"1s\"",
+            &["strategy.percent"],
+        ),
+        case(
+            "rollback ramp of 0%",
+            &[("TOP", "[rollback]\npace = { ramp = { percent = 0, interval = \"1s\" } }  # <-")],
+            &["rollback.pace.ramp.percent"],
+        ),
+        case("unknown backend kind", &[], &[]).with_replace(
+            "kind = \"sim\"",
+            "kind = \"ec2\"  # <-",
+            &["backend", "unknown variant"],
+        ),
+        case(
+            "unknown backend field",
+            &[("BACKEND", "regoin = \"eu-west-1\"  # <-")],
+            &["backend", "unknown field", "regoin"],
+        ),
+        case("backend pools of the wrong type", &[("BACKEND", "pools = [\"blue\"]  # <-")], &["backend.pools"]),
+        case("unknown state kind", &[("STATE", "kind = \"s3\"  # <-")], &["state.kind", "unknown variant"]),
+        case(
+            "unresolved terraform output",
+            &[("BACKEND", "initial_version = \"${tf.app_version}\"  # <-")],
+            &["${tf.app_version}", "--tf-outputs"],
+        ),
+        case(
+            "unset environment variable",
+            &[("STATE", "owner = \"${env.BLUEGREEN_TEST_NOT_SET}\"  # <-")],
+            &["BLUEGREEN_TEST_NOT_SET", "not set"],
+        ),
+        case("unknown reference", &[("STATE", "owner = \"${vault.token}\"  # <-")], &["unknown reference"]),
+        case("a day-long bake", &[], &[]).with_replace(
+            "bake = \"1s\"",
+            "bake = \"2days\"",
+            &["strategy.steps[0].bake", "longer than a day"],
+        ),
+    ]
+}
+
+trait Replace {
+    fn with_replace(self, from: &str, to: &str, words: &'static [&'static str]) -> Case;
+}
+
+impl Replace for Case {
+    fn with_replace(mut self, from: &str, to: &str, words: &'static [&'static str]) -> Case {
+        assert!(self.text.contains(from), "{}: {from:?} not in the base", self.name);
+        let marked = to.contains("# <-");
+        self.text = self.text.replacen(from, to, 1);
+        if !marked {
+            // Mark the end of the line the replacement landed on (a comment cannot sit inside
+            // an inline table).
+            let at = self.text.find(to).expect("just replaced");
+            let end = self.text[at..].find('\n').map_or(self.text.len(), |i| at + i);
+            self.text.insert_str(end, "  # <-");
+        }
+        self.words = words;
+        self
+    }
+}
+
+fn expected_line(text: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains("# <-")).map(|i| i + 1)
+}
+
+fn world_writes(path: &Path) -> u64 {
+    if !path.exists() {
+        return 0;
+    }
+    Sim::builder().shared_file(path).build().writes()
+}
+
+#[test]
+fn every_malformed_or_impossible_spec_exits_2_naming_where_and_what_and_changes_nothing() {
+    let cases = cases();
+    assert!(cases.len() >= 30, "the table has {} cases", cases.len());
+    for case in cases {
+        let d = dir("malformed");
+        let file = d.0.join("deploy.toml");
+        std::fs::write(&file, &case.text).unwrap();
+        for command in ["plan", "deploy"] {
+            let out = Command::new(BLUEGREEN).current_dir(&d.0).args([command, "-f", "deploy.toml"]).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{} ({command}): {stderr}\n{}", case.name, case.text);
+            if let Some(line) = expected_line(&case.text) {
+                let at = format!("deploy.toml:{line}:");
+                assert!(stderr.contains(&at), "{} ({command}): expected {at} in: {stderr}", case.name);
+            } else {
+                assert!(stderr.contains("deploy.toml:"), "{}: no location in: {stderr}", case.name);
+            }
+            for word in case.words {
+                assert!(stderr.contains(word), "{} ({command}): expected {word:?} in: {stderr}", case.name);
+            }
+            assert_eq!(world_writes(&d.0.join("world.json")), 0, "{} ({command}): a backend was changed", case.name);
+        }
+    }
+}
