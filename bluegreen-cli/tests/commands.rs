@@ -1,0 +1,234 @@
+//! The `bluegreen` command end to end on the simulator backend (its world in a file, so that
+//! several invocations share it): JSON outputs, exit codes, control from a second process,
+//! Ctrl-C and resume, history, rollback and the report.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bluegreen_core::sim::Sim;
+use serde_json::Value;
+
+const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str, strategy: &str) -> Dir {
+    let path = std::env::temp_dir().join(format!("bluegreen-cmd-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    let file = format!(
+        r#"service = "checkout"
+version = "v2"
+
+[strategy]
+{strategy}
+
+[health]
+interval = "50ms"
+timeout = "40ms"
+healthy_threshold = 1
+min_healthy_time = "0s"
+deadline = "5s"
+
+[backend]
+kind = "sim"
+world = "world.json"
+versions = {{ v9 = "never_healthy" }}
+
+[state]
+path = "state"
+"#
+    );
+    std::fs::write(path.join("deploy.toml"), file).unwrap();
+    Dir(path)
+}
+
+const QUICK_CANARY: &str = "kind = \"canary\"\nsteps = [{ percent = 20, bake = \"200ms\" }]";
+const SLOW_CANARY: &str = "kind = \"canary\"\nsteps = [{ percent = 20, bake = \"30s\" }]";
+
+fn bluegreen(d: &Dir, args: &[&str]) -> Output {
+    Command::new(BLUEGREEN).current_dir(&d.0).args(args).output().unwrap()
+}
+
+fn spawn(d: &Dir, args: &[&str]) -> Child {
+    Command::new(BLUEGREEN).current_dir(&d.0).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn world(d: &Dir) -> Sim {
+    Sim::builder().shared_file(d.0.join("world.json")).build()
+}
+
+fn green_weight(d: &Dir) -> u32 {
+    // Opening a world that does not exist yet would create an empty one under the deploy.
+    if !d.0.join("world.json").exists() {
+        return 0;
+    }
+    world(d).split().weight(&"green".into())
+}
+
+/// Waits until `f` holds (a second process needs a moment to get going).
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn running_id(d: &Dir) -> Option<String> {
+    let out = bluegreen(d, &["status", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v["deployment"]["id"].as_str()?.to_owned())
+}
+
+#[test]
+fn plan_output_json_is_the_documented_shape() {
+    let d = dir("plan-json", QUICK_CANARY);
+    let out = bluegreen(&d, &["plan", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = v["plan"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["step"], "provision");
+    assert!(steps.iter().any(|s| s["step"] == "shift_traffic" && s["split"]["green"] == 20));
+    assert_eq!(v["plan"]["spec"]["service"], "checkout");
+    assert_eq!(v["plan"]["stable_pool"], "blue");
+    let rows = v["timeline"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), steps.len());
+    for key in ["index", "step", "expected", "at_most", "ends_at", "running", "serving"] {
+        assert!(rows[0].get(key).is_some(), "timeline rows carry {key}");
+    }
+    assert_eq!(v["timeline"]["peak_running"], 8);
+    assert_eq!(world(&d).writes(), 0, "plan changes nothing");
+}
+
+#[test]
+fn deploy_output_json_is_events_then_the_outcome() {
+    let d = dir("deploy-json", QUICK_CANARY);
+    let out = bluegreen(&d, &["deploy", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (outcome, events) = lines.split_last().unwrap();
+    assert_eq!(events[0]["event"], "deployment_started");
+    assert!(events.iter().all(|e| e["deployment_id"].is_string() && e["seq"].is_u64() && e["at"].is_string()));
+    for name in [
+        "targets_started",
+        "target_healthy",
+        "targets_registered",
+        "traffic_shifted",
+        "targets_drained",
+        "targets_stopped",
+        "steady_state",
+    ] {
+        assert!(events.iter().any(|e| e["event"] == name), "no {name} event");
+    }
+    assert_eq!(outcome["outcome"]["status"], "succeeded");
+    assert_eq!(outcome["outcome"]["serving_versions"], serde_json::json!(["v2"]));
+    assert_eq!(green_weight(&d), 100);
+}
+
+#[test]
+fn a_failed_deploy_exits_1_rolled_back_and_history_and_rollback_work() {
+    let d = dir("history", QUICK_CANARY);
+    assert_eq!(bluegreen(&d, &["deploy"]).status.code(), Some(0));
+    assert_eq!(bluegreen(&d, &["deploy", "--version", "v3"]).status.code(), Some(0));
+    let failed = bluegreen(&d, &["deploy", "--version", "v9"]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(stdout(&failed).contains("rolled back"));
+    let out = bluegreen(&d, &["history", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcomes: Vec<(&str, &str)> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["to_version"].as_str().unwrap(), h["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes, [("v2", "succeeded"), ("v3", "succeeded"), ("v9", "rolled_back")]);
+    let back = bluegreen(&d, &["rollback"]);
+    assert_eq!(back.status.code(), Some(0), "{back:?}");
+    assert!(world(&d).targets().iter().all(|t| t.version.as_str() == "v2"), "back on v2");
+    let to = bluegreen(&d, &["rollback", "--to", "v7"]);
+    assert_eq!(to.status.code(), Some(2), "no good v7 in the history: {to:?}");
+}
+
+fn events_of(d: &Dir, id: &str) -> Vec<Value> {
+    let path = d.0.join("state/checkout/events").join(format!("{id}.jsonl"));
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn pause_promote_and_abort_from_a_second_process_change_a_running_deploy() {
+    for command in ["pause", "promote", "abort"] {
+        let d = dir(command, SLOW_CANARY);
+        let deploy = spawn(&d, &["deploy"]);
+        wait_until("the canary to bake", || green_weight(&d) == 20);
+        let id = running_id(&d).unwrap();
+        let status = bluegreen(&d, &["status"]);
+        assert!(stdout(&status).contains("running") && stdout(&status).contains("bake"), "{}", stdout(&status));
+        let sent = bluegreen(&d, &[command]);
+        assert_eq!(sent.status.code(), Some(0), "{sent:?}");
+        match command {
+            "pause" => {
+                wait_until("the deploy to pause", || events_of(&d, &id).iter().any(|e| e["event"] == "paused"));
+                assert_eq!(bluegreen(&d, &["abort"]).status.code(), Some(0));
+                assert_eq!(deploy.wait_with_output().unwrap().status.code(), Some(1));
+            }
+            "promote" => {
+                let out = deploy.wait_with_output().unwrap();
+                assert_eq!(out.status.code(), Some(0), "{out:?}");
+                assert_eq!(green_weight(&d), 100);
+            }
+            _ => {
+                let out = deploy.wait_with_output().unwrap();
+                assert_eq!(out.status.code(), Some(1), "{out:?}");
+                assert_eq!(green_weight(&d), 0);
+            }
+        }
+        let done = bluegreen(&d, &[command]);
+        assert_eq!(done.status.code(), Some(2), "nothing running any more: {done:?}");
+    }
+}
+
+#[test]
+fn ctrl_c_stops_at_a_safe_point_and_resume_deploy_converges() {
+    let d = dir("ctrl-c", SLOW_CANARY);
+    let deploy = spawn(&d, &["deploy"]);
+    wait_until("the canary to bake", || green_weight(&d) == 20);
+    let id = running_id(&d).unwrap();
+    let pid = deploy.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = deploy.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(stdout(&out).contains(&format!("bluegreen resume-deploy {id}")), "{}", stdout(&out));
+    assert_eq!(green_weight(&d), 20, "left as it was, resumable");
+
+    // Promote ahead of the resume so the 30 s bake is skipped; the resumed run replays it.
+    assert_eq!(bluegreen(&d, &["promote", "--id", &id]).status.code(), Some(0));
+    let resumed = bluegreen(&d, &["resume-deploy", &id]);
+    assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
+    assert_eq!(green_weight(&d), 100);
+    assert!(world(&d).violations().is_empty());
+}
+
+#[test]
+fn report_writes_an_svg_of_the_deploy() {
+    let d = dir("report", QUICK_CANARY);
+    assert_eq!(bluegreen(&d, &["deploy"]).status.code(), Some(0));
+    let out = bluegreen(&d, &["report", "-o", "report.svg"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let svg = std::fs::read_to_string(d.0.join("report.svg")).unwrap();
+    assert!(svg.starts_with("<svg") || svg.contains("<svg"), "not an SVG");
+    for text in ["traffic (%)", "serving targets", "blue", "green", "checkout v1 → v2"] {
+        assert!(svg.contains(text), "the report lacks {text:?}");
+    }
+}
