@@ -20,64 +20,14 @@
 
 use std::time::{Duration, Instant};
 
-use bluegreen_core::sim::{Sim, VersionBehaviour};
-use bluegreen_core::{BatchSize, BlueGreen, Executor, HealthPolicy, Outcome, Rolling, Spec, Status, Strategy};
+use bluegreen_core::{BatchSize, Outcome, Status};
+
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+use workloads::{blue_green, paused_runtime, rolling};
 
 /// Clock ticks per second of `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 const CLK_TCK: f64 = 100.0;
-
-/// A health policy for scale runs: probe every 5 s, 2 passes, no minimum healthy time.
-fn health() -> HealthPolicy {
-    HealthPolicy {
-        interval: Duration::from_secs(5),
-        timeout: Duration::from_secs(1),
-        healthy_threshold: 2,
-        unhealthy_threshold: 2,
-        min_healthy_time: Duration::ZERO,
-        deadline: Duration::from_secs(300),
-    }
-}
-
-/// Every simulated router and fleet call takes this long (virtual time).
-const CALL_LATENCY: Duration = Duration::from_millis(10);
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("a tokio runtime")
-}
-
-/// Rolling in place over `targets` targets of one pool in 3 zones, in batches of `batch`; each
-/// in-place update takes 20 s.
-async fn rolling(targets: usize, batch: BatchSize) -> Outcome {
-    let sim = Sim::builder()
-        .pool("web", targets, "v1")
-        .zones(["a", "b", "c"])
-        .latency(CALL_LATENCY)
-        .update_time(Duration::from_secs(20))
-        .unchecked()
-        .build();
-    let executor = Executor::builder(sim.router(), sim.fleet(), sim.probe()).build();
-    let rolling = Rolling { batch, ..Rolling::in_place(1) };
-    let mut spec = Spec::new("web", "v2", Strategy::Rolling(rolling)).with_health(health());
-    spec.pools = vec!["web".into()];
-    executor.deploy(&spec).await.expect("the rolling deploy starts")
-}
-
-/// One blue-green deploy of 4 targets on its own simulator: the new version starts in 15 s,
-/// traffic switches at once, then a 1-minute bake.
-async fn blue_green() -> Outcome {
-    let sim = Sim::builder()
-        .pool("blue", 4, "v1")
-        .pool("green", 0, "v1")
-        .zones(["a", "b"])
-        .latency(CALL_LATENCY)
-        .version("v2", VersionBehaviour::healthy().with_startup(Duration::from_secs(15)))
-        .unchecked()
-        .build();
-    let executor = Executor::builder(sim.router(), sim.fleet(), sim.probe()).build();
-    let bg = BlueGreen { bake: Duration::from_secs(60), ..BlueGreen::default() };
-    let spec = Spec::new("web", "v2", Strategy::BlueGreen(bg)).with_health(health());
-    executor.deploy(&spec).await.expect("the blue-green deploy starts")
-}
 
 /// `deploys` blue-green deploys at once on one runtime.
 async fn blue_greens(deploys: usize) -> Vec<Outcome> {
