@@ -1,9 +1,608 @@
-//! Host fleets updated by a user-supplied updater (to be written).
+//! Host fleets: a fixed inventory of hosts, updated in place by an [`Updater`].
 
-/// Targets are hosts updated in place by an [`Updater`].
-#[derive(Debug)]
-pub struct HostFleet;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-/// Updates one host to a version.
-#[derive(Debug)]
-pub struct Updater;
+use async_trait::async_trait;
+use bluegreen_core::{Error, Fleet, ProvisionRequest, Result, Target, TargetId, Version};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+
+/// Lines of updater output kept for errors and [`HostFleet::last_output`].
+const TAIL_LINES: usize = 20;
+/// Bytes of updater output kept.
+const TAIL_BYTES: usize = 4096;
+/// How long output is still read after the shell exited while a background process it
+/// started keeps the pipes open.
+const OUTPUT_GRACE: Duration = Duration::from_millis(250);
+
+type UpdateFuture = Pin<Box<dyn Future<Output = std::result::Result<String, String>> + Send>>;
+type UpdateFn = dyn Fn(Target, Version) -> UpdateFuture + Send + Sync;
+
+#[derive(Clone)]
+enum How {
+    Command(String),
+    Closure(Arc<UpdateFn>),
+}
+
+/// Updates one host to a version: a shell command template or an async closure.
+///
+/// **Command templates** run with `sh -c` after these placeholders are replaced:
+///
+/// | placeholder | value | example |
+/// |---|---|---|
+/// | `{id}` | the host's id | `web-3` |
+/// | `{host}` | its address without the port | `10.0.1.3` |
+/// | `{address}` | its address as in the inventory | `10.0.1.3:8080` |
+/// | `{version}` | the version to install | `v88` |
+/// | `{from_version}` | the version it runs now | `v87` |
+///
+/// Values are inserted as they are, so each must consist of letters, digits and
+/// `. _ - : @ / + = , %` only; anything else (a space, a quote, `;`, `$`) is refused with
+/// [`Error::Invalid`] before the command runs — a version string cannot inject shell code.
+/// The same values are in the environment as `BLUEGREEN_HOST_ID`, `BLUEGREEN_HOST`,
+/// `BLUEGREEN_ADDRESS`, `BLUEGREEN_VERSION`, `BLUEGREEN_FROM_VERSION`. Other braces
+/// (`${HOME}`) are left alone.
+///
+/// The command's stdout and stderr are captured together; the last 20 lines (4 KiB) are the
+/// output returned, kept in [`HostFleet::last_output`], and put into the error of a failed
+/// update. A non-zero exit fails the update; after the timeout (default 10 minutes) the
+/// command's whole process group is killed and the update fails.
+///
+/// **Closures** get the host and the version and return `Ok(output)` or `Err(output or
+/// reason)`; the timeout applies to them as well.
+///
+/// ```
+/// use std::time::Duration;
+/// use bluegreen_vm::Updater;
+/// let ssh = Updater::command("ssh deploy@{host} 'sudo /opt/app/deploy.sh {version}'")
+///     .with_timeout(Duration::from_secs(300));
+/// let closure = Updater::from_fn(|host, version| async move {
+///     Ok(format!("{} now runs {version}", host.id))
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Updater {
+    how: How,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Updater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Updater");
+        match &self.how {
+            How::Command(template) => d.field("command", template),
+            How::Closure(_) => d.field("closure", &"<fn>"),
+        };
+        d.field("timeout", &self.timeout).finish()
+    }
+}
+
+impl Updater {
+    /// An updater running the shell command `template` (see the type's docs for placeholders).
+    pub fn command(template: impl Into<String>) -> Self {
+        Self { how: How::Command(template.into()), timeout: Duration::from_secs(600) }
+    }
+
+    /// An updater running `f(host, version)`: `Ok(output)` when the host runs `version`,
+    /// `Err(output or reason)` when it failed.
+    pub fn from_fn<F, Fut>(f: F) -> Self
+    where
+        F: Fn(Target, Version) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<String, String>> + Send + 'static,
+    {
+        Self { how: How::Closure(Arc::new(move |t, v| Box::pin(f(t, v)))), timeout: Duration::from_secs(600) }
+    }
+
+    /// Fails an update that takes longer (default 10 minutes).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The command line a command updater runs for `host` and `version` (`None` for a closure).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when a value put into the template has characters outside the safe set.
+    pub fn render(&self, host: &Target, version: &Version) -> Result<Option<String>> {
+        let How::Command(template) = &self.how else { return Ok(None) };
+        let mut line = template.clone();
+        for (name, value) in placeholders(host, version)? {
+            line = line.replace(&format!("{{{name}}}"), &value);
+        }
+        Ok(Some(line))
+    }
+
+    /// Runs the update of `host` to `version` and returns its output.
+    ///
+    /// # Errors
+    /// - [`Error::Invalid`]: an unsafe value for a command template (nothing ran).
+    /// - [`Error::Backend`] (not retryable): the command exited non-zero, could not start, or
+    ///   the closure returned `Err`; the message names the host and ends with the output tail.
+    /// - [`Error::Timeout`]: the timeout passed (the command's process group was killed); the
+    ///   output so far is in the message.
+    pub async fn run(&self, host: &Target, version: &Version) -> Result<String> {
+        let what = format!("updating host {} ({}) from {} to {version}", host.id, host.address, host.version);
+        let failed = |reason: String, output: &str| {
+            let message = if output.is_empty() {
+                format!("{what} failed: {reason}")
+            } else {
+                format!("{what} failed: {reason}; output:\n{output}")
+            };
+            Error::permanent("hosts", message)
+        };
+        match &self.how {
+            How::Closure(f) => match tokio::time::timeout(self.timeout, f(host.clone(), version.clone())).await {
+                Ok(Ok(output)) => Ok(tail_of(&output)),
+                Ok(Err(output)) => Err(failed("the updater returned an error".to_owned(), &tail_of(&output))),
+                Err(_) => Err(Error::Timeout { what, after: self.timeout }),
+            },
+            How::Command(_) => {
+                let line = self.render(host, version)?.unwrap_or_default();
+                let mut command = Command::new("sh");
+                command
+                    .arg("-c")
+                    .arg(&line)
+                    .envs(placeholders(host, version)?.into_iter().map(|(k, v)| (env_name(k), v)))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true);
+                #[cfg(unix)]
+                command.process_group(0);
+                let mut child = command.spawn().map_err(|e| failed(format!("cannot start `sh`: {e}"), ""))?;
+                // If this future is dropped (the executor gave up on the batch), the command's
+                // whole process group goes with it, not only the shell.
+                let mut group = GroupGuard(child.id());
+                let tail = Mutex::new(Tail::default());
+                let finished = tokio::time::timeout(self.timeout, wait_with_output(&mut child, &tail)).await;
+                let output = lock(&tail).text();
+                group.0 = None;
+                match finished {
+                    Err(_) => {
+                        kill(&mut child).await;
+                        let what =
+                            if output.is_empty() { what } else { format!("{what} (output so far:\n{output}\n)") };
+                        Err(Error::Timeout { what, after: self.timeout })
+                    }
+                    Ok(Err(e)) => Err(failed(format!("cannot wait for `sh`: {e}"), &output)),
+                    Ok(Ok(status)) if status.success() => Ok(output),
+                    Ok(Ok(status)) => Err(failed(format!("`{line}` ended with {}", describe_exit(status)), &output)),
+                }
+            }
+        }
+    }
+}
+
+fn env_name(placeholder: &str) -> String {
+    match placeholder {
+        "id" => "BLUEGREEN_HOST_ID".to_owned(),
+        other => format!("BLUEGREEN_{}", other.to_ascii_uppercase()),
+    }
+}
+
+/// The placeholder values for `host` and `version`, each checked against the safe set.
+fn placeholders(host: &Target, version: &Version) -> Result<Vec<(&'static str, String)>> {
+    let bare_host = host_part(&host.address);
+    let values = [
+        ("id", host.id.to_string()),
+        ("host", bare_host),
+        ("address", host.address.clone()),
+        ("version", version.to_string()),
+        ("from_version", host.version.to_string()),
+    ];
+    for (name, value) in &values {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@/+=,%[]".contains(c)) {
+            return Err(Error::invalid(
+                format!("updater.{{{name}}}"),
+                format!(
+                    "{value:?} (host {}) cannot go into a shell command: use letters, digits and . _ - : @ / + = , % only",
+                    host.id
+                ),
+            ));
+        }
+    }
+    Ok(values.into_iter().collect())
+}
+
+/// `10.0.1.3:8080` → `10.0.1.3`; `[::1]:80` → `::1`; `web-3` → `web-3`.
+fn host_part(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_owned();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => host.to_owned(),
+        _ => address.to_owned(),
+    }
+}
+
+/// Targets are a fixed inventory of hosts (VMs, machines, long-lived processes), each updated
+/// in place by an [`Updater`]. Use it with rolling in-place deploys: the executor drains a
+/// host in the router, runs the updater, gates it on the health probe and puts it back.
+///
+/// # Guarantees
+/// - [`update`](Fleet::update) of a host already on the version returns at once, without
+///   running the updater; otherwise it runs the updater and records the new version only when
+///   the updater succeeded.
+/// - [`list`](Fleet::list) returns the inventory's hosts not retired, with the versions the
+///   updater last installed successfully.
+/// - Updates of different hosts run concurrently; the inventory is never locked across an
+///   update.
+///
+/// # Assumptions
+/// - The updater is the only thing that changes a host's version (there is no way to ask a
+///   host what it runs: the inventory is the record). The executor's health gate, not the
+///   fleet, verifies that the new version serves.
+/// - The executor drained the host before [`update`](Fleet::update) (the updater may restart
+///   the service).
+///
+/// # Errors
+/// - [`provision`](Fleet::provision): [`Error::Invalid`] — a fixed inventory cannot create
+///   hosts. Blue-green, canary and rolling `replace` need a fleet that can; use rolling
+///   in place (the default mode) with this one.
+/// - [`retire`](Fleet::retire) marks hosts as out of the inventory (they leave
+///   [`list`](Fleet::list)); it does not stop or delete machines. Unknown ids are ignored;
+///   [`HostFleet::readmit`] brings a host back.
+/// - [`update`](Fleet::update): [`Error::NotFound`] for an unknown or retired host; the
+///   updater's errors (see [`Updater::run`]), which name the host and end with its output tail.
+pub struct HostFleet {
+    name: String,
+    hosts: Mutex<BTreeMap<TargetId, Host>>,
+    updater: Updater,
+}
+
+struct Host {
+    target: Target,
+    retired: bool,
+    last_output: Option<String>,
+}
+
+impl fmt::Debug for HostFleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostFleet")
+            .field("name", &self.name)
+            .field("hosts", &self.lock().len())
+            .field("updater", &self.updater)
+            .finish()
+    }
+}
+
+impl HostFleet {
+    /// A fleet of `hosts` (their ids, addresses, zones and current versions), updated by
+    /// `updater`. Tags on the hosts are dropped.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty inventory or a duplicate host id.
+    pub fn new(hosts: impl IntoIterator<Item = Target>, updater: Updater) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for (i, mut target) in hosts.into_iter().enumerate() {
+            target.tag = None;
+            if map.contains_key(&target.id) {
+                return Err(Error::invalid(format!("hosts[{i}].id"), format!("host {} is listed twice", target.id)));
+            }
+            map.insert(target.id.clone(), Host { target, retired: false, last_output: None });
+        }
+        if map.is_empty() {
+            return Err(Error::invalid("hosts", "the inventory is empty"));
+        }
+        Ok(Self { name: "hosts".to_owned(), hosts: Mutex::new(map), updater })
+    }
+
+    /// Renames the fleet for events and errors (default `hosts`).
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The output tail of the last update of `host` (successful or not), if one ran.
+    pub fn last_output(&self, host: &TargetId) -> Option<String> {
+        self.lock().get(host).and_then(|h| h.last_output.clone())
+    }
+
+    /// Puts a retired host back into the inventory.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a host that was never in the inventory.
+    pub fn readmit(&self, host: &TargetId) -> Result<()> {
+        let mut hosts = self.lock();
+        let entry = hosts.get_mut(host).ok_or_else(|| Error::not_found(format!("host {host}")))?;
+        entry.retired = false;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TargetId, Host>> {
+        self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Fleet for HostFleet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
+        if request.count == 0 {
+            return Ok(Vec::new());
+        }
+        Err(Error::invalid(
+            "strategy",
+            format!(
+                "fleet {} is a fixed inventory of {} hosts and cannot create hosts (asked for {} of {}); \
+                 use a rolling deploy in place, or a fleet that can provision for blue-green, canary and \
+                 rolling replace",
+                self.name,
+                self.lock().len(),
+                request.count,
+                request.version
+            ),
+        ))
+    }
+
+    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target> {
+        let host = {
+            let hosts = self.lock();
+            match hosts.get(target) {
+                Some(h) if !h.retired => h.target.clone(),
+                _ => return Err(Error::not_found(format!("host {target} in fleet {}", self.name))),
+            }
+        };
+        if host.version == *version {
+            return Ok(host);
+        }
+        let result = self.updater.run(&host, version).await;
+        let mut hosts = self.lock();
+        let entry = hosts.get_mut(target).ok_or_else(|| Error::not_found(format!("host {target}")))?;
+        match result {
+            Ok(output) => {
+                if !output.is_empty() {
+                    tracing::info!(host = %target, %version, output = output.as_str(), "updater output");
+                }
+                entry.last_output = Some(output);
+                entry.target.version = version.clone();
+                Ok(entry.target.clone())
+            }
+            Err(e) => {
+                entry.last_output = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    async fn retire(&self, targets: &[TargetId]) -> Result<()> {
+        let mut hosts = self.lock();
+        for id in targets {
+            if let Some(host) = hosts.get_mut(id) {
+                host.retired = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Target>> {
+        Ok(self.lock().values().filter(|h| !h.retired).map(|h| h.target.clone()).collect())
+    }
+}
+
+// ---- running a command and keeping the tail of its output ----
+
+/// Waits for `child` to exit while collecting its stdout and stderr into `tail`.
+async fn wait_with_output(child: &mut Child, tail: &Mutex<Tail>) -> std::io::Result<ExitStatus> {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let readers = futures::future::join(collect(stdout, tail), collect(stderr, tail));
+    tokio::pin!(readers);
+    let mut readers_done = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = &mut readers, if !readers_done => readers_done = true,
+        }
+    };
+    if !readers_done {
+        let _ = tokio::time::timeout(OUTPUT_GRACE, readers).await;
+    }
+    Ok(status)
+}
+
+/// Kills a command's process group (SIGKILL) when dropped while still armed.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.0.take() {
+            let _ = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -s KILL -- -{pid} 2>/dev/null"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Kills the child's process group (the group id is the shell's pid) and the child.
+async fn kill(child: &mut Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -s KILL -- -{pid}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+    let _ = child.kill().await;
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("signal {signal}");
+        }
+    }
+    status.to_string()
+}
+
+async fn collect(stream: Option<impl AsyncRead + Unpin>, tail: &Mutex<Tail>) {
+    let Some(mut stream) = stream else { return };
+    let mut buffer = [0u8; 4096];
+    let mut line = Vec::new();
+    loop {
+        let n = match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &byte in &buffer[..n] {
+            if byte == b'\n' {
+                lock(tail).push(&String::from_utf8_lossy(&line));
+                line.clear();
+            } else if line.len() < TAIL_BYTES {
+                line.push(byte);
+            }
+        }
+    }
+    if !line.is_empty() {
+        lock(tail).push(&String::from_utf8_lossy(&line));
+    }
+}
+
+fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
+    tail.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The last [`TAIL_LINES`] lines, about [`TAIL_BYTES`] bytes.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn push(&mut self, line: &str) {
+        let line = line.trim_end_matches('\r').to_owned();
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.lines.len() > TAIL_LINES || (self.bytes > TAIL_BYTES && self.lines.len() > 1) {
+            if let Some(dropped) = self.lines.pop_front() {
+                self.bytes -= dropped.len() + 1;
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n").trim_end().to_owned()
+    }
+}
+
+/// The tail of a closure's output, by the same rules as a command's.
+fn tail_of(output: &str) -> String {
+    let mut tail = Tail::default();
+    for line in output.lines() {
+        tail.push(line);
+    }
+    tail.text()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str, address: &str) -> Target {
+        Target { id: id.into(), address: address.into(), zone: None, version: "v1".into(), tag: None }
+    }
+
+    #[test]
+    fn placeholders_are_replaced_and_checked() {
+        let updater = Updater::command("ssh {host} 'deploy.sh {version}' # {id} {address} {from_version} ${HOME}");
+        let line = updater.render(&host("web-3", "10.0.1.3:8080"), &"v2".into()).unwrap().unwrap();
+        assert_eq!(line, "ssh 10.0.1.3 'deploy.sh v2' # web-3 10.0.1.3:8080 v1 ${HOME}");
+        let err = updater.render(&host("web-3", "10.0.1.3:8080"), &"v2; rm -rf /".into()).unwrap_err();
+        assert_eq!(err.field(), Some("updater.{version}"), "{err}");
+        assert_eq!(host_part("[::1]:80"), "::1");
+        assert_eq!(host_part("web-3"), "web-3");
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_reports_its_output_tail() {
+        let updater = Updater::command("echo deploying {version} to {id}; for i in $(seq 1 30); do echo line $i; done; echo 'disk full' >&2; exit 3");
+        let fleet = HostFleet::new([host("web-1", "127.0.0.1:1")], updater).unwrap();
+        let err = fleet.update(&"web-1".into(), &"v2".into()).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Backend { retryable: false, .. }), "{text}");
+        assert!(text.contains("host web-1") && text.contains("exit status 3") && text.contains("disk full"), "{text}");
+        assert!(text.contains("line 30") && !text.contains("line 5\n"), "only the tail is kept: {text}");
+        assert_eq!(fleet.list().await.unwrap()[0].version, "v1".into(), "a failed update keeps the old version");
+        assert!(fleet.last_output(&"web-1".into()).unwrap().contains("disk full"));
+    }
+
+    #[tokio::test]
+    async fn a_successful_command_updates_and_same_version_does_not_run() {
+        let marker = std::env::temp_dir().join(format!("bluegreen-hostfleet-{}", std::process::id()));
+        let updater =
+            Updater::command(format!("echo \"$BLUEGREEN_HOST_ID $BLUEGREEN_VERSION\" >> {}", marker.display()));
+        let fleet = HostFleet::new([host("web-1", "127.0.0.1:1")], updater).unwrap();
+        let updated = fleet.update(&"web-1".into(), &"v2".into()).await.unwrap();
+        assert_eq!(updated.version, "v2".into());
+        fleet.update(&"web-1".into(), &"v2".into()).await.unwrap();
+        let runs = std::fs::read_to_string(&marker).unwrap();
+        let _ = std::fs::remove_file(&marker);
+        assert_eq!(runs, "web-1 v2\n", "the second update to the same version must not run");
+    }
+
+    #[tokio::test]
+    async fn timeouts_kill_the_command() {
+        let updater = Updater::command("echo started; sleep 30").with_timeout(Duration::from_millis(300));
+        let fleet = HostFleet::new([host("web-1", "127.0.0.1:1")], updater).unwrap();
+        let started = std::time::Instant::now();
+        let err = fleet.update(&"web-1".into(), &"v2".into()).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(err, Error::Timeout { .. }) && err.to_string().contains("started"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_update_kills_the_whole_command() {
+        let marker = std::env::temp_dir().join(format!("bluegreen-hostfleet-cancel-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // A child of the shell that would write the marker after 600 ms.
+        let updater = Updater::command(format!("(sleep 0.6; touch {}) & wait", marker.display()));
+        let fleet = HostFleet::new([host("web-1", "127.0.0.1:1")], updater).unwrap();
+        let (id, version) = (TargetId::from("web-1"), Version::from("v2"));
+        let update = fleet.update(&id, &version);
+        assert!(tokio::time::timeout(Duration::from_millis(200), update).await.is_err());
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!marker.exists(), "the command's child outlived the cancelled update");
+        assert_eq!(fleet.list().await.unwrap()[0].version, "v1".into());
+    }
+
+    #[tokio::test]
+    async fn fixed_inventory_cannot_provision_and_retire_marks_out() {
+        let updater = Updater::from_fn(|_, _| async { Ok(String::new()) });
+        let fleet = HostFleet::new([host("a", "127.0.0.1:1"), host("b", "127.0.0.1:2")], updater).unwrap();
+        let request = ProvisionRequest { version: "v2".into(), count: 2, zones: vec![], tag: "t".into() };
+        let err = fleet.provision(&request).await.unwrap_err();
+        assert!(err.to_string().contains("cannot create hosts"), "{err}");
+        fleet.retire(&["a".into(), "nope".into()]).await.unwrap();
+        assert_eq!(fleet.list().await.unwrap().len(), 1);
+        assert!(matches!(fleet.update(&"a".into(), &"v2".into()).await, Err(Error::NotFound { .. })));
+        fleet.readmit(&"a".into()).unwrap();
+        assert_eq!(fleet.list().await.unwrap().len(), 2);
+        assert!(HostFleet::new([host("a", "x"), host("a", "y")], Updater::command("true")).is_err());
+    }
+}

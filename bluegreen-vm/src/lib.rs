@@ -17,8 +17,8 @@ mod load;
 mod process_fleet;
 mod proxy;
 
-pub use haproxy::HaproxyRouter;
+pub use haproxy::{HaproxyCheckProbe, HaproxyEndpoint, HaproxyRouter, HaproxyRouterBuilder};
 pub use host_fleet::{HostFleet, Updater};
-pub use load::LoadGenerator;
-pub use process_fleet::LocalProcessFleet;
-pub use proxy::LocalProxyRouter;
+pub use load::{LoadGenerator, LoadGeneratorBuilder, LoadReport};
+pub use process_fleet::{LocalProcessFleet, LocalProcessFleetBuilder, TARGET_BINARY, TARGET_BINARY_ENV};
+pub use proxy::{Counts, LocalProxyRouter, LocalProxyRouterBuilder, MemberStats, PoolStats, ProxyStats};

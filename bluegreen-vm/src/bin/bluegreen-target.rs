@@ -11,7 +11,8 @@
 //! - `GET /` — 200 with the version as body and in `x-version` (500 for the `--error-rate` share);
 //! - `GET /sleep/MS` — the same after holding the request MS milliseconds (a long request).
 //!
-//! On SIGTERM it stops accepting connections and exits once in-flight requests are done.
+//! On SIGTERM it stops accepting connections, lets each open connection finish the request in
+//! progress (its answer fully written) and close, and exits when all are closed (30 s at most).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,7 +38,6 @@ struct Config {
     /// Fail one request in `1 / error_rate`, deterministically.
     error_every: Option<u64>,
     served: AtomicU64,
-    in_flight: AtomicU64,
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -69,12 +69,10 @@ async fn handle(config: Arc<Config>, request: Request<Incoming>) -> Result<Respo
             response(StatusCode::SERVICE_UNAVAILABLE, version, "unhealthy\n".into())
         });
     }
-    config.in_flight.fetch_add(1, Ordering::SeqCst);
     if let Some(ms) = path.strip_prefix("/sleep/").and_then(|ms| ms.parse::<u64>().ok()) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let n = config.served.fetch_add(1, Ordering::SeqCst) + 1;
-    config.in_flight.fetch_sub(1, Ordering::SeqCst);
     if config.error_every.is_some_and(|every| n.is_multiple_of(every)) {
         return Ok(response(StatusCode::INTERNAL_SERVER_ERROR, version, format!("{version} failed\n")));
     }
@@ -87,7 +85,8 @@ async fn main() {
     let version = arg(&args, "--version").unwrap_or_else(|| usage());
     let listen: SocketAddr =
         arg(&args, "--listen").unwrap_or_else(|| "127.0.0.1:0".into()).parse().unwrap_or_else(|_| usage());
-    let startup = Duration::from_millis(arg(&args, "--startup-ms").map_or(0, |v| v.parse().unwrap_or_else(|_| usage())));
+    let startup =
+        Duration::from_millis(arg(&args, "--startup-ms").map_or(0, |v| v.parse().unwrap_or_else(|_| usage())));
     let error_rate: f64 = arg(&args, "--error-rate").map_or(0.0, |v| v.parse().unwrap_or_else(|_| usage()));
     let config = Arc::new(Config {
         version,
@@ -96,32 +95,50 @@ async fn main() {
         fail_health: args.iter().any(|a| a == "--fail-health"),
         error_every: (error_rate > 0.0).then(|| (1.0 / error_rate.min(1.0)).round().max(1.0) as u64),
         served: AtomicU64::new(0),
-        in_flight: AtomicU64::new(0),
     });
     let listener = TcpListener::bind(listen).await.unwrap_or_else(|e| {
         eprintln!("cannot listen on {listen}: {e}");
         std::process::exit(1)
     });
+    // Handle SIGTERM before anyone can know the address.
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let local = listener.local_addr().expect("bound address");
     println!("listening on {local}");
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let open = Arc::new(AtomicU64::new(0));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let config = config.clone();
+                let mut stop = stop_rx.clone();
+                let open = open.clone();
+                open.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(config.clone(), req));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = stop.changed() => {
+                            // Finish the request in progress (its answer is written), then close;
+                            // an idle keep-alive connection closes at once.
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             _ = term.recv() => break,
         }
     }
-    // Stop accepting; let in-flight requests finish (bounded, so a stuck client cannot hold us).
+    // Stop accepting; let every open connection finish its request in progress and close
+    // (bounded, so a stuck client cannot hold us).
     drop(listener);
+    stop_tx.send_replace(true);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while config.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    while open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

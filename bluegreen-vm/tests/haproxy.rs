@@ -1,0 +1,884 @@
+//! `HaproxyRouter` and `HostFleet` against a real HAProxy: each test starts its own `haproxy`
+//! with a generated config (frontend and backend on 127.0.0.1 high ports, stats sockets in a
+//! temporary directory) in front of real `bluegreen-target` processes, and counts every request
+//! sent through it.
+//!
+//! Without `haproxy` on PATH (or in /usr/sbin) the tests fail when `CI` is set and are skipped
+//! with a notice otherwise; `scripts/test` installs it.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bluegreen_core::conformance::{router_suite, RouterFixture};
+use bluegreen_core::{
+    BlueGreen, Canary, Capabilities, DrainPolicy, DrainReport, Error, Event, EventKind, Executor, Fleet, Health,
+    HealthPolicy, HealthProbe, HttpProbe, Member, MemberState, MemorySink, PoolName, Rolling, Router, ShiftStep, Spec,
+    Split, Status, Step, Strategy, Target, TargetId,
+};
+use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, LocalProcessFleet, Updater};
+use tokio::process::{Child, Command};
+
+const TARGET_BIN: &str = env!("CARGO_BIN_EXE_bluegreen-target");
+
+// ---- HAProxy ----
+
+/// The `haproxy` binary: on PATH, else where Debian puts it (`/usr/sbin` is not on a normal
+/// user's PATH).
+fn haproxy_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join("haproxy"))
+        .find(|p| p.is_file())
+}
+
+/// `Some(binary)`, or `None` (skip) locally; fails in CI.
+fn require_haproxy(test: &str) -> Option<PathBuf> {
+    if let Some(binary) = haproxy_binary() {
+        return Some(binary);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let message = "haproxy is not installed (not on PATH, not in /usr/sbin): install it with \
+                   `apt-get install -y haproxy` (scripts/test does this)";
+    assert!(!ci, "{test}: {message}");
+    eprintln!("SKIPPED {test}: {message}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("address").port()
+}
+
+/// The servers a generated config declares in backend `web`.
+struct Declared {
+    name: String,
+    address: String,
+    weight: u32,
+}
+
+/// A running HAProxy; killed (SIGKILL, by its pid through `kill_on_drop`) and its directory
+/// removed when dropped.
+struct Haproxy {
+    child: Child,
+    dir: PathBuf,
+    frontend: u16,
+}
+
+const CHECKS: &str = "check inter 200ms fall 2 rise 2";
+
+impl Haproxy {
+    /// Starts HAProxy with backend `web` holding `servers`, plus `extra` config at the end.
+    async fn start(binary: &Path, servers: &[Declared], extra: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "bluegreen-haproxy-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let frontend = free_port();
+        let mut config = format!(
+            "global\n\
+             \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
+             \x20   stats socket {dir}/user.sock mode 600 level user\n\
+             \x20   stats timeout 30s\n\
+             \x20   maxconn 4096\n\
+             defaults\n\
+             \x20   mode http\n\
+             \x20   timeout connect 1s\n\
+             \x20   timeout client 30s\n\
+             \x20   timeout server 30s\n\
+             \x20   # no retries: a request sent to a server that cannot take it must show as a failure\n\
+             \x20   retries 0\n\
+             frontend fe\n\
+             \x20   bind 127.0.0.1:{frontend}\n\
+             \x20   default_backend web\n\
+             backend web\n\
+             \x20   balance roundrobin\n\
+             \x20   option httpchk GET /healthz\n\
+             \x20   # which server answered (for the tests' bookkeeping)\n\
+             \x20   http-response set-header x-server %[srv_name]\n\
+             \x20   # tests pin long requests to one server, to have them in flight when it drains\n\
+             \x20   use-server %[req.hdr(x-pin)] if {{ req.hdr(x-pin) -m found }}\n\
+             \x20   default-server {CHECKS}\n",
+            dir = dir.display()
+        );
+        for s in servers {
+            config.push_str(&format!("    server {} {} weight {}\n", s.name, s.address, s.weight));
+        }
+        config.push_str(extra);
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, &config).expect("write haproxy.cfg");
+        let mut child = Command::new(binary)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start haproxy");
+        let socket = dir.join("admin.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::UnixStream::connect(&socket).await.is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", frontend)).await.is_ok()
+            {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let _ = e.read_to_string(&mut stderr).await;
+                }
+                panic!("haproxy exited ({status}) with this config:\n{config}\n{stderr}");
+            }
+            assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Its warnings are not interesting once it runs.
+        drop(child.stderr.take());
+        Self { child, dir, frontend }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("admin.sock")
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.frontend)
+    }
+
+    fn router(&self) -> HaproxyRouter {
+        HaproxyRouter::builder(HaproxyEndpoint::unix(self.socket()), "web")
+            .pools(["blue", "green"])
+            .server_options(CHECKS)
+            .build()
+            .expect("router")
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn declared(pool: &str, targets: &[Target], weight: u32) -> Vec<Declared> {
+    targets.iter().map(|t| Declared { name: format!("{pool}.{}", t.id), address: t.address.clone(), weight }).collect()
+}
+
+async fn local_fleet(prefix: &str, count: usize) -> (LocalProcessFleet, Vec<Target>) {
+    LocalProcessFleet::builder()
+        .binary(TARGET_BIN)
+        .id_prefix(prefix)
+        .zones(["zone-a", "zone-b"])
+        .start("v1", count)
+        .await
+        .expect("start targets")
+}
+
+fn health() -> HealthPolicy {
+    HealthPolicy {
+        interval: Duration::from_millis(150),
+        timeout: Duration::from_millis(150),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        min_healthy_time: Duration::ZERO,
+        deadline: Duration::from_secs(10),
+    }
+}
+
+fn spec(version: &str, strategy: Strategy) -> Spec {
+    Spec::new("web", version, strategy)
+        .with_health(health())
+        .with_drain(DrainPolicy { timeout: Duration::from_secs(10) })
+}
+
+fn probe() -> Arc<dyn HealthProbe> {
+    Arc::new(HttpProbe::builder("/healthz").timeout(Duration::from_millis(150)).build().expect("probe"))
+}
+
+// ---- load ----
+
+/// One request sent through HAProxy.
+#[derive(Debug, Clone)]
+struct Sample {
+    start: Instant,
+    end: Instant,
+    /// The server that answered (`x-server`), if any did.
+    server: Option<String>,
+    version: Option<String>,
+    ok: bool,
+    error: Option<String>,
+    long: bool,
+}
+
+type Log = Arc<Mutex<Vec<Sample>>>;
+
+async fn send(client: &reqwest::Client, url: &str, pin: Option<&str>, log: &Log, long: bool) {
+    let start = Instant::now();
+    let mut request = client.get(url);
+    if let Some(server) = pin {
+        request = request.header("x-pin", server);
+    }
+    let result = request.send().await;
+    let sample = match result {
+        Ok(response) => {
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let (server, version, status) = (header("x-server"), header("x-version"), response.status());
+            let body = response.bytes().await;
+            let ok = status.is_success() && body.is_ok();
+            let error = (!ok).then(|| format!("status {status}, body {:?}", body.map(|b| b.len())));
+            Sample { start, end: Instant::now(), server, version, ok, error, long }
+        }
+        Err(e) => Sample {
+            start,
+            end: Instant::now(),
+            server: None,
+            version: None,
+            ok: false,
+            error: Some(e.to_string()),
+            long,
+        },
+    };
+    log.lock().expect("log").push(sample);
+}
+
+/// `workers` loops of `GET /` through HAProxy, back to back, each on its keep-alive connection.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    log: Log,
+    /// Long requests started by [`PinBeforeDrain`] and not answered yet.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Load {
+    fn start(url: &str, workers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log: Log = Arc::default();
+        let tasks = (0..workers)
+            .map(|_| {
+                let (stop, log, url) = (stop.clone(), log.clone(), format!("{url}/"));
+                tokio::spawn(async move {
+                    let client = client();
+                    while !stop.load(Ordering::Relaxed) {
+                        send(&client, &url, None, &log, false).await;
+                    }
+                })
+            })
+            .collect();
+        Self { stop, tasks, log, pending: Arc::default() }
+    }
+
+    async fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // Long requests started by the pinning router finish within their duration.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.pending.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = self.log.lock().expect("log");
+        log.clone()
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).no_proxy().build().expect("client")
+}
+
+fn summary(samples: &[Sample]) -> String {
+    let failed: Vec<&Sample> = samples.iter().filter(|s| !s.ok).collect();
+    let mut by_version: BTreeMap<String, usize> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.ok) {
+        *by_version.entry(s.version.clone().unwrap_or_default()).or_default() += 1;
+    }
+    let long = samples.iter().filter(|s| s.long).count();
+    let mut text =
+        format!("{} requests ({long} long), {} failed, by version {by_version:?}", samples.len(), failed.len());
+    for f in failed.iter().take(5) {
+        text.push_str(&format!("\n  failed: server {:?}: {:?}", f.server, f.error));
+    }
+    text
+}
+
+// ---- a router that puts long requests in flight on a target just before draining it ----
+
+/// Delegates to a [`HaproxyRouter`]; before each drain it sends `per_target` long requests
+/// (`/sleep/long_ms`) through HAProxy pinned to each target's server and waits until HAProxy
+/// counts them as sessions — so every drain has work in flight to wait for. It also records
+/// when each target's drain and re-enable happened, for the overhead measurement.
+#[derive(Debug)]
+struct PinBeforeDrain {
+    inner: HaproxyRouter,
+    url: String,
+    long_ms: u64,
+    per_target: u64,
+    log: Log,
+    pending: Arc<AtomicUsize>,
+    marks: Arc<Mutex<Marks>>,
+}
+
+#[derive(Debug, Default)]
+struct Marks {
+    /// Per target: time spent putting the long requests in flight (test set-up, not deploy work).
+    setup: BTreeMap<TargetId, Duration>,
+    /// Per target: when its drain began (after set-up) and what it reported.
+    drains: BTreeMap<TargetId, (Instant, DrainReport)>,
+}
+
+#[async_trait]
+impl Router for PinBeforeDrain {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn pools(&self) -> bluegreen_core::Result<Vec<PoolName>> {
+        self.inner.pools().await
+    }
+    async fn split(&self) -> bluegreen_core::Result<Split> {
+        self.inner.split().await
+    }
+    async fn set_split(&self, split: &Split) -> bluegreen_core::Result<()> {
+        self.inner.set_split(split).await
+    }
+    async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> bluegreen_core::Result<()> {
+        self.inner.add_targets(pool, targets).await
+    }
+    async fn drain(
+        &self,
+        pool: &PoolName,
+        targets: &[TargetId],
+        timeout: Duration,
+    ) -> bluegreen_core::Result<DrainReport> {
+        let setup_start = Instant::now();
+        for id in targets {
+            let server = self.inner.server_name(pool, id);
+            for _ in 0..self.per_target {
+                let (log, url, server) =
+                    (self.log.clone(), format!("{}/sleep/{}", self.url, self.long_ms), server.clone());
+                let pending = self.pending.clone();
+                pending.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    send(&client(), &url, Some(&server), &log, true).await;
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let members = self.inner.members(pool).await?;
+            let pinned = |id: &TargetId| members.iter().find(|m| m.id == *id).and_then(|m| m.in_flight).unwrap_or(0);
+            if targets.iter().all(|id| pinned(id) >= self.per_target) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let setup = setup_start.elapsed();
+        let began = Instant::now();
+        let report = self.inner.drain(pool, targets, timeout).await?;
+        let mut marks = self.marks.lock().expect("marks");
+        for id in targets {
+            marks.setup.insert(id.clone(), setup);
+            marks.drains.insert(id.clone(), (began, report.clone()));
+        }
+        Ok(report)
+    }
+    async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> bluegreen_core::Result<()> {
+        self.inner.remove_targets(pool, targets).await
+    }
+    async fn members(&self, pool: &PoolName) -> bluegreen_core::Result<Vec<Member>> {
+        self.inner.members(pool).await
+    }
+}
+
+/// Updater timings per host: when the update began and ended, and when the old process was
+/// stopped (from then until the end, the host could not serve).
+type UpdateMarks = Arc<Mutex<BTreeMap<TargetId, (Instant, Instant, Instant)>>>;
+
+/// An updater that "installs" for `install` (a sleep), then restarts the host's local
+/// process on its port with the new version; `fail` decides, per (host, version, n-th v2
+/// update), to fail before touching the host.
+fn restart_updater(
+    local: &LocalProcessFleet,
+    install: Duration,
+    marks: UpdateMarks,
+    fail: impl Fn(&Target, usize) -> bool + Send + Sync + 'static,
+) -> Updater {
+    let local = local.clone();
+    let fail = Arc::new(fail);
+    let counter = Arc::new(AtomicUsize::new(0));
+    Updater::from_fn(move |host: Target, version| {
+        let (local, marks, fail, counter) = (local.clone(), marks.clone(), fail.clone(), counter.clone());
+        async move {
+            let start = Instant::now();
+            let n = if version.as_str() == "v2" { counter.fetch_add(1, Ordering::SeqCst) + 1 } else { 0 };
+            tokio::time::sleep(install).await;
+            if fail(&host, n) {
+                return Err(format!(
+                    "fetching artifact web-{version}.tar.gz for {}: checksum mismatch (expected 9f2c…, got 0000…)\n\
+                     deploy.sh: aborted, {} left on {}",
+                    host.id, host.id, host.version
+                ));
+            }
+            let stopping = Instant::now();
+            local.update(&host.id, &version).await.map_err(|e| e.to_string())?;
+            marks.lock().expect("marks").insert(host.id.clone(), (start, stopping, Instant::now()));
+            Ok(format!("{} now runs {version}", host.id))
+        }
+    })
+}
+
+/// User + system CPU time of this process so far (Linux; zero elsewhere).
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
+    // After the command name (in parentheses) come: state ppid pgrp session tty_nr tpgid flags
+    // minflt cminflt majflt cmajflt utime stime, the times in clock ticks (100 per second).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
+}
+
+fn kinds(events: &[Event]) -> Vec<&EventKind> {
+    events.iter().map(|e| &e.kind).collect()
+}
+
+fn print_events(name: &str, sink: &MemorySink) {
+    eprintln!("---- {name}: events");
+    for event in sink.events() {
+        eprintln!("{event}");
+    }
+}
+
+/// Checks that no request was answered by a host while it was down (old process stopped,
+/// new one not yet up): a request routed there could not have succeeded.
+fn assert_no_traffic_to_stopped_hosts(samples: &[Sample], marks: &UpdateMarks, pool: &str) {
+    let marks = marks.lock().expect("marks");
+    for (id, (_, stopping, up)) in marks.iter() {
+        let server = format!("{pool}.{id}");
+        let hit = samples.iter().find(|s| s.server.as_deref() == Some(&server) && s.start > *stopping && s.start < *up);
+        assert!(hit.is_none(), "a request went to {server} while it was stopped: {hit:?}");
+    }
+}
+
+// ---- tests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_router_conforms() {
+    let Some(binary) = require_haproxy("haproxy_router_conforms") else { return };
+    let (local, targets) = local_fleet("conf", 2).await;
+    let haproxy = Haproxy::start(&binary, &[], "").await;
+    let router = haproxy.router();
+    let fixture = RouterFixture { pools: ["blue".into(), "green".into()], targets: targets.clone() };
+    router_suite(&router, &fixture).await;
+
+    // HAProxy's own checks, as a second opinion.
+    let checks = router.check_probe();
+    router.add_targets(&"blue".into(), &targets[..1]).await.expect("add");
+    wait_for(&checks, &targets[0], true, "HAProxy's check to pass").await;
+    local.kill(&targets[0].id).await.expect("kill");
+    wait_for(&checks, &targets[0], false, "HAProxy's check to fail").await;
+    let Health::Unhealthy { reason } = checks.check(&targets[0]).await else { unreachable!() };
+    assert!(reason.contains("DOWN") || reason.contains("UP 1/2"), "{reason}");
+    let Health::Unhealthy { reason } = checks.check(&targets[1]).await else { panic!("not a member, but healthy") };
+    assert!(reason.contains("no server"), "{reason}");
+    local.shutdown().await;
+}
+
+async fn wait_for(probe: &dyn HealthProbe, target: &Target, healthy: bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while probe.check(target).await.is_healthy() != healthy {
+        assert!(Instant::now() < deadline, "waited 5 s for {what}: {:?}", probe.check(target).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The seed's job: 10 servers behind HAProxy, 2 at a time, under continuous load, with long
+/// requests put in flight on each server just before it drains; the updater installs for 1 s
+/// and restarts the server's process on the same port with the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_ten_servers_two_at_a_time_under_load_drops_nothing() {
+    let Some(binary) = require_haproxy("rolling_ten_servers_two_at_a_time_under_load_drops_nothing") else { return };
+    let (local, targets) = local_fleet("web", 10).await;
+    let haproxy = Haproxy::start(&binary, &declared("blue", &targets, 1), "").await;
+    let update_marks: UpdateMarks = Arc::default();
+    let updater = restart_updater(&local, Duration::from_secs(1), update_marks.clone(), |_, _| false);
+    let hosts = Arc::new(HostFleet::new(targets.clone(), updater).expect("inventory"));
+    // `BLUEGREEN_HAPROXY_LOAD_WORKERS=0` runs the deploy without background load, to measure
+    // the deployer's own CPU time (the load generator runs in this process).
+    let workers = std::env::var("BLUEGREEN_HAPROXY_LOAD_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(6);
+    let load = Load::start(&haproxy.url(), workers);
+    let router = Arc::new(PinBeforeDrain {
+        inner: haproxy.router(),
+        url: haproxy.url(),
+        long_ms: 2000,
+        per_target: 2,
+        log: load.log.clone(),
+        pending: load.pending.clone(),
+        marks: Arc::default(),
+    });
+    let sink = MemorySink::new();
+    let executor = Executor::builder(router.clone(), hosts.clone(), probe()).sink(sink.clone()).build();
+    let spec = spec("v2", Strategy::Rolling(Rolling::in_place(2)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let plan = executor.plan(&spec).await.expect("plan");
+    let cpu_before = cpu_time();
+    let outcome = executor.run(&plan, "rolling-haproxy").await;
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let samples = load.stop().await;
+    print_events("rolling", &sink);
+    eprintln!("load: {}", summary(&samples));
+
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+    let failed: Vec<&Sample> = samples.iter().filter(|s| !s.ok).collect();
+    assert!(failed.is_empty(), "failed requests: {}", summary(&samples));
+    assert_eq!(samples.iter().filter(|s| s.long).count(), 20, "two long requests per server");
+    assert!(workers == 0 || samples.len() > 2_000, "too little load to mean anything: {}", samples.len());
+    assert_no_traffic_to_stopped_hosts(&samples, &update_marks, "blue");
+
+    // Every server runs v2, serves, and answers v2 itself.
+    let list = hosts.list().await.expect("list");
+    assert!(list.iter().all(|t| t.version.as_str() == "v2"), "{list:?}");
+    let members = router.members(&"blue".into()).await.expect("members");
+    assert_eq!(members.len(), 10);
+    assert!(members.iter().all(|m| m.state == MemberState::Serving), "{members:?}");
+    for target in &targets {
+        let answer = client().get(format!("http://{}/", target.address)).send().await.expect("direct request");
+        assert_eq!(answer.headers()["x-version"], "v2", "{}", target.id);
+    }
+    assert_eq!(router.split().await.expect("split"), Split::new([("blue", 100), ("green", 0)]).unwrap());
+
+    // The log shows, per server: drained with the observed sessions, updated, healthy, re-enabled.
+    let events = sink.events();
+    for target in &targets {
+        let id = &target.id;
+        let at = |f: &dyn Fn(&EventKind) -> bool| events.iter().position(|e| f(&e.kind));
+        let drained = at(
+            &|k| matches!(k, EventKind::TargetsDrained { targets, in_flight_at_start: Some(n), in_flight_at_end: Some(0), timed_out: false, .. } if targets.contains(id) && *n >= 2),
+        );
+        let updated = at(&|k| matches!(k, EventKind::TargetUpdated { target, .. } if target == id));
+        let healthy = at(&|k| matches!(k, EventKind::TargetHealthy { target, .. } if target == id));
+        let enabled = events
+            .iter()
+            .rposition(|e| matches!(&e.kind, EventKind::TargetsRegistered { targets, .. } if targets.contains(id)));
+        match (drained, updated, healthy, enabled) {
+            (Some(d), Some(u), Some(h), Some(r)) => assert!(d < u && u < h && h < r, "{id}: out of order"),
+            other => panic!("{id}: missing drain with sessions / update / healthy / re-enable: {other:?}"),
+        }
+    }
+
+    overhead_report(&plan, &outcome, &router.marks, &update_marks, &samples, &events);
+    eprintln!(
+        "CPU time of this test process during the deploy: {cpu:.3?} ({} load workers in the same process)",
+        workers
+    );
+    local.shutdown().await;
+}
+
+/// Orchestration overhead: the deploy's wall time minus its critical path, i.e. what the
+/// deployer adds to the waits it cannot avoid. Per target, the unavoidable part is: its
+/// drain (until the last request in flight on it when draining began had finished), its update
+/// (the updater's own run), and its health gate (first probe to the passing one). A batch's
+/// critical path is its slowest target; the deploy's is the sum over batches. The time the test
+/// spends putting long requests in flight before each drain is set-up and is taken out.
+fn overhead_report(
+    plan: &bluegreen_core::Plan,
+    outcome: &bluegreen_core::Outcome,
+    marks: &Mutex<Marks>,
+    updates: &UpdateMarks,
+    samples: &[Sample],
+    events: &[Event],
+) {
+    let marks = marks.lock().expect("marks");
+    let updates = updates.lock().expect("marks");
+    let mut critical = Duration::ZERO;
+    let mut setup = Duration::ZERO;
+    let mut rows = Vec::new();
+    for step in &plan.steps {
+        let Step::UpdateBatch { batch, targets, .. } = step else { continue };
+        let mut slowest = Duration::ZERO;
+        let mut batch_setup = Duration::ZERO;
+        for id in targets {
+            let (began, _) = &marks.drains[id];
+            let server = format!("blue.{id}");
+            let last_end = samples
+                .iter()
+                .filter(|s| s.server.as_deref() == Some(&server) && s.start < *began)
+                .map(|s| s.end)
+                .max()
+                .unwrap_or(*began);
+            let drain = last_end.saturating_duration_since(*began);
+            let (start, _, end) = updates[id];
+            let update = end - start;
+            let gate = events
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::TargetHealthy { target, after } if target == id => Some(*after),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let path = drain + update + gate;
+            rows.push(format!(
+                "  batch {batch} {id}: drain {drain:.3?} + update {update:.3?} + gate {gate:.3?} = {path:.3?}"
+            ));
+            slowest = slowest.max(path);
+            batch_setup = batch_setup.max(marks.setup[id]);
+        }
+        critical += slowest;
+        setup += batch_setup;
+    }
+    let wall = outcome.elapsed.saturating_sub(setup);
+    let overhead = wall.saturating_sub(critical);
+    eprintln!("---- overhead (10 servers, 2 at a time, drain ~2 s, update ~1 s)");
+    for row in rows {
+        eprintln!("{row}");
+    }
+    eprintln!(
+        "wall {wall:.3?} (deploy {:.3?} minus {setup:.3?} test set-up), critical path {critical:.3?}, \
+         overhead {overhead:.3?} = {:.2}%",
+        outcome.elapsed,
+        overhead.as_secs_f64() / wall.as_secs_f64() * 100.0
+    );
+}
+
+/// Blue-green between two pools of one backend under load: the green servers are added at
+/// runtime (`add server`), traffic switches, the blue servers (declared in haproxy.cfg) are
+/// drained and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_between_two_pools_under_load_drops_nothing() {
+    let Some(binary) = require_haproxy("blue_green_between_two_pools_under_load_drops_nothing") else { return };
+    let (fleet, blue) = local_fleet("web", 4).await;
+    let haproxy = Haproxy::start(&binary, &declared("blue", &blue, 1), "").await;
+    let router = Arc::new(haproxy.router());
+    let sink = MemorySink::new();
+    let executor = Executor::builder(router.clone(), Arc::new(fleet.clone()), probe()).sink(sink.clone()).build();
+    let load = Load::start(&haproxy.url(), 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let spec = spec("v2", Strategy::BlueGreen(BlueGreen { bake: Duration::from_millis(500), ..BlueGreen::default() }));
+    let outcome = executor.deploy(&spec).await.expect("deploy");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let samples = load.stop().await;
+    print_events("blue-green", &sink);
+    eprintln!("load: {}", summary(&samples));
+
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+    assert!(samples.iter().all(|s| s.ok), "failed requests: {}", summary(&samples));
+    assert_eq!(router.split().await.expect("split"), Split::new([("blue", 0), ("green", 100)]).unwrap());
+    assert!(router.members(&"blue".into()).await.expect("members").is_empty(), "blue servers are deleted");
+    let green = router.members(&"green".into()).await.expect("members");
+    assert_eq!(green.len(), 4);
+    let last = samples.iter().max_by_key(|s| s.start).expect("samples");
+    assert_eq!(last.version.as_deref(), Some("v2"));
+    assert!(last.server.as_deref().is_some_and(|s| s.starts_with("green.")), "{last:?}");
+    fleet.shutdown().await;
+}
+
+/// A 3-step canary (10 %, 50 %, 100 %): while the 10 % step bakes, the traffic HAProxy sends to
+/// the new version is about 10 %, and nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weights_split_real_traffic() {
+    let Some(binary) = require_haproxy("canary_weights_split_real_traffic") else { return };
+    let (fleet, blue) = local_fleet("web", 3).await;
+    let haproxy = Haproxy::start(&binary, &declared("blue", &blue, 1), "").await;
+    let router = Arc::new(haproxy.router());
+    let sink = MemorySink::new();
+    let executor = Executor::builder(router.clone(), Arc::new(fleet.clone()), probe()).sink(sink.clone()).build();
+    let load = Load::start(&haproxy.url(), 4);
+    let bake = Duration::from_millis(1500);
+    let steps =
+        [10, 50, 100].map(|percent| ShiftStep { percent, bake: if percent < 100 { bake } else { Duration::ZERO } });
+    let spec = spec("v2", Strategy::Canary(Canary { steps: steps.to_vec(), ..Canary::default() })).with_replicas(2);
+    let outcome = executor.deploy(&spec).await.expect("deploy");
+    let samples = load.stop().await;
+    print_events("canary", &sink);
+    eprintln!("load: {}", summary(&samples));
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+    assert!(samples.iter().all(|s| s.ok), "failed requests: {}", summary(&samples));
+
+    // The 10 % bake: from the shift to 10 % until the shift to 50 %.
+    let events = sink.events();
+    let shifts: Vec<Duration> =
+        events.iter().filter(|e| matches!(e.kind, EventKind::TrafficShifted { .. })).map(|e| e.at).collect();
+    assert_eq!(shifts.len(), 3, "{:?}", kinds(&events));
+    // Requests of the middle 80 % of the bake; it begins when v2 first answers.
+    let window: Vec<&Sample> = {
+        let v2_first = samples.iter().filter(|s| s.version.as_deref() == Some("v2")).map(|s| s.start).min().unwrap();
+        let from = v2_first + bake / 10;
+        let to = v2_first + bake * 9 / 10;
+        samples.iter().filter(|s| s.start >= from && s.end <= to).collect()
+    };
+    let on_v2 = window.iter().filter(|s| s.version.as_deref() == Some("v2")).count();
+    let share = on_v2 as f64 / window.len().max(1) as f64 * 100.0;
+    eprintln!("during the 10% bake: {on_v2} of {} requests on v2 ({share:.1}%)", window.len());
+    assert!(window.len() > 200, "too few requests in the bake window: {}", window.len());
+    assert!((7.0..=13.0).contains(&share), "the 10% step sent {share:.1}% to v2");
+    fleet.shutdown().await;
+}
+
+/// The updater fails on the third batch (before touching its host): the deploy stops, the two
+/// batches already updated are updated back, the failed host is re-enabled on its old version,
+/// nothing fails, and the host's output is in the event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updater_failing_on_the_third_batch_rolls_back() {
+    let Some(binary) = require_haproxy("updater_failing_on_the_third_batch_rolls_back") else { return };
+    let (local, targets) = local_fleet("web", 10).await;
+    let haproxy = Haproxy::start(&binary, &declared("blue", &targets, 1), "").await;
+    let update_marks: UpdateMarks = Arc::default();
+    // Batches run their two updates concurrently: v2 updates 5 and 6 are the third batch.
+    let updater = restart_updater(&local, Duration::from_millis(200), update_marks.clone(), |_, n| n == 5);
+    let hosts = Arc::new(HostFleet::new(targets.clone(), updater).expect("inventory"));
+    let router = Arc::new(haproxy.router());
+    let sink = MemorySink::new();
+    let executor = Executor::builder(router.clone(), hosts.clone(), probe()).sink(sink.clone()).build();
+    let load = Load::start(&haproxy.url(), 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let outcome = executor.deploy(&spec("v2", Strategy::Rolling(Rolling::in_place(2)))).await.expect("deploy");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let samples = load.stop().await;
+    print_events("failing updater", &sink);
+    eprintln!("load: {}", summary(&samples));
+
+    assert_eq!(outcome.status, Status::RolledBack, "{outcome:?}");
+    let reason = outcome.reason.clone().unwrap_or_default();
+    assert!(reason.contains("checksum mismatch") && reason.contains("deploy.sh: aborted"), "{reason}");
+    let events = sink.events();
+    let rollback = events.iter().find_map(|e| match &e.kind {
+        EventKind::RollbackStarted { reason } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(rollback.is_some_and(|r| r.contains("checksum mismatch")), "the host's output is in the event log");
+    // Only two batches were updated before the failure: batches 4 and 5 never started.
+    let updated_to_v2 =
+        events.iter().filter(|e| matches!(&e.kind, EventKind::TargetUpdated { to, .. } if to.as_str() == "v2")).count();
+    assert!((4..=5).contains(&updated_to_v2), "{updated_to_v2} targets updated to v2");
+    assert!(samples.iter().all(|s| s.ok), "failed requests: {}", summary(&samples));
+    assert_no_traffic_to_stopped_hosts(&samples, &update_marks, "blue");
+    let list = hosts.list().await.expect("list");
+    assert!(list.iter().all(|t| t.version.as_str() == "v1"), "{list:?}");
+    let members = router.members(&"blue".into()).await.expect("members");
+    assert!(members.len() == 10 && members.iter().all(|m| m.state == MemberState::Serving), "{members:?}");
+    for target in &targets {
+        let answer = client().get(format!("http://{}/", target.address)).send().await.expect("direct request");
+        assert_eq!(answer.headers()["x-version"], "v1", "{}", target.id);
+    }
+    local.shutdown().await;
+}
+
+/// What a backend looks like, to prove that refused calls wrote nothing.
+async fn state_of(router: &HaproxyRouter) -> (Split, Vec<Member>, Vec<Member>) {
+    let split = router.split().await.expect("split");
+    let blue = router.members(&"blue".into()).await.expect("members");
+    let green = router.members(&"green".into()).await.expect("members");
+    (split, blue, green)
+}
+
+/// Unknown backend, pool, server; an unreachable socket; a socket without admin level; an
+/// answer that is an error: typed errors, and the backend is as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_typed_errors_and_no_write() {
+    let Some(binary) = require_haproxy("bad_input_is_refused_with_typed_errors_and_no_write") else { return };
+    let (fleet, targets) = local_fleet("web", 3).await;
+    let extra = format!(
+        "backend fixed\n    balance static-rr\n    server blue.s1 {} weight 1\n    server green.s2 {} weight 1\n",
+        targets[0].address, targets[1].address
+    );
+    let haproxy = Haproxy::start(&binary, &declared("blue", &targets[..2], 1), &extra).await;
+    let router = haproxy.router();
+    let (blue, green) = (PoolName::from("blue"), PoolName::from("green"));
+    let before = state_of(&router).await;
+    let all_green = Split::all_to(&green);
+    let two = &targets[..2];
+    let ids: Vec<TargetId> = two.iter().map(|t| t.id.clone()).collect();
+
+    // Unknown backend: NotFound from every call, nothing written.
+    let nowhere = HaproxyRouter::builder(HaproxyEndpoint::unix(haproxy.socket()), "no-such-backend").build().unwrap();
+    let not_found = |r: bluegreen_core::Result<()>, what: &str| match r {
+        Err(Error::NotFound { what: w }) => assert!(w.contains("no-such-backend"), "{what}: {w}"),
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    };
+    not_found(nowhere.pools().await.map(|_| ()), "pools");
+    not_found(nowhere.split().await.map(|_| ()), "split");
+    not_found(nowhere.set_split(&Split::all_to(&blue)).await, "set_split");
+    not_found(nowhere.add_targets(&blue, two).await, "add_targets");
+    not_found(nowhere.drain(&blue, &ids, Duration::from_secs(1)).await.map(|_| ()), "drain");
+    not_found(nowhere.remove_targets(&blue, &ids).await, "remove_targets");
+    not_found(nowhere.members(&blue).await.map(|_| ()), "members");
+
+    // Unknown pool, a target that is not a member: NotFound, nothing written.
+    let err = router.set_split(&Split::all_to(&"red".into())).await.unwrap_err();
+    assert!(matches!(&err, Error::NotFound { what } if what.contains("red")), "{err}");
+    let err = router.add_targets(&"red".into(), two).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let mut mixed = ids.clone();
+    mixed.push("web-99".into());
+    let err = router.drain(&blue, &mixed, Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(&err, Error::NotFound { what } if what.contains("web-99")), "{err}");
+    // HAProxy's own "No such server." is a typed NotFound naming the server.
+    let err = router.raw_command("set server web/blue.web-99 state ready").await.unwrap_err();
+    assert!(matches!(&err, Error::NotFound { what } if what.contains("web/blue.web-99")), "{err}");
+    // A split to a pool without a ready server is a conflict, refused before any write.
+    let err = router.set_split(&all_green).await.unwrap_err();
+    assert!(matches!(&err, Error::Conflict { what } if what.contains("pool green has no ready server")), "{err}");
+    // Target ids HAProxy cannot take, addresses that are not ip:port: Invalid.
+    let mut odd = targets[2].clone();
+    odd.id = "web 3".into();
+    assert!(matches!(router.add_targets(&green, &[odd]).await, Err(Error::Invalid { .. })));
+    let mut named = targets[2].clone();
+    named.address = "web-3.internal:8080".into();
+    let err = router.add_targets(&green, &[named]).await.unwrap_err();
+    assert_eq!(err.field(), Some("targets[0].address"), "{err}");
+    assert_eq!(state_of(&router).await, before, "a refused call changed the backend");
+
+    // Unreachable sockets: Backend errors; a missing path is not retryable, a closed port is.
+    let missing = HaproxyRouter::builder(HaproxyEndpoint::unix(haproxy.dir.join("nope.sock")), "web").build().unwrap();
+    let err = missing.set_split(&Split::all_to(&blue)).await.unwrap_err();
+    assert!(matches!(err, Error::Backend { retryable: false, .. }), "{err}");
+    assert!(err.to_string().contains("nope.sock"), "{err}");
+    let closed = format!("127.0.0.1:{}", free_port()).parse::<SocketAddr>().unwrap();
+    let refused = HaproxyRouter::builder(HaproxyEndpoint::tcp(closed), "web").build().unwrap();
+    let err = refused.drain(&blue, &ids, Duration::from_secs(1)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    // A socket at level user: permission denied on the first write, which is refused whole.
+    let user = HaproxyRouter::builder(HaproxyEndpoint::unix(haproxy.dir.join("user.sock")), "web").build().unwrap();
+    assert_eq!(user.split().await.expect("reading is allowed at level user"), before.0);
+    let err = user.set_split(&Split::all_to(&blue)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { retryable: false, message, .. } if message.contains("level admin")),
+        "{err}"
+    );
+    let err = user.drain(&blue, &ids[..1], Duration::from_secs(1)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { retryable: false, message, .. } if message.contains("level admin")),
+        "{err}"
+    );
+    assert_eq!(state_of(&router).await, before, "a refused call changed the backend");
+
+    // HAProxy answering with an error: a static algorithm takes no weight but 0 and 100 %.
+    let fixed = HaproxyRouter::builder(HaproxyEndpoint::unix(haproxy.socket()), "fixed").build().unwrap();
+    let err = fixed.set_split(&Split::between(&blue, &green, 50)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Backend { retryable: false, message, .. } if message.contains("static")),
+        "the error names HAProxy's answer: {err}"
+    );
+    fleet.shutdown().await;
+}
