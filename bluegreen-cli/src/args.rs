@@ -108,4 +108,11 @@ pub(crate) enum Command {
     },
     /// A real local deploy under load: blue-green to v2, rolling to v3, a broken v4 caught.
     Demo(crate::demo::DemoArgs),
+    /// Serve as the demo's stand-in application (used by `bluegreen demo` itself).
+    #[command(hide = true)]
+    ServeTarget {
+        /// `--version V --listen ADDR [--startup-ms N] [--fail-health] [--error-rate R]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }

@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             Command::Rollback { file, to } => commands::rollback(file, to.as_deref()).await,
             Command::Report { file, id, out } => commands::report(file, id.as_deref(), out).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::ServeTarget { args } => {
+                let code = bluegreen_vm::target::serve(args).await;
+                std::process::exit(code);
+            }
         }
     });
     match result {

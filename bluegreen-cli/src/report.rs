@@ -21,20 +21,21 @@ pub(crate) struct Timelines {
     pub(crate) end: f64,
 }
 
-/// Reads the timelines from the events, starting from the plan's pre-deploy snapshot.
-pub(crate) fn timelines(record: &DeploymentRecord, events: &[Event]) -> Timelines {
+/// Reads the timelines from the events, starting from the plan's pre-deploy snapshot, with
+/// every time shifted by `offset` seconds.
+pub(crate) fn timelines(record: &DeploymentRecord, events: &[Event], offset: f64) -> Timelines {
     let mut traffic: Series = BTreeMap::new();
     let mut serving: Series = BTreeMap::new();
     let mut counts: BTreeMap<String, f64> = BTreeMap::new();
     for (pool, targets) in &record.plan.before.pools {
         let weight = f64::from(record.plan.before.split.weight(pool));
-        traffic.entry(pool.to_string()).or_default().push((0.0, weight));
+        traffic.entry(pool.to_string()).or_default().push((offset, weight));
         counts.insert(pool.to_string(), targets.len() as f64);
-        serving.entry(pool.to_string()).or_default().push((0.0, targets.len() as f64));
+        serving.entry(pool.to_string()).or_default().push((offset, targets.len() as f64));
     }
-    let (mut steps, mut rollback, mut end) = (Vec::new(), None, 0.0_f64);
+    let (mut steps, mut rollback, mut end) = (Vec::new(), None, offset);
     for event in events {
-        let t = event.at.as_secs_f64();
+        let t = offset + event.at.as_secs_f64();
         end = end.max(t);
         let mut count = |pool: &str, delta: f64, serving: &mut Series| {
             let c = counts.entry(pool.to_owned()).or_default();
@@ -59,6 +60,35 @@ pub(crate) fn timelines(record: &DeploymentRecord, events: &[Event]) -> Timeline
     Timelines { traffic, serving, steps, rollback, end: end.max(1.0) }
 }
 
+/// Deployments one after the other on one time axis.
+pub(crate) fn merge(parts: Vec<Timelines>) -> Timelines {
+    let mut all =
+        Timelines { traffic: Series::new(), serving: Series::new(), steps: Vec::new(), rollback: None, end: 1.0 };
+    for part in parts {
+        for (pool, points) in part.traffic {
+            all.traffic.entry(pool).or_default().extend(points);
+        }
+        for (pool, points) in part.serving {
+            all.serving.entry(pool).or_default().extend(points);
+        }
+        all.steps.extend(part.steps);
+        all.rollback = all.rollback.or(part.rollback);
+        all.end = all.end.max(part.end);
+    }
+    all
+}
+
+/// The title of one deployment's report.
+pub(crate) fn title(record: &DeploymentRecord) -> String {
+    format!(
+        "{} {} → {} ({})",
+        record.service,
+        record.plan.from_version.as_ref().map_or("nothing".into(), ToString::to_string),
+        record.plan.spec.version,
+        record.outcome.as_ref().map_or("running".into(), |o| o.status.to_string())
+    )
+}
+
 /// Turns a stepwise series into line points (each value held until the next).
 fn stairs(points: &[(f64, f64)], end: f64) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
@@ -78,19 +108,16 @@ fn draw_error(e: impl std::fmt::Display) -> CliError {
     CliError::needs_human(format!("cannot draw the report: {e}"))
 }
 
-/// Writes the SVG.
+/// Writes one deployment's SVG.
 pub(crate) fn write_svg(record: &DeploymentRecord, events: &[Event], out: &Path) -> Result<(), CliError> {
-    let t = timelines(record, events);
+    draw(&title(record), &timelines(record, events, 0.0), out)
+}
+
+/// Draws `t` as an SVG at `out`.
+pub(crate) fn draw(title: &str, t: &Timelines, out: &Path) -> Result<(), CliError> {
     let root = SVGBackend::new(out, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
-    let title = format!(
-        "{} {} → {} ({})",
-        record.service,
-        record.plan.from_version.as_ref().map_or("nothing".into(), ToString::to_string),
-        record.plan.spec.version,
-        record.outcome.as_ref().map_or("running".into(), |o| o.status.to_string())
-    );
-    let root = root.titled(&title, ("sans-serif", 22)).map_err(draw_error)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(draw_error)?;
     let (top, bottom) = root.split_vertically(300);
     let max_serving = t.serving.values().flatten().map(|(_, v)| *v).fold(1.0_f64, f64::max);
     let colors = [BLUE, GREEN, MAGENTA, CYAN];

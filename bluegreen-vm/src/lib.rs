@@ -16,6 +16,7 @@ mod host_fleet;
 mod load;
 mod process_fleet;
 mod proxy;
+pub mod target;
 
 pub use haproxy::{HaproxyCheckProbe, HaproxyEndpoint, HaproxyRouter, HaproxyRouterBuilder};
 pub use host_fleet::{HostFleet, Updater};

@@ -76,6 +76,8 @@ pub struct LocalProcessFleet {
 
 struct Inner {
     binary: PathBuf,
+    /// Arguments before `--version` (a subcommand, when the binary is not `bluegreen-target`).
+    leading_args: Vec<String>,
     host: IpAddr,
     id_prefix: String,
     zones: Vec<String>,
@@ -123,6 +125,7 @@ impl fmt::Debug for LocalProcessFleet {
 #[derive(Debug, Clone)]
 pub struct LocalProcessFleetBuilder {
     binary: Option<PathBuf>,
+    leading_args: Vec<String>,
     host: IpAddr,
     id_prefix: String,
     zones: Vec<String>,
@@ -137,6 +140,14 @@ impl LocalProcessFleetBuilder {
     #[must_use]
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.binary = Some(path.into());
+        self
+    }
+
+    /// Arguments placed before `--version …`: a subcommand, for a binary that serves targets
+    /// through one (`bluegreen serve-target` runs [`crate::target::serve`]).
+    #[must_use]
+    pub fn leading_args(mut self, args: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.leading_args = args.into_iter().map(Into::into).collect();
         self
     }
 
@@ -210,6 +221,7 @@ impl LocalProcessFleetBuilder {
         Ok(LocalProcessFleet {
             inner: Arc::new(Inner {
                 binary,
+                leading_args: self.leading_args,
                 host: self.host,
                 id_prefix: self.id_prefix,
                 zones: self.zones,
@@ -242,6 +254,7 @@ impl LocalProcessFleet {
     pub fn builder() -> LocalProcessFleetBuilder {
         LocalProcessFleetBuilder {
             binary: None,
+            leading_args: Vec::new(),
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             id_prefix: "web".to_owned(),
             zones: Vec::new(),
@@ -463,6 +476,7 @@ impl Inner {
         let listen = SocketAddr::new(self.host, port);
         let mut command = Command::new(&self.binary);
         command
+            .args(&self.leading_args)
             .arg("--version")
             .arg(version.as_str())
             .arg("--listen")
