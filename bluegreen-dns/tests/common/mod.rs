@@ -1,0 +1,214 @@
+//! Real knot DNS servers for the tests: each instance runs unprivileged on 127.0.0.1 with a
+//! high port, a generated config, zone file and TSIG key in its own temp dir.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bluegreen_dns::TsigKey;
+
+pub const ZONE: &str = "example.test.";
+pub const NAME: &str = "www.example.test.";
+pub const KEY_NAME: &str = "bluegreen-test-key.";
+/// A test-only secret (32 bytes, base64), generated for these tests.
+pub const KEY_SECRET: &str = "q7m2lVb2PzY9cG8iG3bE0yKpQf7bO1r5dJx8sH4tWaU=";
+/// Another secret under the same key name: the server must refuse it.
+pub const WRONG_SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub fn key() -> TsigKey {
+    TsigKey::hmac_sha256(KEY_NAME, KEY_SECRET).unwrap()
+}
+
+/// A knot binary: on the PATH, else where Debian installs it (`/usr/sbin` is not on every
+/// user's PATH).
+pub fn binary(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    PathBuf::from(name)
+}
+
+/// Whether knotd is installed. Without it the tests fail in CI (`CI=true`) and are skipped
+/// locally with a notice.
+pub fn knot_or_skip(test: &str) -> bool {
+    let found =
+        Command::new(binary("knotd")).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if found {
+        return true;
+    }
+    let hint = "knotd is not installed: `apt-get install -y knot knot-dnsutils` (scripts/test does this)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {hint}; the DNS tests cannot run without a real authoritative server");
+    }
+    eprintln!("SKIPPED {test}: {hint}");
+    false
+}
+
+/// A knotd process and its files. Stopped (by its own pid) when dropped.
+pub struct Knot {
+    pub addr: SocketAddr,
+    pub label: String,
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    child: Child,
+    serial: u32,
+}
+
+fn free_port() -> u16 {
+    // Bind TCP and UDP on the same port, then release them for knotd.
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The zone file: SOA, two NS names (both on 127.0.0.1) and the given A records at `www`.
+pub fn zone_file(serial: u32, www: &[Ipv4Addr]) -> String {
+    let mut z = format!(
+        "$ORIGIN {ZONE}\n$TTL 60\n@ SOA ns1.{ZONE} hostmaster.{ZONE} {serial} 3600 600 86400 60\n\
+         @ NS ns1.{ZONE}\n@ NS ns2.{ZONE}\nns1 A 127.0.0.1\nns2 A 127.0.0.1\n"
+    );
+    for ip in www {
+        z.push_str(&format!("www 60 A {ip}\n"));
+    }
+    z
+}
+
+impl Knot {
+    /// Starts knotd serving the zone with `www` records; `updates` lets the test key update it.
+    pub fn start(label: &str, www: &[Ipv4Addr], updates: bool) -> Knot {
+        let acl = if updates { "    acl: [update]\n" } else { "" };
+        Knot::launch(label, free_port(), Some(www), "", acl)
+    }
+
+    /// A primary that accepts updates and a secondary that follows it by NOTIFY + zone
+    /// transfer, as in production.
+    pub fn primary_and_secondary(www: &[Ipv4Addr]) -> (Knot, Knot) {
+        let (p, s) = (free_port(), free_port());
+        let primary = Knot::launch(
+            "ns1.example.test.",
+            p,
+            Some(www),
+            &format!("remote:\n  - id: secondary\n    address: 127.0.0.1@{s}\n"),
+            "    acl: [update, transfer]\n    notify: secondary\n",
+        );
+        let secondary = Knot::launch(
+            "ns2.example.test.",
+            s,
+            None,
+            &format!("remote:\n  - id: primary\n    address: 127.0.0.1@{p}\n"),
+            "    master: primary\n    acl: [notify]\n",
+        );
+        (primary, secondary)
+    }
+
+    /// Starts knotd on `port`; `www: None` starts without a zone file (a secondary).
+    fn launch(label: &str, port: u16, www: Option<&[Ipv4Addr]>, remotes: &str, zone_extra: &str) -> Knot {
+        let dir = tempfile::Builder::new().prefix("bluegreen-knot-").tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             control:\n    listen: \"{d}/knot.sock\"\n\
+             database:\n    storage: \"{d}/db\"\n\
+             key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
+             {remotes}\
+             acl:\n  - id: update\n    key: {KEY_NAME}\n    action: update\n\
+             \x20 - id: transfer\n    address: 127.0.0.1\n    action: transfer\n\
+             \x20 - id: notify\n    address: 127.0.0.1\n    action: notify\n\
+             log:\n  - target: stderr\n    any: warning\n\
+             zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"zone\"\n    zonefile-sync: -1\n{zone_extra}"
+        );
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        let conf_path = dir.path().join("knot.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        if let Some(www) = www {
+            std::fs::write(dir.path().join("zone"), zone_file(1, www)).unwrap();
+        }
+        let child = Command::new(binary("knotd"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("knotd.log")).unwrap())
+            .spawn()
+            .expect("start knotd");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut knot = Knot { addr, label: label.to_owned(), dir, conf: conf_path, child, serial: 1 };
+        knot.await_ready();
+        knot
+    }
+
+    fn await_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("knotd exited with {status}: {}", self.log());
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() && self.soa_ready() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "knotd did not answer on {} within 15 s: {}", self.addr, self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn soa_ready(&self) -> bool {
+        let out = Command::new(binary("kdig"))
+            .args([format!("@{}", self.addr.ip()), "-p".into(), self.addr.port().to_string(), "+tcp".into()])
+            .args(["+short", "SOA", ZONE])
+            .output();
+        match out {
+            Ok(o) => !String::from_utf8_lossy(&o.stdout).trim().is_empty(),
+            // Without kdig, an open TCP port is the best readiness signal there is.
+            Err(_) => true,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites the zone file with `www` records (next serial) and reloads it: how the lagging
+    /// server catches up.
+    pub fn serve(&mut self, www: &[Ipv4Addr]) {
+        self.serial += 1;
+        std::fs::write(self.dir.path().join("zone"), zone_file(self.serial, www)).unwrap();
+        let out = Command::new(binary("knotc"))
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["zone-reload", ZONE])
+            .output()
+            .expect("knotc");
+        assert!(
+            out.status.success(),
+            "knotc zone-reload: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- knotd {} ({}) log ---\n{}", self.label, self.addr, self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn ips(list: &[&str]) -> Vec<Ipv4Addr> {
+    list.iter().map(|s| s.parse().unwrap()).collect()
+}
