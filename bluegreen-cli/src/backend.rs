@@ -1,11 +1,17 @@
 //! The `[backend]` and `[state]` tables of a deploy file, and what they build.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bluegreen_core::sim::{Sim, VersionBehaviour};
-use bluegreen_core::{FileStore, Fleet, HealthProbe, MemoryStore, Router, StateStore};
+use bluegreen_core::{
+    Error, FileStore, Fleet, HealthProbe, HttpProbe, MemoryStore, PoolName, Router, StateStore, Target, TcpProbe,
+};
+use bluegreen_dns::{Rfc2136Router, TsigAlgorithm, TsigKey};
+use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, Updater};
 use serde::Deserialize;
 
 use crate::exit::CliError;
@@ -15,10 +21,14 @@ use crate::exit::CliError;
 pub(crate) enum BackendConfig {
     /// `kind = "sim"`.
     Sim(SimBackend),
+    /// `kind = "haproxy"`: a running HAProxy and a fixed inventory of hosts.
+    Haproxy(HaproxyBackend, Vec<PoolName>),
+    /// `kind = "rfc2136"`: a DNS name updated by RFC 2136 and a fixed inventory of hosts.
+    Rfc2136(Rfc2136Backend, Vec<PoolName>),
 }
 
 /// The backend kinds, as `kind` names them.
-pub(crate) const KINDS: &[&str] = &["sim"];
+pub(crate) const KINDS: &[&str] = &["sim", "haproxy", "rfc2136"];
 
 /// The simulator, its world kept in a file so that every command sees the same one.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +58,390 @@ fn default_pools() -> BTreeMap<String, usize> {
 
 fn default_version() -> String {
     "v1".to_owned()
+}
+
+/// `kind = "haproxy"`: `HaproxyRouter` over one HAProxy backend whose servers are named
+/// `<pool><separator><host id>`, and a `HostFleet` updated by a shell command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HaproxyBackend {
+    /// The runtime API's unix socket (`stats socket … level admin`).
+    #[serde(default)]
+    socket: Option<PathBuf>,
+    /// The runtime API on TCP (`stats socket ipv4@127.0.0.1:9999 level admin`), instead of `socket`.
+    #[serde(default)]
+    address: Option<SocketAddr>,
+    /// The HAProxy backend holding every pool's servers.
+    haproxy_backend: String,
+    /// Between pool and host id in server names (`.`, `-`, `_` or `:`).
+    #[serde(default = "default_separator")]
+    separator: char,
+    /// Keywords for servers the router creates (`check inter 2s fall 3 rise 2`).
+    #[serde(default)]
+    server_options: String,
+    /// Longest wait for one runtime-API command.
+    #[serde(default, with = "humantime_serde")]
+    command_timeout: Option<Duration>,
+    /// The shell command that updates one host (`ssh {host} 'deploy.sh {version}'`).
+    updater: String,
+    /// How long one update may take.
+    #[serde(default = "default_update_timeout", with = "humantime_serde")]
+    update_timeout: Duration,
+    /// `[[backend.hosts]]`: the inventory.
+    hosts: Vec<HostEntry>,
+    /// `[backend.probe]`.
+    probe: ProbeConfig,
+}
+
+fn default_separator() -> char {
+    '.'
+}
+
+/// `kind = "rfc2136"`: `Rfc2136Router` over one DNS name, and a `HostFleet`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Rfc2136Backend {
+    /// The primary that accepts updates (`ip:port`, DNS over TCP).
+    server: SocketAddr,
+    /// The zone (`example.test.`).
+    zone: String,
+    /// The name whose A records are the split (`www.example.test.`).
+    name: String,
+    /// The TTL of the records written.
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    ttl: Duration,
+    /// Added to the TTL for resolvers that hold answers longer.
+    #[serde(default = "default_margin", with = "humantime_serde")]
+    margin: Duration,
+    /// The weight step of splits, in percent (must divide 100).
+    #[serde(default = "default_granularity")]
+    granularity: u32,
+    /// The TSIG key's name, as the server knows it.
+    tsig_key: String,
+    /// The TSIG key's base64 secret (use `${env.NAME}`).
+    tsig_secret: String,
+    /// `hmac-sha256` (default), `hmac-sha384` or `hmac-sha512`.
+    #[serde(default)]
+    tsig_algorithm: Algorithm,
+    /// Longest wait for one DNS exchange.
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    /// Authoritative servers to wait for after each write: label → `ip:port`.
+    #[serde(default)]
+    authoritatives: BTreeMap<String, SocketAddr>,
+    /// How long to wait for them.
+    #[serde(default = "default_sync_timeout", with = "humantime_serde")]
+    sync_timeout: Duration,
+    /// The shell command that updates one host (`ssh {host} 'deploy.sh {version}'`).
+    updater: String,
+    /// How long one update may take.
+    #[serde(default = "default_update_timeout", with = "humantime_serde")]
+    update_timeout: Duration,
+    /// `[[backend.hosts]]`: the inventory.
+    hosts: Vec<HostEntry>,
+    /// `[backend.probe]`.
+    probe: ProbeConfig,
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_margin() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_granularity() -> u32 {
+    50
+}
+
+fn default_sync_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// TSIG algorithms by their usual names.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub(crate) enum Algorithm {
+    #[default]
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sha384")]
+    HmacSha384,
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+/// The host inventory, its updater and the probe (shared by the `haproxy` and `rfc2136` kinds).
+struct Hosts<'a> {
+    updater: &'a str,
+    update_timeout: Duration,
+    hosts: &'a [HostEntry],
+    probe: &'a ProbeConfig,
+}
+
+/// The `Hosts` of a backend struct that has the four fields.
+macro_rules! hosts_of {
+    ($b:expr) => {
+        Hosts { updater: &$b.updater, update_timeout: $b.update_timeout, hosts: &$b.hosts, probe: &$b.probe }
+    };
+}
+
+fn default_update_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// One host of the inventory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HostEntry {
+    id: String,
+    address: String,
+    #[serde(default)]
+    zone: Option<String>,
+    /// The version it runs now.
+    version: String,
+}
+
+/// `[backend.probe]`: how the health gate checks a host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProbeConfig {
+    /// `http` (default) or `tcp`.
+    #[serde(default)]
+    kind: ProbeKind,
+    /// HTTP: the path asked on each host (`/healthz`).
+    #[serde(default)]
+    path: Option<String>,
+    /// HTTP: a healthy status, or `[low, high]`; default 200–399.
+    #[serde(default)]
+    expect_status: Option<StatusRange>,
+    /// One check's timeout (default 2 s).
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+/// The probe kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ProbeKind {
+    #[default]
+    Http,
+    Tcp,
+}
+
+/// `200` or `[200, 299]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged, expecting = "an HTTP status or [low, high]")]
+pub(crate) enum StatusRange {
+    One(u16),
+    Range([u16; 2]),
+}
+
+/// Placeholders a command updater replaces (see `bluegreen_vm::Updater`).
+const PLACEHOLDERS: &[&str] = &["id", "host", "address", "version", "from_version"];
+
+/// Prefixes the field of an `Error::Invalid` from a builder with where it is in the file.
+fn within(prefix: &'static str) -> impl Fn(Error) -> Error {
+    move |error| match error {
+        Error::Invalid { field, reason } => {
+            let field = if field.starts_with("pools[") { field } else { format!("{prefix}.{field}") };
+            Error::Invalid { field, reason }
+        }
+        other => other,
+    }
+}
+
+impl Hosts<'_> {
+    fn fleet(&self) -> Result<HostFleet, Error> {
+        check_template(self.updater)?;
+        if self.update_timeout.is_zero() {
+            return Err(Error::invalid("backend.update_timeout", "must be longer than 0s"));
+        }
+        let updater = Updater::command(self.updater).with_timeout(self.update_timeout);
+        let mut targets = Vec::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let target = Target {
+                id: host.id.as_str().into(),
+                address: host.address.clone(),
+                zone: host.zone.clone(),
+                version: host.version.as_str().into(),
+                tag: None,
+            };
+            // Refuses ids and addresses that could not go into the command, before anything runs.
+            updater.render(&target, &target.version).map_err(|e| match e {
+                Error::Invalid { field, reason } => {
+                    let key = match field.as_str() {
+                        "updater.{id}" => "id",
+                        "updater.{version}" | "updater.{from_version}" => "version",
+                        _ => "address",
+                    };
+                    Error::invalid(format!("backend.hosts[{i}].{key}"), reason)
+                }
+                other => other,
+            })?;
+            targets.push(target);
+        }
+        HostFleet::new(targets, updater).map_err(within("backend"))
+    }
+
+    fn probe(&self) -> Result<Arc<dyn HealthProbe>, Error> {
+        let p = self.probe;
+        match p.kind {
+            ProbeKind::Tcp => {
+                if p.path.is_some() || p.expect_status.is_some() {
+                    let field = if p.path.is_some() { "backend.probe.path" } else { "backend.probe.expect_status" };
+                    return Err(Error::invalid(field, "only an http probe takes a path and statuses"));
+                }
+                let timeout = p.timeout.unwrap_or(Duration::from_secs(2));
+                if timeout.is_zero() {
+                    return Err(Error::invalid("backend.probe.timeout", "must be longer than 0s"));
+                }
+                Ok(Arc::new(TcpProbe::new(timeout)))
+            }
+            ProbeKind::Http => {
+                let path = p.path.as_deref().ok_or_else(|| {
+                    Error::invalid("backend.probe", "missing `path` (an http probe asks it on each host)")
+                })?;
+                let mut builder = HttpProbe::builder(path);
+                match p.expect_status {
+                    Some(StatusRange::One(status)) => builder = builder.expect_status(status..=status),
+                    Some(StatusRange::Range([low, high])) => builder = builder.expect_status(low..=high),
+                    None => {}
+                }
+                if let Some(timeout) = p.timeout {
+                    builder = builder.timeout(timeout);
+                }
+                Ok(Arc::new(builder.build().map_err(within("backend.probe"))?))
+            }
+        }
+    }
+}
+
+/// Refuses `{name}` placeholders the updater does not know (a typo would reach the shell).
+fn check_template(template: &str) -> Result<(), Error> {
+    if template.trim().is_empty() {
+        return Err(Error::invalid("backend.updater", "must not be empty"));
+    }
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let preceded_by_dollar = offset + open > 0 && template.as_bytes()[offset + open - 1] == b'$';
+        if let Some(close) = after.find('}') {
+            let name = &after[..close];
+            let looks_like_one =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if looks_like_one && !preceded_by_dollar && !PLACEHOLDERS.contains(&name) {
+                return Err(Error::invalid(
+                    "backend.updater",
+                    format!("unknown placeholder {{{name}}}: use {}", placeholder_list()),
+                ));
+            }
+        }
+        offset += open + 1;
+        rest = after;
+    }
+    Ok(())
+}
+
+fn placeholder_list() -> String {
+    PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(", ")
+}
+
+impl HaproxyBackend {
+    fn build(&self, pools: &[PoolName]) -> Result<Backends, Error> {
+        let endpoint = match (&self.socket, self.address) {
+            (Some(path), None) => HaproxyEndpoint::unix(path.clone()),
+            (None, Some(address)) => HaproxyEndpoint::tcp(address),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("backend.address", "give either `socket` or `address`, not both"))
+            }
+            (None, None) => {
+                return Err(Error::invalid(
+                    "backend",
+                    "missing `socket` (the runtime API's unix socket) or `address` (its TCP address)",
+                ))
+            }
+        };
+        let mut builder = HaproxyRouter::builder(endpoint, self.haproxy_backend.as_str())
+            .pools(pools.iter().cloned())
+            .separator(self.separator)
+            .server_options(self.server_options.as_str());
+        if let Some(timeout) = self.command_timeout {
+            builder = builder.command_timeout(timeout);
+        }
+        let router = builder.build().map_err(|e| match e {
+            Error::Invalid { field, reason } if field == "backend" => {
+                Error::Invalid { field: "backend.haproxy_backend".into(), reason }
+            }
+            other => within("backend")(other),
+        })?;
+        let hosts = hosts_of!(self);
+        let fleet = hosts.fleet()?;
+        let probe = hosts.probe()?;
+        Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
+    }
+}
+
+impl Rfc2136Backend {
+    fn build(&self, pools: &[PoolName]) -> Result<Backends, Error> {
+        // DNS carries addresses only: each host needs an IPv4 one (its A record).
+        for (i, host) in self.hosts.iter().enumerate() {
+            let address = host.address.as_str();
+            if address.parse::<std::net::SocketAddrV4>().is_err() && address.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(Error::invalid(
+                    format!("backend.hosts[{i}].address"),
+                    format!("{address:?} is not an IPv4 address (10.0.0.7 or 10.0.0.7:8080): it becomes an A record"),
+                ));
+            }
+        }
+        let algorithm = match self.tsig_algorithm {
+            Algorithm::HmacSha256 => TsigAlgorithm::HmacSha256,
+            Algorithm::HmacSha384 => TsigAlgorithm::HmacSha384,
+            Algorithm::HmacSha512 => TsigAlgorithm::HmacSha512,
+        };
+        let key = TsigKey::new(&self.tsig_key, algorithm, &self.tsig_secret).map_err(|e| match e {
+            Error::Invalid { field, reason } => {
+                let field = if field == "tsig.secret" { "backend.tsig_secret" } else { "backend.tsig_key" };
+                Error::Invalid { field: field.into(), reason }
+            }
+            other => other,
+        })?;
+        let mut builder = Rfc2136Router::builder(self.server, &self.zone, &self.name)
+            .tsig(key)
+            .ttl(self.ttl)
+            .resolver_margin(self.margin)
+            .weight_granularity(self.granularity);
+        for pool in pools {
+            builder = builder.pool(pool.as_str());
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        if !self.authoritatives.is_empty() {
+            builder = builder.authoritatives(
+                self.authoritatives.iter().map(|(label, address)| (label.clone(), *address)),
+                self.sync_timeout,
+            );
+        }
+        let router = builder.build().map_err(|e| match e {
+            Error::Invalid { field, reason } => {
+                let field = match field.as_str() {
+                    "weight_granularity" => "backend.granularity".to_owned(),
+                    "tsig" | "tsig.name" => "backend.tsig_key".to_owned(),
+                    "tsig.algorithm" => "backend.tsig_algorithm".to_owned(),
+                    f if f.starts_with("pools") => f.to_owned(),
+                    f => format!("backend.{f}"),
+                };
+                Error::Invalid { field, reason }
+            }
+            other => other,
+        })?;
+        let hosts = hosts_of!(self);
+        let fleet = hosts.fleet()?;
+        let probe = hosts.probe()?;
+        Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
+    }
 }
 
 /// Where deployments are recorded.
@@ -115,6 +509,20 @@ impl BackendConfig {
                 }
                 Ok(Backends { router: sim.router(), fleet: sim.fleet(), probe: sim.probe() })
             }
+            Self::Haproxy(haproxy, pools) => Ok(haproxy.build(pools)?),
+            Self::Rfc2136(dns, pools) => Ok(dns.build(pools)?),
+        }
+    }
+
+    /// Refuses settings the backends' builders refuse, while the deploy file is read: the
+    /// `haproxy` and `rfc2136` kinds are built (no connection is made, nothing is sent) and
+    /// dropped; `Error::Invalid` names the field as a path in the file (`backend.separator`).
+    /// The simulator's settings are checked when it is opened.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        match self {
+            Self::Sim(_) => Ok(()),
+            Self::Haproxy(haproxy, pools) => haproxy.build(pools).map(drop),
+            Self::Rfc2136(dns, pools) => dns.build(pools).map(drop),
         }
     }
 }

@@ -176,7 +176,7 @@ pub(crate) fn parse(
     }
     let spec = Spec::from_value(&root).map_err(|e| spec_error(&map, e))?;
     spec.validate().map_err(|e| spec_error(&map, e))?;
-    let backend = backend_section(&map, backend)?;
+    let backend = backend_section(&map, backend, &spec.pools)?;
     let state = section(&map, "state", state)?;
     let locations = Locations { file: path.to_owned(), text: text.to_owned(), spans: map.spans };
     Ok(DeployFile { spec, backend, state, locations })
@@ -190,7 +190,13 @@ fn spec_error(map: &SourceMap<'_>, error: Error) -> CliError {
 }
 
 /// `[backend]`: its `kind` picks the settings' type, so that errors inside name their field.
-fn backend_section(map: &SourceMap<'_>, value: Value) -> Result<BackendConfig, CliError> {
+/// The `haproxy` and `rfc2136` kinds are also built (no connection is made), so that settings
+/// their builders refuse are pointed at in the file before anything runs.
+fn backend_section(
+    map: &SourceMap<'_>,
+    value: Value,
+    pools: &[bluegreen_core::PoolName],
+) -> Result<BackendConfig, CliError> {
     let mut fields = match value {
         Value::Object(fields) => fields,
         _ => return Err(map.bad_input("backend", "invalid backend: expected a table")),
@@ -203,6 +209,15 @@ fn backend_section(map: &SourceMap<'_>, value: Value) -> Result<BackendConfig, C
     };
     match kind.as_str() {
         "sim" => Ok(BackendConfig::Sim(section(map, "backend", Value::Object(fields))?)),
+        "haproxy" | "rfc2136" => {
+            let config = if kind == "haproxy" {
+                BackendConfig::Haproxy(section(map, "backend", Value::Object(fields))?, pools.to_vec())
+            } else {
+                BackendConfig::Rfc2136(section(map, "backend", Value::Object(fields))?, pools.to_vec())
+            };
+            config.check().map_err(|e| spec_error(map, e))?;
+            Ok(config)
+        }
         other => Err(map.bad_input(
             "backend.kind",
             format!("invalid backend.kind: unknown variant `{other}`, expected one of {kinds}"),

@@ -69,6 +69,73 @@ fn case(name: &'static str, slots: &[(&str, &str)], words: &'static [&'static st
     Case { name, text, words }
 }
 
+/// A valid `[backend]` of kind `haproxy` (its HAProxy need not run: these files are refused
+/// while being read, before any connection).
+const HAPROXY: &str = r#"[backend]{HEADER}
+kind = "haproxy"
+socket = "admin.sock"
+haproxy_backend = "web"
+updater = "deploy.sh {host} {version}"
+{BACKEND}
+
+[[backend.hosts]]
+id = "web-1"
+address = "127.0.0.1:18081"
+version = "v1"
+
+[backend.probe]
+path = "/healthz"
+{PROBE}
+"#;
+
+/// A valid `[backend]` of kind `rfc2136`.
+const RFC2136: &str = r#"[backend]{HEADER}
+kind = "rfc2136"
+server = "127.0.0.1:15353"
+zone = "example.test."
+name = "www.example.test."
+tsig_key = "bluegreen-key."
+tsig_secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQ="
+updater = "deploy.sh {host} {version}"
+{BACKEND}
+
+[[backend.hosts]]
+id = "web-1"
+address = "127.0.0.1:18081"
+version = "v1"
+
+[backend.probe]
+kind = "tcp"
+{PROBE}
+"#;
+
+/// The base file with its sim backend replaced by `backend` (`HAPROXY` or `RFC2136`), whose
+/// slots are filled from `slots` (`HEADER` marks the `[backend]` line, `BACKEND` adds to the
+/// table, `PROBE` to the probe); `from` → `to` then edits a line of it.
+fn kind_case(
+    name: &'static str,
+    backend: &str,
+    slots: &[(&str, &str)],
+    edit: Option<(&str, &str)>,
+    words: &'static [&'static str],
+) -> Case {
+    let mut table = backend.to_owned();
+    for (slot, value) in slots {
+        table = table.replace(&format!("{{{slot}}}"), value);
+    }
+    for slot in ["HEADER", "BACKEND", "PROBE"] {
+        table = table.replace(&format!("{{{slot}}}"), "");
+    }
+    if let Some((from, to)) = edit {
+        assert!(table.contains(from), "{name}: {from:?} not in the backend");
+        table = table.replacen(from, to, 1);
+    }
+    let mut c = case(name, &[], words);
+    c.text = c.text.replace("[backend]\nkind = \"sim\"\nworld = \"world.json\"\n", &table);
+    assert!(c.text.contains(&table), "{name}: the sim backend was not replaced");
+    c
+}
+
 fn whole(name: &'static str, text: &str, words: &'static [&'static str]) -> Case {
     Case { name, text: text.to_owned(), words }
 }
@@ -231,6 +298,193 @@ fn cases() -> Vec<Case> {
             "bake = \"1s\"",
             "bake = \"2days\"",
             &["strategy.steps[0].bake", "longer than a day"],
+        ),
+        // kind = "haproxy"
+        kind_case(
+            "haproxy: unknown field",
+            HAPROXY,
+            &[("BACKEND", "sokcet = \"admin.sock\"  # <-")],
+            None,
+            &["backend", "unknown field", "sokcet"],
+        ),
+        kind_case(
+            "haproxy: host version of the wrong type",
+            HAPROXY,
+            &[],
+            Some(("version = \"v1\"", "version = 1  # <-")),
+            &["backend.hosts[0].version"],
+        ),
+        kind_case(
+            "haproxy: update timeout of the wrong type",
+            HAPROXY,
+            &[("BACKEND", "update_timeout = 30  # <-")],
+            None,
+            &["backend.update_timeout"],
+        ),
+        kind_case(
+            "haproxy: no socket and no address",
+            HAPROXY,
+            &[("HEADER", "  # <-")],
+            Some(("socket = \"admin.sock\"\n", "")),
+            &["backend", "missing `socket`"],
+        ),
+        kind_case(
+            "haproxy: socket and address",
+            HAPROXY,
+            &[("BACKEND", "address = \"127.0.0.1:19999\"  # <-")],
+            None,
+            &["backend.address", "not both"],
+        ),
+        kind_case(
+            "haproxy: missing HAProxy backend name",
+            HAPROXY,
+            &[("HEADER", "  # <-")],
+            Some(("haproxy_backend = \"web\"\n", "")),
+            &["backend", "missing field", "haproxy_backend"],
+        ),
+        kind_case(
+            "haproxy: bad separator",
+            HAPROXY,
+            &[("BACKEND", "separator = \"/\"  # <-")],
+            None,
+            &["backend.separator"],
+        ),
+        kind_case(
+            "haproxy: unknown updater placeholder",
+            HAPROXY,
+            &[],
+            Some(("updater = \"deploy.sh {host} {version}\"", "updater = \"deploy.sh {host} {verison}\"  # <-")),
+            &["backend.updater", "{verison}"],
+        ),
+        kind_case(
+            "haproxy: host id unsafe for the updater",
+            HAPROXY,
+            &[],
+            Some(("id = \"web-1\"", "id = \"web-1;reboot\"  # <-")),
+            &["backend.hosts[0].id", "shell command"],
+        ),
+        kind_case(
+            "haproxy: two hosts with one id",
+            HAPROXY,
+            &[],
+            Some(("[backend.probe]", "[[backend.hosts]]\nid = \"web-1\"  # <-\naddress = \"127.0.0.1:18082\"\nversion = \"v1\"\n\n[backend.probe]")),
+            &["backend.hosts[1].id", "twice"],
+        ),
+        kind_case(
+            "haproxy: unknown host field",
+            HAPROXY,
+            &[],
+            Some(("version = \"v1\"", "version = \"v1\"\nport = 8081  # <-")),
+            &["backend.hosts[0]", "unknown field", "port"],
+        ),
+        kind_case(
+            "haproxy: probe without a path",
+            HAPROXY,
+            &[],
+            Some(("[backend.probe]\npath = \"/healthz\"", "[backend.probe]  # <-\ntimeout = \"1s\"")),
+            &["backend.probe", "missing `path`"],
+        ),
+        kind_case(
+            "haproxy: unknown probe field",
+            HAPROXY,
+            &[("PROBE", "retries = 3  # <-")],
+            None,
+            &["backend.probe", "unknown field", "retries"],
+        ),
+        kind_case(
+            "haproxy: probe status out of range",
+            HAPROXY,
+            &[("PROBE", "expect_status = [200, 700]  # <-")],
+            None,
+            &["backend.probe.expect_status"],
+        ),
+        // kind = "rfc2136"
+        kind_case(
+            "rfc2136: unknown field",
+            RFC2136,
+            &[("BACKEND", "key_secret = \"x\"  # <-")],
+            None,
+            &["backend", "unknown field", "key_secret"],
+        ),
+        kind_case(
+            "rfc2136: ttl of the wrong type",
+            RFC2136,
+            &[("BACKEND", "ttl = 60  # <-")],
+            None,
+            &["backend.ttl"],
+        ),
+        kind_case(
+            "rfc2136: missing server",
+            RFC2136,
+            &[("HEADER", "  # <-")],
+            Some(("server = \"127.0.0.1:15353\"\n", "")),
+            &["backend", "missing field", "server"],
+        ),
+        kind_case(
+            "rfc2136: server that is not ip:port",
+            RFC2136,
+            &[],
+            Some(("server = \"127.0.0.1:15353\"", "server = \"ns1.example.test\"  # <-")),
+            &["backend.server"],
+        ),
+        kind_case(
+            "rfc2136: secret that is not base64",
+            RFC2136,
+            &[],
+            Some(("tsig_secret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQ=\"", "tsig_secret = \"not base64!\"  # <-")),
+            &["backend.tsig_secret", "base64"],
+        ),
+        kind_case(
+            "rfc2136: unset secret variable",
+            RFC2136,
+            &[],
+            Some((
+                "tsig_secret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQ=\"",
+                "tsig_secret = \"${env.BLUEGREEN_TEST_NO_SECRET}\"  # <-",
+            )),
+            &["BLUEGREEN_TEST_NO_SECRET", "not set"],
+        ),
+        kind_case(
+            "rfc2136: name outside the zone",
+            RFC2136,
+            &[],
+            Some(("name = \"www.example.test.\"", "name = \"www.other.test.\"  # <-")),
+            &["backend.name", "outside the zone"],
+        ),
+        kind_case(
+            "rfc2136: granularity not dividing 100",
+            RFC2136,
+            &[("BACKEND", "granularity = 30  # <-")],
+            None,
+            &["backend.granularity", "divide 100"],
+        ),
+        kind_case(
+            "rfc2136: unknown probe kind",
+            RFC2136,
+            &[],
+            Some(("kind = \"tcp\"", "kind = \"icmp\"  # <-")),
+            &["backend.probe.kind", "unknown variant"],
+        ),
+        kind_case(
+            "rfc2136: tcp probe with a path",
+            RFC2136,
+            &[("PROBE", "path = \"/healthz\"  # <-")],
+            None,
+            &["backend.probe.path", "only an http probe"],
+        ),
+        kind_case(
+            "rfc2136: host address that is not IPv4",
+            RFC2136,
+            &[],
+            Some(("address = \"127.0.0.1:18081\"", "address = \"web-1.internal:8080\"  # <-")),
+            &["backend.hosts[0].address", "IPv4"],
+        ),
+        kind_case(
+            "rfc2136: unknown updater placeholder",
+            RFC2136,
+            &[],
+            Some(("updater = \"deploy.sh {host} {version}\"", "updater = \"deploy.sh {hostname}\"  # <-")),
+            &["backend.updater", "{hostname}"],
         ),
     ]
 }

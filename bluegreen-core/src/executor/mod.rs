@@ -324,5 +324,6 @@ fn new_deployment_id(spec: &Spec) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{}-{millis:x}{n:02x}", spec.service, spec.version)
+    // Time, process and a counter: unique across the processes sharing a store.
+    format!("{}-{}-{millis:x}-{:x}{n:02x}", spec.service, spec.version, std::process::id())
 }

@@ -1,0 +1,292 @@
+//! `[backend] kind = "haproxy"` end to end: a real `haproxy` (generated config, frontend on a
+//! 127.0.0.1 high port, admin socket in a temporary directory) in front of four
+//! `bluegreen serve-target` processes; `bluegreen plan` and `bluegreen deploy` of a rolling
+//! update two at a time, whose updater is a shell script that restarts a host's process on the
+//! same port with the new version.
+//!
+//! Without `haproxy` on PATH (or in /usr/sbin) the test fails when `CI` is set and is skipped
+//! with a notice otherwise; `scripts/test` installs it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+
+/// The `haproxy` binary: on PATH, else where Debian puts it.
+fn haproxy_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|dir| dir.join("haproxy"))
+        .find(|p| p.is_file())
+}
+
+/// `Some(binary)`, or `None` (skip) locally; fails in CI.
+fn require_haproxy(test: &str) -> Option<PathBuf> {
+    if let Some(binary) = haproxy_binary() {
+        return Some(binary);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let message = "haproxy is not installed (not on PATH, not in /usr/sbin): install it with \
+                   `apt-get install -y haproxy` (scripts/test does this)";
+    assert!(!ci, "{test}: {message}");
+    eprintln!("SKIPPED {test}: {message}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("address").port()
+}
+
+/// The test's directory, HAProxy and the target processes (their pids are in `*.pid` files
+/// written by the updater script); all stopped and removed when dropped.
+struct World {
+    dir: PathBuf,
+    haproxy: Option<Child>,
+    /// The hosts' ids: their pids are in `<id>.pid`.
+    hosts: Vec<String>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut haproxy) = self.haproxy.take() {
+            let _ = haproxy.kill();
+            let _ = haproxy.wait();
+        }
+        // Only the targets' pid files (the updater script's): knotd keeps its own in the
+        // directory too.
+        for id in &self.hosts {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{id}.pid"))) {
+                let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).stderr(Stdio::null()).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `update.sh ID ADDRESS VERSION`: stops the host's process (SIGTERM, waits until it is gone),
+/// starts `bluegreen serve-target` with the new version on the same address in the background
+/// and waits until it listens.
+const UPDATE_SH: &str = r#"#!/bin/sh
+set -u
+dir=$(dirname "$0")
+id=$1; address=$2; version=$3
+alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z'; }
+if [ -f "$dir/$id.pid" ]; then
+    old=$(cat "$dir/$id.pid")
+    kill "$old" 2>/dev/null || true
+    i=0
+    while alive "$old"; do
+        i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: process $old did not stop"; exit 1; }
+        sleep 0.05
+    done
+fi
+log="$dir/$id-$version.log"
+nohup "@BLUEGREEN@" serve-target --version "$version" --listen "$address" >"$log" 2>&1 </dev/null &
+echo $! >"$dir/$id.pid"
+i=0
+until grep -q "listening on" "$log" 2>/dev/null; do
+    i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: $version does not listen"; cat "$log"; exit 1; }
+    sleep 0.05
+done
+echo "$id now runs $version on $address"
+"#;
+
+const HOSTS: usize = 4;
+
+impl World {
+    /// Starts the hosts on v1 and HAProxy in front of them (backend `web`, servers `blue.web-N`).
+    fn start(binary: &Path) -> (Self, u16, Vec<(String, String)>) {
+        let dir = std::env::temp_dir().join(format!("bluegreen-cli-haproxy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut world = Self { dir: dir.clone(), haproxy: None, hosts: Vec::new() };
+        std::fs::write(dir.join("update.sh"), UPDATE_SH.replace("@BLUEGREEN@", BLUEGREEN)).expect("update.sh");
+        let hosts: Vec<(String, String)> =
+            (1..=HOSTS).map(|i| (format!("web-{i}"), format!("127.0.0.1:{}", free_port()))).collect();
+        world.hosts = hosts.iter().map(|(id, _)| id.clone()).collect();
+        for (id, address) in &hosts {
+            let out = Command::new("sh").arg(dir.join("update.sh")).args([id, address, "v1"]).output().expect("sh");
+            assert!(out.status.success(), "starting {id}: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        let frontend = free_port();
+        let mut config = format!(
+            "global\n\
+             \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
+             \x20   stats timeout 30s\n\
+             defaults\n\
+             \x20   mode http\n\
+             \x20   timeout connect 1s\n\
+             \x20   timeout client 30s\n\
+             \x20   timeout server 30s\n\
+             frontend fe\n\
+             \x20   bind 127.0.0.1:{frontend}\n\
+             \x20   default_backend web\n\
+             backend web\n\
+             \x20   balance roundrobin\n\
+             \x20   option httpchk GET /healthz\n\
+             \x20   http-response set-header x-server %[srv_name]\n\
+             \x20   default-server check inter 200ms fall 2 rise 2\n",
+            dir = dir.display()
+        );
+        for (id, address) in &hosts {
+            config.push_str(&format!("    server blue.{id} {address} weight 1\n"));
+        }
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, &config).expect("haproxy.cfg");
+        let mut child = Command::new(binary)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(dir.join("admin.sock")).is_err()
+            || TcpStream::connect(("127.0.0.1", frontend)).is_err()
+        {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("haproxy exited ({status}) with this config:\n{config}");
+            }
+            assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        world.haproxy = Some(child);
+        (world, frontend, hosts)
+    }
+
+    fn bluegreen(&self, args: &[&str]) -> Output {
+        Command::new(BLUEGREEN).current_dir(&self.dir).args(args).output().expect("run bluegreen")
+    }
+}
+
+/// One `GET /` (HTTP/1.1, closed after the answer): the `x-version` and `x-server` headers.
+fn get(address: &str) -> Result<(String, Option<String>), String> {
+    let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("{address}: {e}"))?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| format!("{address}: {e}"))?;
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("{address}: {}", head.lines().next().unwrap_or("no answer")));
+    }
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let version = header("x-version").ok_or_else(|| format!("{address}: no x-version in {head}"))?;
+    Ok((version, header("x-server")))
+}
+
+#[test]
+fn haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time() {
+    let Some(binary) = require_haproxy("haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time") else {
+        return;
+    };
+    let (world, frontend, hosts) = World::start(&binary);
+    let through_haproxy = format!("127.0.0.1:{frontend}");
+
+    let mut file = String::from(
+        r#"service = "web"
+version = "v2"
+
+[strategy]
+kind = "rolling"
+batch = 2
+
+[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[drain]
+timeout = "5s"
+
+[backend]
+kind = "haproxy"
+socket = "admin.sock"
+haproxy_backend = "web"
+"#,
+    );
+    file.push_str(&format!(
+        "updater = \"sh {}/update.sh {{id}} {{address}} {{version}}\"\nupdate_timeout = \"30s\"\n",
+        world.dir.display()
+    ));
+    for (id, address) in &hosts {
+        file.push_str(&format!(
+            "\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nzone = \"zone-a\"\nversion = \"v1\"\n"
+        ));
+    }
+    file.push_str("\n[backend.probe]\npath = \"/healthz\"\nexpect_status = 200\ntimeout = \"500ms\"\n\n[state]\npath = \"state\"\n");
+    std::fs::write(world.dir.join("deploy.toml"), &file).expect("deploy.toml");
+
+    // Before: everything serves v1 through HAProxy.
+    for _ in 0..8 {
+        let (version, _) = get(&through_haproxy).expect("a request through haproxy");
+        assert_eq!(version, "v1");
+    }
+
+    let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "plan: {text}\n{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(text.contains("web v1 → v2 (rolling)"), "plan: {text}");
+    // Four hosts, two at a time: two batches of two, two of four always serving.
+    assert!(text.contains("batch 1/2: update 2 targets in pool blue to v2"), "plan: {text}");
+    assert!(text.contains("batch 2/2: update 2 targets in pool blue to v2"), "plan: {text}");
+    assert!(text.contains("lowest 2 of 4 serving"), "plan: {text}");
+    // plan changes nothing.
+    for (_, address) in &hosts {
+        assert_eq!(get(address).expect("direct request").0, "v1");
+    }
+
+    let started = Instant::now();
+    let deploy = world.bluegreen(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&deploy.stdout);
+    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    eprintln!("deploy took {:?}", started.elapsed());
+    let outcome = stdout.lines().last().unwrap_or_default();
+    assert!(outcome.contains("\"status\":\"succeeded\""), "{outcome}");
+    assert!(outcome.contains("\"serving_versions\":[\"v2\"]"), "{outcome}");
+    // Two at a time: the updates come in two batches of two.
+    let updated: Vec<&str> = stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).collect();
+    assert_eq!(updated.len(), HOSTS, "{stdout}");
+    assert!(stdout.contains("\"event\":\"targets_drained\""), "{stdout}");
+
+    // Every host runs v2 and HAProxy sends every request to v2, over every server.
+    for (id, address) in &hosts {
+        assert_eq!(get(address).expect("direct request").0, "v2", "{id}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut servers = std::collections::BTreeSet::new();
+    loop {
+        let answers: Vec<_> = (0..2 * HOSTS).map(|_| get(&through_haproxy)).collect();
+        let all_v2 = answers.iter().all(|a| matches!(a, Ok((v, _)) if v == "v2"));
+        if all_v2 {
+            servers.extend(answers.iter().filter_map(|a| a.as_ref().ok().and_then(|(_, s)| s.clone())));
+            if servers.len() == HOSTS {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "through haproxy after the deploy: {answers:?} (servers seen {servers:?})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let expected: std::collections::BTreeSet<String> = hosts.iter().map(|(id, _)| format!("blue.{id}")).collect();
+    assert_eq!(servers, expected);
+
+    // The deploy is recorded like any other.
+    let history = world.bluegreen(&["history", "-f", "deploy.toml"]);
+    assert_eq!(history.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&history.stdout).contains("succeeded"));
+}

@@ -1,0 +1,322 @@
+//! `[backend] kind = "rfc2136"` end to end: a real `knotd` (generated config, zone and TSIG key
+//! in a temporary directory, 127.0.0.1 on a high port) holds `www.example.test.`, whose A
+//! records point at two `bluegreen serve-target` processes on 127.0.0.11 and 127.0.0.12;
+//! `bluegreen plan` and `bluegreen deploy` of a rolling update one host at a time, the TSIG
+//! secret coming from the environment (`${env.…}`).
+//!
+//! Without `knotd` the test fails when `CI=true` and is skipped with a notice otherwise;
+//! `scripts/test` installs it.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bluegreen_core::{MemberState, PoolName, Router, Split, Target};
+use bluegreen_dns::{PropagationCheck, Rfc2136Router, TsigKey};
+
+const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+const ZONE: &str = "example.test.";
+const NAME: &str = "www.example.test.";
+const KEY_NAME: &str = "bluegreen-cli-test-key.";
+/// A test-only secret (32 random bytes, base64).
+const KEY_SECRET: &str = "0u8p58dX9OJ2n5xd9A/AmyvLv8RUbKffZB9xnoNUQjE=";
+const SECRET_VAR: &str = "BLUEGREEN_CLI_TEST_TSIG_SECRET";
+
+fn binary(name: &str) -> PathBuf {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn knot_or_skip(test: &str) -> bool {
+    let found =
+        Command::new(binary("knotd")).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if found {
+        return true;
+    }
+    let hint = "knotd is not installed: `apt-get install -y knot knot-dnsutils` (scripts/test does this)";
+    assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{test}: {hint}");
+    eprintln!("SKIPPED {test}: {hint}");
+    false
+}
+
+/// A port free for TCP and UDP on 127.0.0.1.
+fn free_dns_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0)).expect("bind a free port").local_addr().expect("address").port()
+}
+
+/// The test's directory, knotd and the target processes (pids in `*.pid`); all stopped and
+/// removed when dropped.
+struct World {
+    dir: PathBuf,
+    knot: Option<Child>,
+    /// The hosts' ids: their pids are in `<id>.pid`.
+    hosts: Vec<String>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut knot) = self.knot.take() {
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- knotd log ---\n{}",
+                    std::fs::read_to_string(self.dir.join("knotd.log")).unwrap_or_default()
+                );
+            }
+            let _ = knot.kill();
+            let _ = knot.wait();
+        }
+        // Only the targets' pid files (the updater script's): knotd keeps its own in the
+        // directory too.
+        for id in &self.hosts {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{id}.pid"))) {
+                let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).stderr(Stdio::null()).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `update.sh ID ADDRESS VERSION`: stops the host's process, starts `bluegreen serve-target`
+/// with the new version on the same address and waits until it listens.
+const UPDATE_SH: &str = r#"#!/bin/sh
+set -u
+dir=$(dirname "$0")
+id=$1; address=$2; version=$3
+alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z'; }
+if [ -f "$dir/$id.pid" ]; then
+    old=$(cat "$dir/$id.pid")
+    kill "$old" 2>/dev/null || true
+    i=0
+    while alive "$old"; do
+        i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: process $old did not stop"; exit 1; }
+        sleep 0.05
+    done
+fi
+log="$dir/$id-$version.log"
+nohup "@BLUEGREEN@" serve-target --version "$version" --listen "$address" >"$log" 2>&1 </dev/null &
+echo $! >"$dir/$id.pid"
+i=0
+until grep -q "listening on" "$log" 2>/dev/null; do
+    i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: $version does not listen"; cat "$log"; exit 1; }
+    sleep 0.05
+done
+echo "$id now runs $version on $address"
+"#;
+
+impl World {
+    /// Starts knotd with an empty `www` and the two hosts on v1.
+    fn start() -> (Self, SocketAddr, Vec<(String, String)>) {
+        let dir = std::env::temp_dir().join(format!("bluegreen-cli-rfc2136-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("db")).expect("temp dir");
+        let mut world = Self { dir: dir.clone(), knot: None, hosts: Vec::new() };
+        std::fs::write(dir.join("update.sh"), UPDATE_SH.replace("@BLUEGREEN@", BLUEGREEN)).expect("update.sh");
+        let hosts: Vec<(String, String)> = ["127.0.0.11", "127.0.0.12"]
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| (format!("b{}", i + 1), format!("{ip}:{}", free_port(ip))))
+            .collect();
+        world.hosts = hosts.iter().map(|(id, _)| id.clone()).collect();
+        for (id, address) in &hosts {
+            let out = Command::new("sh").arg(dir.join("update.sh")).args([id, address, "v1"]).output().expect("sh");
+            assert!(out.status.success(), "starting {id}: {}", String::from_utf8_lossy(&out.stdout));
+        }
+
+        let port = free_dns_port();
+        let d = dir.display();
+        let conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+             control:\n    listen: \"{d}/knot.sock\"\n\
+             database:\n    storage: \"{d}/db\"\n\
+             key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
+             acl:\n  - id: update\n    key: {KEY_NAME}\n    action: update\n\
+             log:\n  - target: stderr\n    any: warning\n\
+             zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"zone\"\n    zonefile-sync: -1\n    acl: [update]\n"
+        );
+        std::fs::write(dir.join("knot.conf"), conf).expect("knot.conf");
+        std::fs::write(
+            dir.join("zone"),
+            format!(
+                "$ORIGIN {ZONE}\n$TTL 60\n@ SOA ns1.{ZONE} hostmaster.{ZONE} 1 3600 600 86400 60\n\
+                 @ NS ns1.{ZONE}\nns1 A 127.0.0.1\n"
+            ),
+        )
+        .expect("zone");
+        let mut child = Command::new(binary("knotd"))
+            .arg("-c")
+            .arg(dir.join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("knotd.log")).expect("log"))
+            .spawn()
+            .expect("start knotd");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "knotd exited ({status}): {}",
+                    std::fs::read_to_string(dir.join("knotd.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "knotd did not listen on {addr} within 15 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        world.knot = Some(child);
+        (world, addr, hosts)
+    }
+
+    fn bluegreen(&self, args: &[&str]) -> Output {
+        Command::new(BLUEGREEN)
+            .current_dir(&self.dir)
+            .env(SECRET_VAR, KEY_SECRET)
+            .args(args)
+            .output()
+            .expect("run bluegreen")
+    }
+}
+
+fn router(server: SocketAddr) -> Rfc2136Router {
+    Rfc2136Router::builder(server, ZONE, NAME)
+        .tsig(TsigKey::hmac_sha256(KEY_NAME, KEY_SECRET).unwrap())
+        .ttl(Duration::from_secs(1))
+        .resolver_margin(Duration::from_millis(200))
+        .pool("blue")
+        .pool("green")
+        .build()
+        .expect("router")
+}
+
+async fn served(server: SocketAddr) -> BTreeSet<Ipv4Addr> {
+    let report = PropagationCheck::new(NAME).unwrap().server("ns1", server).check(&BTreeSet::new()).await;
+    report.answers[0].observed.clone().expect("an answer from knotd")
+}
+
+/// One `GET /` (closed after the answer): the `x-version` header.
+fn version_at(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("{address}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: www\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    head.lines()
+        .find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-version")).map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("{address}: no x-version in {head}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2136_backend_plans_and_deploys_a_rolling_update_with_the_secret_from_the_environment() {
+    if !knot_or_skip("rfc2136_backend_plans_and_deploys_a_rolling_update_with_the_secret_from_the_environment") {
+        return;
+    }
+    let (world, server, hosts) = World::start();
+    // Before: both hosts are blue's members and all of the traffic.
+    let dns = Arc::new(router(server));
+    let blue = PoolName::from("blue");
+    let targets: Vec<Target> = hosts
+        .iter()
+        .map(|(id, address)| Target {
+            id: id.as_str().into(),
+            address: address.clone(),
+            zone: None,
+            version: "v1".into(),
+            tag: None,
+        })
+        .collect();
+    dns.add_targets(&blue, &targets).await.expect("register the hosts");
+    dns.set_split(&Split::all_to(&blue)).await.expect("all to blue");
+    let addresses: BTreeSet<Ipv4Addr> = ["127.0.0.11", "127.0.0.12"].iter().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(served(server).await, addresses);
+
+    let mut file = format!(
+        r#"service = "www"
+version = "v2"
+
+[strategy]
+kind = "rolling"
+batch = 1
+
+[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[drain]
+timeout = "5s"
+
+[backend]
+kind = "rfc2136"
+server = "{server}"
+zone = "{ZONE}"
+name = "{NAME}"
+ttl = "1s"
+margin = "200ms"
+tsig_key = "{KEY_NAME}"
+tsig_secret = "${{env.{SECRET_VAR}}}"
+updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
+update_timeout = "30s"
+"#,
+        dir = world.dir.display()
+    );
+    for (id, address) in &hosts {
+        file.push_str(&format!("\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\n"));
+    }
+    file.push_str("\n[backend.probe]\nkind = \"http\"\npath = \"/healthz\"\n\n[state]\npath = \"state\"\n");
+    std::fs::write(world.dir.join("deploy.toml"), &file).expect("deploy.toml");
+
+    let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "plan: {text}\n{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(text.contains("www v1 → v2 (rolling)"), "plan: {text}");
+    assert!(text.contains("batch 2/2"), "plan: {text}");
+    assert_eq!(dns.updates_sent(), 2, "plan sent nothing (the test's own two updates only)");
+
+    let deploy = world.bluegreen(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&deploy.stdout);
+    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    let outcome = stdout.lines().last().unwrap_or_default();
+    assert!(outcome.contains("\"status\":\"succeeded\""), "{outcome}");
+    assert!(outcome.contains("\"serving_versions\":[\"v2\"]"), "{outcome}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count(), 2, "{stdout}");
+
+    // After: both hosts run v2, serve, and are the served record set again.
+    for (id, address) in &hosts {
+        assert_eq!(version_at(address), "v2", "{id}");
+    }
+    assert_eq!(served(server).await, addresses);
+    let members = dns.members(&blue).await.expect("members");
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.state == MemberState::Serving), "{members:?}");
+
+    // Without the secret in the environment, the file is refused before anything is sent.
+    let out = Command::new(BLUEGREEN)
+        .current_dir(&world.dir)
+        .env_remove(SECRET_VAR)
+        .args(["plan", "-f", "deploy.toml"])
+        .output()
+        .expect("run bluegreen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("deploy.toml:") && stderr.contains(SECRET_VAR), "{stderr}");
+}
