@@ -550,7 +550,11 @@ impl StateConfig {
     /// The owner name this process uses.
     pub(crate) fn owner(&self, flag: Option<&str>) -> String {
         flag.map(str::to_owned).or_else(|| self.owner.clone()).unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
             format!("bluegreen-{host}-{}", std::process::id())
         })
     }
