@@ -41,6 +41,7 @@ mod model;
 mod plan;
 pub mod probe;
 mod router;
+pub mod shell;
 pub mod sim;
 mod spec;
 pub mod state;

@@ -1,25 +1,15 @@
 //! Host fleets: a fixed inventory of hosts, updated in place by an [`Updater`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bluegreen_core::shell::{self, Failure};
 use bluegreen_core::{Error, Fleet, ProvisionRequest, Result, Target, TargetId, Version};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
-
-/// Lines of updater output kept for errors and [`HostFleet::last_output`].
-const TAIL_LINES: usize = 20;
-/// Bytes of updater output kept.
-const TAIL_BYTES: usize = 4096;
-/// How long output is still read after the shell exited while a background process it
-/// started keeps the pipes open.
-const OUTPUT_GRACE: Duration = Duration::from_millis(250);
 
 type UpdateFuture = Pin<Box<dyn Future<Output = std::result::Result<String, String>> + Send>>;
 type UpdateFn = dyn Fn(Target, Version) -> UpdateFuture + Send + Sync;
@@ -49,7 +39,8 @@ enum How {
 /// `BLUEGREEN_ADDRESS`, `BLUEGREEN_VERSION`, `BLUEGREEN_FROM_VERSION`. Other braces
 /// (`${HOME}`) are left alone.
 ///
-/// The command's stdout and stderr are captured together; the last 20 lines (4 KiB) are the
+/// The command runs with [`bluegreen_core::shell::run`]: its stdout and stderr are captured
+/// together; the last 20 lines (4 KiB, each cut at 1 KiB) are the
 /// output returned, kept in [`HostFleet::last_output`], and put into the error of a failed
 /// update. A non-zero exit fails the update; after the timeout (default 10 minutes) the
 /// command's whole process group is killed and the update fails.
@@ -139,41 +130,26 @@ impl Updater {
         };
         match &self.how {
             How::Closure(f) => match tokio::time::timeout(self.timeout, f(host.clone(), version.clone())).await {
-                Ok(Ok(output)) => Ok(tail_of(&output)),
-                Ok(Err(output)) => Err(failed("the updater returned an error".to_owned(), &tail_of(&output))),
+                Ok(Ok(output)) => Ok(shell::tail(&output)),
+                Ok(Err(output)) => Err(failed("the updater returned an error".to_owned(), &shell::tail(&output))),
                 Err(_) => Err(Error::Timeout { what, after: self.timeout }),
             },
             How::Command(_) => {
                 let line = self.render(host, version)?.unwrap_or_default();
-                let mut command = Command::new("sh");
-                command
-                    .arg("-c")
-                    .arg(&line)
-                    .envs(placeholders(host, version)?.into_iter().map(|(k, v)| (env_name(k), v)))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .kill_on_drop(true);
-                #[cfg(unix)]
-                command.process_group(0);
-                let mut child = command.spawn().map_err(|e| failed(format!("cannot start `sh`: {e}"), ""))?;
-                // If this future is dropped (the executor gave up on the batch), the command's
-                // whole process group goes with it, not only the shell.
-                let mut group = GroupGuard(child.id());
-                let tail = Mutex::new(Tail::default());
-                let finished = tokio::time::timeout(self.timeout, wait_with_output(&mut child, &tail)).await;
-                let output = lock(&tail).text();
-                group.0 = None;
-                match finished {
-                    Err(_) => {
-                        kill(&mut child).await;
+                let env = placeholders(host, version)?.into_iter().map(|(k, v)| (env_name(k), v));
+                match shell::run(&line, env, self.timeout).await {
+                    Ok(finished) => Ok(finished.output),
+                    Err(Failure::TimedOut { output, .. }) => {
                         let what =
                             if output.is_empty() { what } else { format!("{what} (output so far:\n{output}\n)") };
                         Err(Error::Timeout { what, after: self.timeout })
                     }
-                    Ok(Err(e)) => Err(failed(format!("cannot wait for `sh`: {e}"), &output)),
-                    Ok(Ok(status)) if status.success() => Ok(output),
-                    Ok(Ok(status)) => Err(failed(format!("`{line}` ended with {}", describe_exit(status)), &output)),
+                    Err(Failure::Exited { description, output, .. }) => {
+                        // `ended with exit status 3`, or `ended with signal 9`.
+                        let ended = description.strip_prefix("killed by ").unwrap_or(&description);
+                        Err(failed(format!("`{line}` ended with {ended}"), &output))
+                    }
+                    Err(failure) => Err(failed(failure.to_string(), failure.output())),
                 }
             }
         }
@@ -389,135 +365,6 @@ impl Fleet for HostFleet {
     async fn list(&self) -> Result<Vec<Target>> {
         Ok(self.lock().values().filter(|h| !h.retired).map(|h| h.target.clone()).collect())
     }
-}
-
-// ---- running a command and keeping the tail of its output ----
-
-/// Waits for `child` to exit while collecting its stdout and stderr into `tail`.
-async fn wait_with_output(child: &mut Child, tail: &Mutex<Tail>) -> std::io::Result<ExitStatus> {
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let readers = futures::future::join(collect(stdout, tail), collect(stderr, tail));
-    tokio::pin!(readers);
-    let mut readers_done = false;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status?,
-            _ = &mut readers, if !readers_done => readers_done = true,
-        }
-    };
-    if !readers_done {
-        let _ = tokio::time::timeout(OUTPUT_GRACE, readers).await;
-    }
-    Ok(status)
-}
-
-/// Kills a command's process group (SIGKILL) when dropped while still armed.
-struct GroupGuard(Option<u32>);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(pid) = self.0.take() {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("kill -s KILL -- -{pid} 2>/dev/null"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-/// Kills the child's process group (the group id is the shell's pid) and the child.
-async fn kill(child: &mut Child) {
-    #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -s KILL -- -{pid}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-    }
-    let _ = child.kill().await;
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exit status {code}");
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return format!("signal {signal}");
-        }
-    }
-    status.to_string()
-}
-
-async fn collect(stream: Option<impl AsyncRead + Unpin>, tail: &Mutex<Tail>) {
-    let Some(mut stream) = stream else { return };
-    let mut buffer = [0u8; 4096];
-    let mut line = Vec::new();
-    loop {
-        let n = match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &byte in &buffer[..n] {
-            if byte == b'\n' {
-                lock(tail).push(&String::from_utf8_lossy(&line));
-                line.clear();
-            } else if line.len() < TAIL_BYTES {
-                line.push(byte);
-            }
-        }
-    }
-    if !line.is_empty() {
-        lock(tail).push(&String::from_utf8_lossy(&line));
-    }
-}
-
-fn lock(tail: &Mutex<Tail>) -> std::sync::MutexGuard<'_, Tail> {
-    tail.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The last [`TAIL_LINES`] lines, about [`TAIL_BYTES`] bytes.
-#[derive(Default)]
-struct Tail {
-    lines: VecDeque<String>,
-    bytes: usize,
-}
-
-impl Tail {
-    fn push(&mut self, line: &str) {
-        let line = line.trim_end_matches('\r').to_owned();
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line);
-        while self.lines.len() > TAIL_LINES || (self.bytes > TAIL_BYTES && self.lines.len() > 1) {
-            if let Some(dropped) = self.lines.pop_front() {
-                self.bytes -= dropped.len() + 1;
-            }
-        }
-    }
-
-    fn text(&self) -> String {
-        self.lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n").trim_end().to_owned()
-    }
-}
-
-/// The tail of a closure's output, by the same rules as a command's.
-fn tail_of(output: &str) -> String {
-    let mut tail = Tail::default();
-    for line in output.lines() {
-        tail.push(line);
-    }
-    tail.text()
 }
 
 #[cfg(test)]
