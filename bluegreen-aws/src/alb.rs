@@ -1,0 +1,594 @@
+//! The Application Load Balancer router: pools are target groups, the split is a weighted
+//! `forward` action.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, Tag, TargetDescription, TargetGroupTuple, TargetHealthStateEnum,
+};
+use aws_sdk_elasticloadbalancingv2::Client;
+use bluegreen_core::{
+    Capabilities, DrainReport, Error, Member, MemberState, PoolName, Result, Router, Split, Target, TargetId,
+};
+
+use crate::error::AwsError;
+
+/// The most target groups one ALB `forward` action can weight.
+const MAX_POOLS: usize = 5;
+
+/// Tags on a target group that mark a target as drained but still a member (the ALB itself
+/// forgets a target once it is deregistered).
+const DRAINED_TAG: &str = "bluegreen:drained:";
+
+/// Moves traffic on an AWS Application Load Balancer.
+///
+/// - **Pools** are target groups of target type `ip`, named by the caller
+///   (`blue` → `arn:aws:elasticloadbalancing:…:targetgroup/blue/…`); at most five.
+/// - **The split** is the weighted `forward` action of a listener's default actions, or of one
+///   listener rule ([`on_rule`](Self::on_rule)); weights are percents. Other actions on the
+///   listener or rule (authentication, their order) and the forward action's stickiness are kept.
+///   Every write is read back.
+/// - **Targets** are registered by their address `ip:port`, and a target's id must be that address
+///   (the ALB knows a target by IP and port only, so that is what [`members`](Router::members)
+///   reports).
+/// - **Drain** deregisters the targets and observes `DescribeTargetHealth` until they are no
+///   longer `draining` (the target group's deregistration delay), bounded by the timeout. The
+///   drained targets stay members, as [`MemberState::Disabled`], through a tag on the target
+///   group (`bluegreen:drained:<ip>:<port>`) until they are added again or removed: a target
+///   group holds at most 50 tags, so at most about 45 targets per pool can be drained and not yet
+///   removed at once.
+///
+/// IAM actions: `elasticloadbalancing:DescribeListeners` (or `DescribeRules` with a rule),
+/// `ModifyListener` (or `ModifyRule`), `DescribeTargetGroups`, `DescribeTargetHealth`,
+/// `RegisterTargets`, `DeregisterTargets`, `DescribeTags`, `AddTags`, `RemoveTags`.
+#[derive(Debug, Clone)]
+pub struct AlbRouter {
+    client: Client,
+    listener_arn: String,
+    rule_arn: Option<String>,
+    pools: BTreeMap<PoolName, String>,
+    drain_poll: Duration,
+}
+
+impl AlbRouter {
+    /// A router on the default actions of `listener_arn`, with `pools` mapping pool names to
+    /// target group ARNs.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an ARN of the wrong kind, no pools, more than five, or one target
+    /// group under two names. No AWS call is made.
+    pub fn new<P: Into<PoolName>>(
+        config: &SdkConfig,
+        listener_arn: impl Into<String>,
+        pools: impl IntoIterator<Item = (P, String)>,
+    ) -> Result<Self> {
+        Self::from_client(Client::new(config), listener_arn, pools)
+    }
+
+    /// Like [`new`](Self::new), through an existing client.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_client<P: Into<PoolName>>(
+        client: Client,
+        listener_arn: impl Into<String>,
+        pools: impl IntoIterator<Item = (P, String)>,
+    ) -> Result<Self> {
+        let listener_arn = listener_arn.into();
+        check_arn("listener_arn", &listener_arn, ":listener/")?;
+        let pools: BTreeMap<PoolName, String> = pools.into_iter().map(|(p, arn)| (p.into(), arn)).collect();
+        if pools.is_empty() || pools.len() > MAX_POOLS {
+            return Err(Error::invalid(
+                "pools",
+                format!("an ALB forward action weights 1 to 5 target groups, not {}", pools.len()),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (pool, arn) in &pools {
+            check_arn(&format!("pools.{pool}"), arn, ":targetgroup/")?;
+            if !seen.insert(arn) {
+                return Err(Error::invalid(format!("pools.{pool}"), format!("target group {arn} is named twice")));
+            }
+        }
+        Ok(Self { client, listener_arn, rule_arn: None, pools, drain_poll: Duration::from_secs(2) })
+    }
+
+    /// Weights the `forward` action of this listener rule instead of the listener's default
+    /// actions (a path or host rule, or a test listener's rule).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `rule_arn` is not a listener rule ARN.
+    pub fn on_rule(mut self, rule_arn: impl Into<String>) -> Result<Self> {
+        let rule_arn = rule_arn.into();
+        check_arn("rule_arn", &rule_arn, ":listener-rule/")?;
+        self.rule_arn = Some(rule_arn);
+        Ok(self)
+    }
+
+    /// How often a drain reads the targets' health (default 2 s; the ALB's deregistration delay
+    /// is whole seconds).
+    #[must_use]
+    pub fn drain_poll_interval(mut self, interval: Duration) -> Self {
+        self.drain_poll = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    fn where_(&self) -> String {
+        match &self.rule_arn {
+            Some(rule) => format!("rule {rule}"),
+            None => format!("listener {}", self.listener_arn),
+        }
+    }
+
+    fn target_group(&self, pool: &PoolName) -> Result<&str> {
+        self.pools.get(pool).map(String::as_str).ok_or_else(|| {
+            Error::not_found(format!(
+                "pool {pool:?} (the router knows {})",
+                self.pools.keys().map(PoolName::as_str).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// The actions the split lives in, as the ALB serves them.
+    async fn actions(&self) -> Result<Vec<Action>> {
+        match &self.rule_arn {
+            Some(rule) => {
+                let out = self.client.describe_rules().rule_arns(rule).send().await.map_err(|e| {
+                    AwsError::from_sdk("elasticloadbalancing:DescribeRules", &format!("rule {rule}"), e)
+                })?;
+                let rule = out.rules.unwrap_or_default().into_iter().next();
+                Ok(rule.ok_or_else(|| Error::not_found(self.where_()))?.actions.unwrap_or_default())
+            }
+            None => {
+                let out = self
+                    .client
+                    .describe_listeners()
+                    .listener_arns(&self.listener_arn)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeListeners", &self.where_(), e))?;
+                let listener = out.listeners.unwrap_or_default().into_iter().next();
+                Ok(listener.ok_or_else(|| Error::not_found(self.where_()))?.default_actions.unwrap_or_default())
+            }
+        }
+    }
+
+    /// The weights of the forward action in `actions`, by target group ARN.
+    fn weights(&self, actions: &[Action]) -> Result<Vec<(String, u32)>> {
+        let forward = actions
+            .iter()
+            .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+            .ok_or_else(|| Error::conflict(format!("{} has no forward action to weight", self.where_())))?;
+        let tuples = forward.forward_config().map(ForwardActionConfig::target_groups).unwrap_or_default();
+        if tuples.is_empty() {
+            let arn = forward.target_group_arn().unwrap_or_default();
+            return Ok(vec![(arn.to_owned(), 1)]);
+        }
+        Ok(tuples
+            .iter()
+            .map(|t| {
+                (
+                    t.target_group_arn().unwrap_or_default().to_owned(),
+                    u32::try_from(t.weight().unwrap_or(1)).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Registered targets of `pool` (`ip:port` → state) and the ones marked drained.
+    async fn observe(&self, pool: &PoolName) -> Result<(BTreeMap<String, TargetHealthStateEnum>, BTreeSet<String>)> {
+        let arn = self.target_group(pool)?;
+        let resource = format!("target group {arn} (pool {pool})");
+        let health = self
+            .client
+            .describe_target_health()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeTargetHealth", &resource, e))?;
+        let mut registered = BTreeMap::new();
+        for description in health.target_health_descriptions.unwrap_or_default() {
+            let Some(target) = description.target() else { continue };
+            let id = format!("{}:{}", target.id().unwrap_or_default(), target.port().unwrap_or_default());
+            let state = description.target_health().and_then(|h| h.state()).cloned();
+            registered.insert(id, state.unwrap_or(TargetHealthStateEnum::Initial));
+        }
+        let tags = self
+            .client
+            .describe_tags()
+            .resource_arns(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeTags", &resource, e))?;
+        let drained = tags
+            .tag_descriptions
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|d| d.tags().iter().filter_map(|t| t.key()?.strip_prefix(DRAINED_TAG).map(str::to_owned)))
+            .collect();
+        Ok((registered, drained))
+    }
+
+    /// The configured pools whose target group does not exist.
+    async fn missing_target_groups(&self) -> Result<Vec<PoolName>> {
+        let describe = |arns: Vec<String>| async move {
+            match self.client.describe_target_groups().set_target_group_arns(Some(arns)).send().await {
+                Ok(_) => Ok(true),
+                Err(e) => match AwsError::from_sdk("elasticloadbalancing:DescribeTargetGroups", "target groups", e) {
+                    err if err.code() == Some("TargetGroupNotFound") => Ok(false),
+                    err => Err(Error::from(err)),
+                },
+            }
+        };
+        if describe(self.pools.values().cloned().collect()).await? {
+            return Ok(Vec::new());
+        }
+        // One at a time, to name the missing ones.
+        let mut missing = Vec::new();
+        for (pool, arn) in &self.pools {
+            if !describe(vec![arn.clone()]).await? {
+                missing.push(pool.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn set_drained_tags(&self, pool: &PoolName, ids: &[String], drained: bool) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let arn = self.target_group(pool)?;
+        let resource = format!("target group {arn} (pool {pool})");
+        if drained {
+            let tags = ids.iter().map(|id| Tag::builder().key(format!("{DRAINED_TAG}{id}")).value("true").build());
+            self.client
+                .add_tags()
+                .resource_arns(arn)
+                .set_tags(Some(tags.collect()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("elasticloadbalancing:AddTags", &resource, e))?;
+        } else {
+            self.client
+                .remove_tags()
+                .resource_arns(arn)
+                .set_tag_keys(Some(ids.iter().map(|id| format!("{DRAINED_TAG}{id}")).collect()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("elasticloadbalancing:RemoveTags", &resource, e))?;
+        }
+        Ok(())
+    }
+
+    async fn deregister(&self, pool: &PoolName, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let arn = self.target_group(pool)?;
+        let targets = ids.iter().map(|id| description(id)).collect::<Result<Vec<_>>>()?;
+        self.client.deregister_targets().target_group_arn(arn).set_targets(Some(targets)).send().await.map_err(
+            |e| {
+                AwsError::from_sdk(
+                    "elasticloadbalancing:DeregisterTargets",
+                    &format!("target group {arn} (pool {pool})"),
+                    e,
+                )
+            },
+        )?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Router for AlbRouter {
+    fn name(&self) -> &str {
+        "alb"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::load_balancer().with_observes_in_flight(false)
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolName>> {
+        let missing = self.missing_target_groups().await?;
+        Ok(self.pools.keys().filter(|p| !missing.contains(p)).cloned().collect())
+    }
+
+    async fn split(&self) -> Result<Split> {
+        let weights = self.weights(&self.actions().await?)?;
+        let names: BTreeMap<&str, &PoolName> = self.pools.iter().map(|(p, a)| (a.as_str(), p)).collect();
+        let named: Vec<(PoolName, u32)> = weights
+            .into_iter()
+            .map(|(arn, w)| (names.get(arn.as_str()).map_or_else(|| PoolName::from(arn.clone()), |p| (*p).clone()), w))
+            .collect();
+        Split::new(percents(&named).ok_or_else(|| {
+            Error::conflict(format!("{} forwards with every weight 0: it serves nothing", self.where_()))
+        })?)
+    }
+
+    async fn set_split(&self, split: &Split) -> Result<()> {
+        split.validate("split")?;
+        for (pool, _) in split.iter() {
+            self.target_group(pool)?;
+        }
+        // Every configured target group goes into the forward action: all must exist (the ALB
+        // API of some emulators accepts unknown ARNs; look first).
+        if let Some(pool) = self.missing_target_groups().await?.first() {
+            return Err(Error::not_found(format!("target group {} of pool {pool}", self.pools[pool])));
+        }
+        let actions = self.actions().await?;
+        let current = self.split().await?;
+        if current.same_traffic(split) && current.iter().all(|(p, _)| self.pools.contains_key(p)) {
+            return Ok(());
+        }
+        let forward_at = actions
+            .iter()
+            .position(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+            .ok_or_else(|| Error::conflict(format!("{} has no forward action to weight", self.where_())))?;
+        let old = &actions[forward_at];
+        let tuples = self
+            .pools
+            .iter()
+            .map(|(pool, arn)| {
+                let weight = i32::try_from(split.weight(pool)).unwrap_or(0);
+                TargetGroupTuple::builder().target_group_arn(arn).weight(weight).build()
+            })
+            .collect();
+        let config = ForwardActionConfig::builder()
+            .set_target_groups(Some(tuples))
+            .set_target_group_stickiness_config(
+                old.forward_config().and_then(|c| c.target_group_stickiness_config()).cloned(),
+            )
+            .build();
+        let forward =
+            Action::builder().r#type(ActionTypeEnum::Forward).set_order(old.order()).forward_config(config).build();
+        let mut new_actions = actions.clone();
+        new_actions[forward_at] = forward;
+        match &self.rule_arn {
+            Some(rule) => {
+                self.client
+                    .modify_rule()
+                    .rule_arn(rule)
+                    .set_actions(Some(new_actions))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyRule", &self.where_(), e))?;
+            }
+            None => {
+                self.client
+                    .modify_listener()
+                    .listener_arn(&self.listener_arn)
+                    .set_default_actions(Some(new_actions))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyListener", &self.where_(), e))?;
+            }
+        }
+        let read = self.split().await?;
+        if !read.same_traffic(split) {
+            return Err(Error::ReadBackMismatch {
+                what: format!("the split of {}", self.where_()),
+                expected: split.to_string(),
+                observed: read.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
+        let arn = self.target_group(pool)?;
+        for target in targets {
+            address(target.id.as_str())?;
+            if target.id.as_str() != target.address {
+                return Err(Error::invalid(
+                    format!("targets[{}]", target.id),
+                    format!("an ALB target's id must be its address ip:port ({})", target.address),
+                ));
+            }
+        }
+        let (registered, drained) = self.observe(pool).await?;
+        let todo: Vec<String> = targets
+            .iter()
+            .map(|t| t.address.clone())
+            .filter(|id| !matches!(registered.get(id), Some(s) if serving(s)))
+            .collect();
+        if !todo.is_empty() {
+            let descriptions = todo.iter().map(|id| description(id)).collect::<Result<Vec<_>>>()?;
+            self.client.register_targets().target_group_arn(arn).set_targets(Some(descriptions)).send().await.map_err(
+                |e| {
+                    AwsError::from_sdk(
+                        "elasticloadbalancing:RegisterTargets",
+                        &format!("target group {arn} (pool {pool})"),
+                        e,
+                    )
+                },
+            )?;
+        }
+        let untag: Vec<String> = targets.iter().map(|t| t.address.clone()).filter(|id| drained.contains(id)).collect();
+        self.set_drained_tags(pool, &untag, false).await?;
+        let (registered, _) = self.observe(pool).await?;
+        for target in targets {
+            let state = registered.get(&target.address);
+            if !state.is_some_and(serving) {
+                return Err(Error::ReadBackMismatch {
+                    what: format!("target {} in pool {pool}", target.id),
+                    expected: "registered".into(),
+                    observed: state.map_or_else(|| "not registered".to_owned(), |s| s.as_str().to_owned()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: Duration) -> Result<DrainReport> {
+        let started = tokio::time::Instant::now();
+        for id in targets {
+            address(id.as_str())?;
+        }
+        let (registered, drained) = self.observe(pool).await?;
+        if let Some(unknown) =
+            targets.iter().find(|id| !registered.contains_key(id.as_str()) && !drained.contains(id.as_str()))
+        {
+            return Err(Error::not_found(format!("target {unknown} in pool {pool}")));
+        }
+        let present: Vec<String> =
+            targets.iter().map(|id| id.as_str().to_owned()).filter(|id| registered.contains_key(id)).collect();
+        // Mark first: a crash between the two leaves a registered target, which still reads serving.
+        let untagged: Vec<String> = present.iter().filter(|id| !drained.contains(*id)).cloned().collect();
+        self.set_drained_tags(pool, &untagged, true).await?;
+        self.deregister(pool, &present).await?;
+        let deadline = started + timeout;
+        let mut timed_out = false;
+        loop {
+            let (registered, _) = self.observe(pool).await?;
+            if !present.iter().any(|id| registered.contains_key(id)) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                timed_out = true;
+                break;
+            }
+            tokio::time::sleep(self.drain_poll.min(deadline - tokio::time::Instant::now())).await;
+        }
+        Ok(DrainReport { in_flight_at_start: None, in_flight_at_end: None, timed_out, elapsed: started.elapsed() })
+    }
+
+    async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
+        let (registered, drained) = self.observe(pool).await?;
+        let ids: Vec<String> = targets.iter().map(|id| id.as_str().to_owned()).collect();
+        let present: Vec<String> = ids.iter().filter(|id| registered.contains_key(*id)).cloned().collect();
+        self.deregister(pool, &present).await?;
+        let tagged: Vec<String> = ids.iter().filter(|id| drained.contains(*id)).cloned().collect();
+        self.set_drained_tags(pool, &tagged, false).await?;
+        let (registered, drained) = self.observe(pool).await?;
+        if let Some(left) = ids.iter().find(|id| {
+            registered.get(*id).is_some_and(|s| *s != TargetHealthStateEnum::Draining) || drained.contains(*id)
+        }) {
+            return Err(Error::ReadBackMismatch {
+                what: format!("target {left} in pool {pool}"),
+                expected: "removed".into(),
+                observed: "still a member".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
+        let (registered, drained) = self.observe(pool).await?;
+        let mut members: Vec<Member> = registered
+            .iter()
+            .map(|(id, state)| Member { id: TargetId::from(id.as_str()), state: member_state(state), in_flight: None })
+            .collect();
+        members.extend(drained.iter().filter(|id| !registered.contains_key(*id)).map(|id| Member {
+            id: TargetId::from(id.as_str()),
+            state: MemberState::Disabled,
+            in_flight: None,
+        }));
+        Ok(members)
+    }
+}
+
+/// Whether the ALB sends (or will send, once healthy) new requests to a target in this state.
+fn serving(state: &TargetHealthStateEnum) -> bool {
+    member_state(state) == MemberState::Serving
+}
+
+fn member_state(state: &TargetHealthStateEnum) -> MemberState {
+    match state {
+        TargetHealthStateEnum::Draining | TargetHealthStateEnum::UnhealthyDraining => MemberState::Draining,
+        TargetHealthStateEnum::Unused => MemberState::Disabled,
+        _ => MemberState::Serving,
+    }
+}
+
+fn address(id: &str) -> Result<SocketAddr> {
+    id.parse().map_err(|_| Error::invalid(format!("target {id}"), "an ALB ip target is named by its address ip:port"))
+}
+
+fn description(id: &str) -> Result<TargetDescription> {
+    let addr = address(id)?;
+    Ok(TargetDescription::builder().id(addr.ip().to_string()).port(i32::from(addr.port())).build())
+}
+
+fn check_arn(field: &str, arn: &str, kind: &str) -> Result<()> {
+    let ok = arn.starts_with("arn:") && arn.contains(":elasticloadbalancing:") && arn.contains(kind);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("{arn:?} is not an elasticloadbalancing {} ARN", kind.trim_matches([':', '/'])),
+        ))
+    }
+}
+
+/// Weights to percents summing to 100 (largest remainder); `None` if every weight is 0.
+fn percents(weights: &[(PoolName, u32)]) -> Option<Vec<(PoolName, u32)>> {
+    let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut out: Vec<(PoolName, u32, u64)> = weights
+        .iter()
+        .map(|(p, w)| {
+            let scaled = u64::from(*w) * 100;
+            (p.clone(), u32::try_from(scaled / total).unwrap_or(100), scaled % total)
+        })
+        .collect();
+    let mut missing = 100 - out.iter().map(|(_, w, _)| *w).sum::<u32>();
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2));
+    for i in order {
+        if missing == 0 {
+            break;
+        }
+        out[i].1 += 1;
+        missing -= 1;
+    }
+    Some(out.into_iter().map(|(p, w, _)| (p, w)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_become_percents_summing_to_100() {
+        let w = |v: &[u32]| {
+            let named: Vec<(PoolName, u32)> =
+                v.iter().enumerate().map(|(i, w)| (PoolName::from(format!("p{i}")), *w)).collect();
+            percents(&named).map(|p| p.into_iter().map(|(_, w)| w).collect::<Vec<_>>())
+        };
+        assert_eq!(w(&[90, 10]), Some(vec![90, 10]));
+        assert_eq!(w(&[1]), Some(vec![100]));
+        assert_eq!(w(&[1, 1, 1]), Some(vec![34, 33, 33]));
+        assert_eq!(w(&[999, 0]), Some(vec![100, 0]));
+        assert_eq!(w(&[0, 0]), None);
+    }
+
+    #[test]
+    fn arns_of_the_wrong_kind_are_refused_before_any_call() {
+        let client = Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::Config::builder()
+                .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let listener = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/2";
+        let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/1";
+        let err = AlbRouter::from_client(client.clone(), "not-an-arn", [("blue", tg.to_owned())]).unwrap_err();
+        assert_eq!(err.field(), Some("listener_arn"));
+        let err = AlbRouter::from_client(client.clone(), listener, [("blue", listener.to_owned())]).unwrap_err();
+        assert_eq!(err.field(), Some("pools.blue"));
+        let err = AlbRouter::from_client(client.clone(), listener, [("blue", tg.to_owned()), ("green", tg.to_owned())])
+            .unwrap_err();
+        assert!(err.to_string().contains("named twice"), "{err}");
+        let six = (0..6).map(|i| (format!("p{i}"), format!("{tg}{i}")));
+        assert!(AlbRouter::from_client(client.clone(), listener, six).is_err());
+        let router = AlbRouter::from_client(client, listener, [("blue", tg.to_owned())]).unwrap();
+        assert_eq!(router.on_rule(tg).unwrap_err().field(), Some("rule_arn"));
+    }
+}

@@ -1,0 +1,170 @@
+//! This crate's own errors, and how they map onto [`bluegreen_core::Error`].
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use bluegreen_core::Error;
+
+/// A failed AWS call, classified.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AwsError {
+    /// The service answered with an error code.
+    #[error("{action} on {resource}: {code} (HTTP {status}): {message}")]
+    Service { action: &'static str, resource: String, code: String, message: String, status: u16 },
+    /// The request did not get an answer (timeout, connection refused or dropped, bad response).
+    #[error("{action} on {resource}: {detail}")]
+    Transport { action: &'static str, resource: String, detail: String, retryable: bool },
+}
+
+/// Error codes worth repeating the call for (throttling, capacity, transient server trouble).
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Error codes saying the caller's identity may not do this.
+const DENIED_CODES: &[&str] =
+    &["AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException"];
+
+impl AwsError {
+    /// Classifies an SDK error of the call `action` (`dynamodb:PutItem`) on `resource`.
+    pub(crate) fn from_sdk<E>(action: &'static str, resource: &str, err: SdkError<E>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let resource = resource.to_owned();
+        match &err {
+            SdkError::ServiceError(service) => Self::Service {
+                action,
+                resource,
+                code: service.err().code().unwrap_or("Unknown").to_owned(),
+                message: service.err().message().unwrap_or("").to_owned(),
+                status: service.raw().status().as_u16(),
+            },
+            SdkError::ConstructionFailure(_) => {
+                Self::Transport { action, resource, detail: DisplayErrorContext(&err).to_string(), retryable: false }
+            }
+            _ => Self::Transport { action, resource, detail: DisplayErrorContext(&err).to_string(), retryable: true },
+        }
+    }
+
+    /// The service's error code, if the service answered.
+    pub(crate) fn code(&self) -> Option<&str> {
+        match self {
+            Self::Service { code, .. } => Some(code),
+            Self::Transport { .. } => None,
+        }
+    }
+
+    /// Whether the conditional write was refused because its condition did not hold.
+    pub(crate) fn is_condition_failed(&self) -> bool {
+        matches!(self.code(), Some("ConditionalCheckFailedException" | "TransactionCanceledException"))
+    }
+
+    /// Whether repeating the same call later may succeed.
+    pub(crate) fn is_retryable(&self) -> bool {
+        match self {
+            Self::Service { code, status, .. } => retryable(code, *status),
+            Self::Transport { retryable, .. } => *retryable,
+        }
+    }
+}
+
+/// Whether a service error with this code and HTTP status is worth retrying.
+pub(crate) fn retryable(code: &str, status: u16) -> bool {
+    if DENIED_CODES.contains(&code) {
+        return false;
+    }
+    RETRYABLE_CODES.contains(&code) || status == 429 || status >= 500
+}
+
+impl From<AwsError> for Error {
+    fn from(err: AwsError) -> Self {
+        if let AwsError::Service { code, resource, .. } = &err {
+            // ELB names what is missing in the code: TargetGroupNotFound, ListenerNotFound, ...
+            if code.ends_with("NotFound") {
+                return Error::not_found(format!("{resource} ({err})"));
+            }
+        }
+        let retryable = err.is_retryable();
+        let message = match &err {
+            AwsError::Service { action, code, resource, .. } if DENIED_CODES.contains(&code.as_str()) => {
+                format!("access denied: the caller may not call {action} on {resource} ({err})")
+            }
+            AwsError::Service { code, resource, .. } if code == "ResourceNotFoundException" => {
+                format!("{resource} does not exist ({err})")
+            }
+            _ => err.to_string(),
+        };
+        Error::Backend { backend: "aws".to_owned(), message, retryable, source: Some(Box::new(err)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(code: &str, status: u16) -> AwsError {
+        AwsError::Service {
+            action: "dynamodb:PutItem",
+            resource: "table t".into(),
+            code: code.into(),
+            message: "m".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_retryable() {
+        for (code, status) in [
+            ("ThrottlingException", 400),
+            ("ProvisionedThroughputExceededException", 400),
+            ("RequestLimitExceeded", 400),
+            ("InternalServerError", 500),
+            ("ServiceUnavailable", 503),
+            ("SomethingNew", 502),
+            ("SlowDown", 429),
+        ] {
+            let err: Error = service(code, status).into();
+            assert!(err.is_retryable(), "{code} / {status} should be retryable: {err}");
+        }
+    }
+
+    #[test]
+    fn access_denied_is_permanent_and_names_the_action() {
+        let err: Error = service("AccessDeniedException", 400).into();
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(text.contains("access denied") && text.contains("dynamodb:PutItem"), "{text}");
+    }
+
+    #[test]
+    fn validation_errors_are_permanent() {
+        let err: Error = service("ValidationException", 400).into();
+        assert!(!err.is_retryable(), "{err}");
+        let err: Error = service("ResourceNotFoundException", 400).into();
+        assert!(!err.is_retryable() && err.to_string().contains("table t does not exist"), "{err}");
+    }
+
+    #[test]
+    fn missing_elb_resources_are_not_found() {
+        let err: Error = service("TargetGroupNotFound", 400).into();
+        assert!(matches!(&err, Error::NotFound { what } if what.contains("table t")), "{err}");
+    }
+
+    #[test]
+    fn transport_errors_follow_their_flag() {
+        let err = AwsError::Transport { action: "a", resource: "r".into(), detail: "timeout".into(), retryable: true };
+        assert!(Error::from(err).is_retryable());
+    }
+}

@@ -1,0 +1,120 @@
+//! `AlbRouter` with the real aws-sdk-elasticloadbalancingv2 client against moto server (see
+//! `moto/mod.rs`): the core router conformance suite on a listener's default action and on a
+//! path rule, exact read-back of the weights, and bad input refused before any write.
+//!
+//! Moto registers targets `healthy` at once and forgets deregistered ones at once (no
+//! `draining`), so these tests see drains end on the first observation; the timing of real
+//! deregistration delays is not reproduced here.
+
+mod moto;
+
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancingv2::Client;
+use bluegreen_aws::AlbRouter;
+use bluegreen_core::conformance::{router_suite, RouterFixture};
+use bluegreen_core::{Error, PoolName, Router, Split, Target};
+use moto::{Alb, Moto};
+
+async fn setup(moto: &Moto) -> (Client, Alb, aws_config::SdkConfig) {
+    let sdk = moto.config().load().await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    (client, alb, sdk)
+}
+
+fn router(sdk: &aws_config::SdkConfig, alb: &Alb) -> AlbRouter {
+    AlbRouter::new(sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())])
+        .expect("router")
+        .drain_poll_interval(Duration::from_millis(50))
+}
+
+fn targets() -> Vec<Target> {
+    ["172.31.1.10:8080", "172.31.1.11:8080", "172.31.1.12:8080"]
+        .into_iter()
+        .map(|a| Target { id: a.into(), address: a.into(), zone: None, version: "v1".into(), tag: None })
+        .collect()
+}
+
+fn fixture() -> RouterFixture {
+    RouterFixture { pools: ["blue".into(), "green".into()], targets: targets() }
+}
+
+/// The listener's default actions and the rule's actions, as moto serves them.
+async fn actions(client: &Client, alb: &Alb) -> String {
+    let listener = client.describe_listeners().listener_arns(&alb.listener_arn).send().await.expect("listeners");
+    let rules = client.describe_rules().rule_arns(&alb.rule_arn).send().await.expect("rules");
+    format!("{:?}\n{:?}", listener.listeners()[0].default_actions(), rules.rules()[0].actions())
+}
+
+#[tokio::test]
+async fn alb_router_passes_the_router_suite_on_a_listener_default_action() {
+    let Some(moto) = Moto::start() else { return };
+    let (_, alb, sdk) = setup(&moto).await;
+    router_suite(&router(&sdk, &alb), &fixture()).await;
+}
+
+#[tokio::test]
+async fn alb_router_passes_the_router_suite_on_a_path_rule() {
+    let Some(moto) = Moto::start() else { return };
+    let (client, alb, sdk) = setup(&moto).await;
+    let before = client.describe_listeners().listener_arns(&alb.listener_arn).send().await.expect("listeners");
+    router_suite(&router(&sdk, &alb).on_rule(&alb.rule_arn).expect("rule"), &fixture()).await;
+    let after = client.describe_listeners().listener_arns(&alb.listener_arn).send().await.expect("listeners");
+    assert_eq!(
+        format!("{:?}", before.listeners()[0].default_actions()),
+        format!("{:?}", after.listeners()[0].default_actions()),
+        "a router on a rule changed the listener's default action"
+    );
+}
+
+#[tokio::test]
+async fn a_canary_split_reads_back_as_exact_weights_on_the_rule() {
+    let Some(moto) = Moto::start() else { return };
+    let (client, alb, sdk) = setup(&moto).await;
+    let router = router(&sdk, &alb).on_rule(&alb.rule_arn).expect("rule");
+    router.add_targets(&"blue".into(), &targets()[..1]).await.expect("add blue");
+    router.add_targets(&"green".into(), &targets()[1..2]).await.expect("add green");
+    for percent in [10, 50, 100, 0] {
+        let split = Split::between(&"blue".into(), &"green".into(), percent);
+        router.set_split(&split).await.expect("set_split");
+        let rules = client.describe_rules().rule_arns(&alb.rule_arn).send().await.expect("rules");
+        let weights: Vec<(String, i32)> = rules.rules()[0].actions()[0]
+            .forward_config()
+            .expect("a weighted forward")
+            .target_groups()
+            .iter()
+            .map(|t| (t.target_group_arn().unwrap_or_default().to_owned(), t.weight().unwrap_or(-1)))
+            .collect();
+        let expected = vec![(alb.blue_arn.clone(), 100 - percent as i32), (alb.green_arn.clone(), percent as i32)];
+        assert_eq!(weights, expected, "the rule's weights at {percent}%");
+        assert!(router.split().await.expect("split").same_traffic(&split));
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_changes() {
+    let Some(moto) = Moto::start() else { return };
+    let (client, alb, sdk) = setup(&moto).await;
+    let router = router(&sdk, &alb);
+    let before = actions(&client, &alb).await;
+
+    let bad: Split = serde_json::from_value(serde_json::json!({ "blue": 1000, "green": 0 })).expect("json");
+    assert!(matches!(router.set_split(&bad).await, Err(Error::Invalid { .. })), "weight 1000");
+    let unknown = Split::all_to(&PoolName::from("purple"));
+    assert!(matches!(router.set_split(&unknown).await, Err(Error::NotFound { .. })), "unknown pool");
+    let mut misnamed = targets()[0].clone();
+    misnamed.id = "task-1".into();
+    let err = router.add_targets(&"blue".into(), &[misnamed]).await.expect_err("id is not the address");
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    assert!(router.members(&"blue".into()).await.expect("members").is_empty(), "a refused add registered targets");
+
+    // A target group ARN that does not exist (moto accepts it in a forward action; we look first).
+    let ghost = alb.green_arn.replace("/green/", "/ghost/");
+    let router =
+        AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), ("ghost", ghost)]).expect("router");
+    assert_eq!(router.pools().await.expect("pools"), vec![PoolName::from("blue")], "the ghost pool is not listed");
+    let err = router.set_split(&Split::between(&"blue".into(), &"ghost".into(), 10)).await.expect_err("ghost pool");
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(actions(&client, &alb).await, before, "a refused call changed the listener or the rule");
+}

@@ -1,0 +1,230 @@
+//! Starts and stops a `moto_server` (the AWS API emulator) for one test.
+//!
+//! The binary is `$MOTO_SERVER` if set (scripts/test sets it to its venv's), else `moto_server`
+//! on `PATH`. Without either, a test fails when `CI=true` and is skipped with a notice otherwise.
+//! The server counts as started once it answers an HTTP request (a bare TCP connect to a port in
+//! the ephemeral range can connect to itself) and its process is still alive (moto exits when
+//! another process took the port first; then another port is tried).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use bluegreen_aws::AwsConfig;
+
+/// A running `moto_server` on 127.0.0.1, killed on drop.
+pub(crate) struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) endpoint: String,
+}
+
+fn find_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("MOTO_SERVER").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths).map(|dir| dir.join("moto_server")).find(|p| p.is_file())
+}
+
+impl Moto {
+    /// Starts moto, or returns `None` (with a notice) when it is not installed outside CI.
+    ///
+    /// # Panics
+    /// When moto is missing and `CI=true`, or when it does not answer within 60 s.
+    pub(crate) fn start() -> Option<Self> {
+        let Some(binary) = find_binary() else {
+            let hint = "moto_server not found: run scripts/test, or set MOTO_SERVER, or pip install 'moto[server]'";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{hint} (CI=true: the moto tests must run)");
+            }
+            eprintln!("SKIPPED: {hint}");
+            return None;
+        };
+        // A free port can be taken by someone else between our probe and moto's bind: moto then
+        // exits, and we try another port.
+        for _ in 0..5 {
+            if let Some(moto) = Self::spawn(&binary) {
+                return Some(moto);
+            }
+        }
+        panic!("{} did not start on 5 different ports", binary.display());
+    }
+
+    fn spawn(binary: &std::path::Path) -> Option<Self> {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("free port").port();
+        let child = Command::new(binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut moto = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Ready once it answers HTTP (not merely accepts connections), and it is our process.
+        while !answers_http(addr) {
+            if let Ok(Some(_)) = moto.child.try_wait() {
+                return None;
+            }
+            assert!(Instant::now() < deadline, "{} did not answer on {addr} within 60 s", binary.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(Some(_)) = moto.child.try_wait() {
+            return None;
+        }
+        Some(moto)
+    }
+
+    /// The configuration for clients of this server: fake static credentials, us-east-1.
+    pub(crate) fn config(&self) -> AwsConfig {
+        AwsConfig::new()
+            .region("us-east-1")
+            .endpoint_url(&self.endpoint)
+            .static_credentials("testing", "testing")
+            .max_attempts(3)
+            .operation_timeout(Duration::from_secs(60))
+    }
+
+    /// Creates a state table (pk / sk strings, on demand).
+    pub(crate) async fn create_state_table(&self, client: &aws_sdk_dynamodb::Client, table: &str) {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute definition")
+        };
+        let key =
+            |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("key");
+        client
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create_table: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)));
+    }
+}
+
+/// Whether an HTTP server answers a request on `addr`.
+fn answers_http(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /moto-api/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+/// An Application Load Balancer in moto's default VPC: a listener forwarding to `blue`, a
+/// `/reporting*` rule forwarding to `blue` too, and two empty `ip` target groups.
+pub(crate) struct Alb {
+    pub(crate) listener_arn: String,
+    pub(crate) rule_arn: String,
+    pub(crate) blue_arn: String,
+    pub(crate) green_arn: String,
+}
+
+impl Moto {
+    /// Calls an AWS query API (`ec2`, ...) with a raw, unsigned request (moto does not check
+    /// signatures), so the tests need no SDK crate for EC2; returns the XML answer.
+    pub(crate) fn raw_query(&self, service: &str, body: &str) -> String {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).expect("connect to moto");
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, \
+             SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write to moto");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read from moto");
+        answer
+    }
+
+    /// Creates an ALB with a listener, a path rule and two target groups (blue, green).
+    pub(crate) async fn create_alb(&self, client: &aws_sdk_elasticloadbalancingv2::Client) -> Alb {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, PathPatternConditionConfig, ProtocolEnum, RuleCondition, TargetTypeEnum,
+        };
+        let xml = self.raw_query("ec2", "Action=DescribeSubnets&Version=2016-11-15");
+        let values = |tag: &str| -> Vec<String> {
+            xml.split(&format!("<{tag}>")).skip(1).filter_map(|s| s.split('<').next()).map(str::to_owned).collect()
+        };
+        let subnets = values("subnetId");
+        let vpc = values("vpcId").into_iter().next().expect("moto's default VPC");
+        assert!(subnets.len() >= 2, "moto's default subnets: {xml}");
+        let lb = client
+            .create_load_balancer()
+            .name("bluegreen-test")
+            .subnets(&subnets[0])
+            .subnets(&subnets[1])
+            .send()
+            .await
+            .expect("create_load_balancer");
+        let lb_arn = lb.load_balancers()[0].load_balancer_arn().expect("lb arn").to_owned();
+        let mut tg_arns = Vec::new();
+        for name in ["blue", "green"] {
+            let tg = client
+                .create_target_group()
+                .name(name)
+                .protocol(ProtocolEnum::Http)
+                .port(8080)
+                .vpc_id(&vpc)
+                .target_type(TargetTypeEnum::Ip)
+                .send()
+                .await
+                .expect("create_target_group");
+            tg_arns.push(tg.target_groups()[0].target_group_arn().expect("tg arn").to_owned());
+        }
+        let forward_blue = || Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&tg_arns[0]).build();
+        let listener = client
+            .create_listener()
+            .load_balancer_arn(&lb_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(forward_blue())
+            .send()
+            .await
+            .expect("create_listener");
+        let listener_arn = listener.listeners()[0].listener_arn().expect("listener arn").to_owned();
+        let rule = client
+            .create_rule()
+            .listener_arn(&listener_arn)
+            .priority(10)
+            .conditions(
+                RuleCondition::builder()
+                    .field("path-pattern")
+                    .path_pattern_config(PathPatternConditionConfig::builder().values("/reporting*").build())
+                    .build(),
+            )
+            .actions(forward_blue())
+            .send()
+            .await
+            .expect("create_rule");
+        let rule_arn = rule.rules()[0].rule_arn().expect("rule arn").to_owned();
+        Alb { listener_arn, rule_arn, blue_arn: tg_arns[0].clone(), green_arn: tg_arns[1].clone() }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
