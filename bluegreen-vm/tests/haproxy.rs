@@ -734,6 +734,105 @@ async fn canary_weights_split_real_traffic() {
     fleet.shutdown().await;
 }
 
+/// A canary (10 %, 50 %, 100 %) of a version whose servers fail their health check
+/// (`--fail-health`), under load through HAProxy: the new servers never pass the gate, the
+/// deploy rolls back before any traffic moves, no request fails or reaches v2, blue serves
+/// 100 % again, and no green server is left in HAProxy (the executor gates new targets before
+/// registering them; one registered and weighted before its gate would answer `x-version: v2`).
+/// A watcher reads the split back through the router all along, so a shift to green is caught
+/// even if HAProxy's own checks kept the requests away from the failing servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_whose_new_servers_fail_health_rolls_back_without_a_failed_request() {
+    let Some(binary) = require_haproxy("canary_whose_new_servers_fail_health_rolls_back_without_a_failed_request")
+    else {
+        return;
+    };
+    let (fleet, blue) = local_fleet("web", 3).await;
+    // The servers the executor starts for v2 answer `GET /` but fail `/healthz`.
+    fleet.set_version_args("v2", ["--fail-health"]);
+    let haproxy = Haproxy::start(&binary, &declared("blue", &blue, 1), "").await;
+    let router = Arc::new(haproxy.router());
+    let sink = MemorySink::new();
+    let executor = Executor::builder(router.clone(), Arc::new(fleet.clone()), probe()).sink(sink.clone()).build();
+    let load = Load::start(&haproxy.url(), 4);
+    // The highest weight green had in any split read back while the deploy ran.
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (router, watching) = (router.clone(), watching.clone());
+        async move {
+            let (mut reads, mut green_max) = (0usize, 0u32);
+            while watching.load(Ordering::Relaxed) {
+                if let Ok(split) = router.split().await {
+                    reads += 1;
+                    green_max = green_max.max(split.weight(&"green".into()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (reads, green_max)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bake = Duration::from_millis(500);
+    let steps =
+        [10, 50, 100].map(|percent| ShiftStep { percent, bake: if percent < 100 { bake } else { Duration::ZERO } });
+    let spec = spec("v2", Strategy::Canary(Canary { steps: steps.to_vec(), ..Canary::default() }))
+        .with_replicas(2)
+        .with_health(HealthPolicy { deadline: Duration::from_secs(3), ..health() });
+    let outcome = executor.deploy(&spec).await.expect("deploy");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    watching.store(false, Ordering::Relaxed);
+    let (reads, green_max) = watcher.await.expect("watcher");
+    let samples = load.stop().await;
+    print_events("canary failing health", &sink);
+    eprintln!("load: {}", summary(&samples));
+    eprintln!("split read back {reads} times during the deploy, green's highest weight {green_max}");
+
+    assert_eq!(outcome.status, Status::RolledBack, "{outcome:?}");
+    let reason = outcome.reason.clone().unwrap_or_default();
+    assert!(reason.contains("not healthy within"), "rolled back for another reason than the health gate: {reason}");
+    let events = sink.events();
+    // The health gate stopped it: the new targets were started and found unhealthy, and no
+    // split was ever written or read back with traffic on green.
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::TargetUnhealthy { .. })),
+        "no target failed its gate: {:?}",
+        kinds(&events)
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::TrafficShifted { to, .. } if to.weight(&"green".into()) > 0)),
+        "traffic was shifted to green: {:?}",
+        kinds(&events)
+    );
+    assert!(reads > 10, "the split was read back only {reads} times");
+    assert_eq!(green_max, 0, "HAProxy gave green a share of the traffic during the deploy");
+    // Under load: nothing failed, and no answer came from v2.
+    assert!(samples.len() > 500, "too little load to mean anything: {}", summary(&samples));
+    assert!(samples.iter().all(|s| s.ok), "failed requests: {}", summary(&samples));
+    let on_v2: Vec<&Sample> = samples.iter().filter(|s| s.version.as_deref() != Some("v1")).collect();
+    assert!(on_v2.is_empty(), "answers not from v1: {:?}", &on_v2[..on_v2.len().min(5)]);
+    assert!(
+        samples.iter().all(|s| s.server.as_deref().is_some_and(|s| s.starts_with("blue."))),
+        "{}",
+        summary(&samples)
+    );
+
+    // Afterwards: blue serves 100 %, read back through the router; green has no server left in
+    // HAProxy, and v2's processes are stopped.
+    assert_eq!(router.split().await.expect("split"), Split::new([("blue", 100), ("green", 0)]).unwrap());
+    let members = router.members(&"blue".into()).await.expect("members");
+    assert!(members.len() == 3 && members.iter().all(|m| m.state == MemberState::Serving), "{members:?}");
+    assert!(router.members(&"green".into()).await.expect("members").is_empty(), "green servers are deleted");
+    let servers = router.raw_command("show servers state web").await.expect("show servers state");
+    assert!(!servers.contains("green."), "a green server is still in HAProxy:\n{servers}");
+    let list = fleet.list().await.expect("list");
+    assert!(list.len() == 3 && list.iter().all(|t| t.version.as_str() == "v1"), "{list:?}");
+    let last = samples.iter().max_by_key(|s| s.start).expect("samples");
+    assert_eq!(last.version.as_deref(), Some("v1"));
+    fleet.shutdown().await;
+}
+
 /// The updater fails on the third batch (before touching its host): the deploy stops, the two
 /// batches already updated are updated back, the failed host is re-enabled on its old version,
 /// nothing fails, and the host's output is in the event log.
