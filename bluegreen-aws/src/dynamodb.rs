@@ -51,8 +51,9 @@ const POINTER_SK: &str = "deployment";
 ///
 /// - The lock item changes only by conditional writes: taking it is a put conditioned on the
 ///   `rev` read just before (or on the item not existing), so of two racing owners one wins and
-///   the other reads again and sees the lock held; renewal and release are updates conditioned on
-///   `held`, `fence` and `owner` matching the caller's lease.
+///   the other reads again and sees the lock held (or, under the same owner name, takes it over
+///   with the next fence); renewal and release are updates conditioned on `held`, `fence` and
+///   `owner` matching the caller's lease.
 /// - A record is created and saved in a transaction with a condition check on the lock item
 ///   (held, same fence, same owner): a write from an owner whose lease was taken over is refused
 ///   with [`Error::Conflict`], atomically.
@@ -450,7 +451,8 @@ impl StateStore for DynamoDbStore {
                         lease.expires_at - now
                     )));
                 }
-                Some(lease) if current.held && lease.owner == owner && lease.expires_at > now => lease.fence,
+                // Free, expired, or a takeover by the live holder's own owner name: a fence one
+                // higher, so the older lease (even of the same owner) is stale from now on.
                 Some(lease) => lease.fence + 1,
                 None => 1,
             };

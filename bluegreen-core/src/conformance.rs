@@ -308,8 +308,8 @@ pub async fn unknown_deployment_is_not_found(store: &dyn StateStore, prefix: &st
     assert!(matches!(err, Error::NotFound { .. }), "send(unknown): {err}");
 }
 
-/// A live lock refuses another owner with a message naming the holder; the holder may take it
-/// again.
+/// A live lock refuses another owner with a message naming the holder; the holder's owner name
+/// may take it again, which is a takeover: a higher fence, and the first lease is then stale.
 pub async fn lock_is_exclusive_and_names_its_holder(store: &dyn StateStore, prefix: &str) {
     let service = format!("{prefix}-exclusive");
     let lease = store.acquire(&service, "owner-a", TTL).await.expect("acquire failed");
@@ -318,9 +318,34 @@ pub async fn lock_is_exclusive_and_names_its_holder(store: &dyn StateStore, pref
         Error::Conflict { what } => assert!(what.contains("owner-a"), "the conflict must name the holder: {what}"),
         other => panic!("acquire of a held lock: {other}"),
     }
+    let record = DeploymentRecord::new(format!("{prefix}-taken-over"), sample_plan(&service), "owner-a", 1_000);
+    store.create(&record, &lease).await.expect("create failed");
     let again = store.acquire(&service, "owner-a", TTL).await.expect("the holder may acquire again");
-    assert_eq!(again.fence, lease.fence, "re-acquiring one's own live lock keeps the fence");
+    assert!(
+        again.fence > lease.fence,
+        "re-acquiring one's own live lock takes it over with a higher fence: {} then {}",
+        lease.fence,
+        again.fence
+    );
     assert_eq!(store.holder(&service).await.expect("holder failed").map(|l| l.owner), Some("owner-a".into()));
+    let mut stale = record.clone();
+    stale.completed_steps = 5;
+    let err = store.save(&stale, &lease).await.expect_err("the taken-over lease's write must be refused");
+    assert!(matches!(err, Error::Conflict { .. }), "save under the taken-over lease: {err}");
+    let err = store.renew(&lease, TTL).await.expect_err("the taken-over lease's renewal must be refused");
+    assert!(matches!(err, Error::Conflict { .. }), "renew under the taken-over lease: {err}");
+    assert_eq!(
+        store.load(&record.id).await.expect("load failed").completed_steps,
+        0,
+        "the taken-over lease's write changed the record"
+    );
+    store.release(&lease).await.expect("release under the taken-over lease is a no-op");
+    assert_eq!(
+        store.holder(&service).await.expect("holder failed").map(|l| l.fence),
+        Some(again.fence),
+        "releasing the taken-over lease must not free the lock"
+    );
+    store.save(&stale, &again).await.expect("the new lease may write");
     store.release(&again).await.expect("release failed");
 }
 

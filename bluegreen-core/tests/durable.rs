@@ -279,3 +279,19 @@ async fn stop_leaves_a_resumable_deployment_and_frees_the_lock() {
     assert_eq!(resumed.status, Status::Succeeded);
     assert_eq!(sim.split().weight(&"green".into()), 100);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_deploy_under_the_same_owner_name_is_refused_not_interleaved() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let (first, _) = durable(&sim, &store, "ci");
+    let (second, _) = durable(&sim, &store, "ci");
+    let running =
+        tokio::spawn(async move { first.deploy(&quick(Spec::new("shop", "v2", canary(mins(10))))).await.unwrap() });
+    tokio::time::sleep(mins(1)).await;
+    let writes = sim.writes();
+    let err = second.deploy(&quick(Spec::new("shop", "v3", canary(mins(10))))).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(sim.writes(), writes);
+    assert_eq!(running.await.unwrap().status, Status::Succeeded, "the first one was not taken over");
+}

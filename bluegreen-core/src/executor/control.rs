@@ -11,6 +11,10 @@ pub(crate) struct ControlState {
     pub(crate) promoted: bool,
     pub(crate) aborted: bool,
     pub(crate) stopped: bool,
+    /// Times `resume` was called (ends a manual pause step even if not paused before).
+    pub(crate) resumes: u64,
+    /// The lock was taken over: every wait must end.
+    pub(crate) lock_lost: bool,
 }
 
 /// A handle to steer an executor's running deployment from another task.
@@ -46,7 +50,10 @@ impl Control {
 
     /// Resumes a paused deployment (also ends a manual pause step).
     pub fn resume(&self) {
-        self.tx.send_modify(|s| s.paused = false);
+        self.tx.send_modify(|s| {
+            s.paused = false;
+            s.resumes += 1;
+        });
     }
 
     /// Skips remaining bakes and pauses, and resumes if paused.
@@ -67,9 +74,9 @@ impl Control {
         self.tx.send_modify(|s| s.aborted = true);
     }
 
-    /// Wakes every wait of the running deployment so it looks at its state again.
-    pub(crate) fn nudge(&self) {
-        self.tx.send_modify(|_| {});
+    /// Ends every wait of the running deployment: another owner took the lock over.
+    pub(crate) fn lock_lost(&self) {
+        self.tx.send_modify(|s| s.lock_lost = true);
     }
 
     pub(crate) fn reset(&self) {

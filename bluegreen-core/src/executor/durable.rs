@@ -78,18 +78,24 @@ impl Journal {
             let (store, lease, lost, ttl) = (durable.store.clone(), lease.clone(), lost.clone(), durable.lease_ttl);
             let control = control.clone();
             tokio::spawn(async move {
+                let mut wait = ttl / 3;
                 loop {
-                    tokio::time::sleep(ttl / 3).await;
+                    tokio::time::sleep(wait).await;
                     let current = lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                     match store.renew(&current, ttl).await {
-                        Ok(renewed) => *lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = renewed,
-                        Err(Error::Conflict { .. }) => {
+                        Ok(renewed) => {
+                            *lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = renewed;
+                            wait = ttl / 3;
+                        }
+                        // Taken over, or expired while the store could not be reached: someone
+                        // else may own the service now, so this process must change nothing more.
+                        Err(e) if matches!(e, Error::Conflict { .. }) || now_ms() >= current.expires_at => {
                             lost.store(true, Ordering::SeqCst);
-                            control.nudge();
+                            control.lock_lost();
                             break;
                         }
-                        // The store is unreachable for now: keep the deploy going and try again.
-                        Err(_) => {}
+                        // The store is unreachable for now: try again soon, before the lease ends.
+                        Err(_) => wait = (ttl / 10).max(Duration::from_millis(100)),
                     }
                 }
             })
@@ -159,12 +165,16 @@ impl Journal {
     }
 
     pub(super) async fn finished(&self, outcome: &Outcome) -> Result<()> {
-        self.write(|r| {
-            r.phase = Phase::Finished;
-            r.outcome = Some(outcome.clone());
-        })
-        .await?;
-        self.store.release(&self.lease()).await
+        let saved = self
+            .write(|r| {
+                r.phase = Phase::Finished;
+                r.outcome = Some(outcome.clone());
+            })
+            .await;
+        // Free the lock even when the record could not be written: the next deploy must not
+        // wait out a lease nobody holds.
+        let released = self.store.release(&self.lease()).await;
+        saved.and(released)
     }
 }
 
@@ -188,8 +198,21 @@ impl Executor {
     pub(super) async fn lock_for(&self, spec: &Spec, id: &str) -> Result<Lease> {
         let d = self.durable()?;
         let service = spec.service.as_str();
+        // A live lock refuses a *new* deployment even under this owner's name (an acquire by the
+        // same owner is a takeover, which only `resume_deployment` may do).
+        let held = |lease: Lease| {
+            Error::conflict(format!(
+                "service {service} is locked by {} until {} (Unix ms)",
+                lease.owner, lease.expires_at
+            ))
+        };
         match spec.concurrency {
-            ConcurrencyPolicy::Refuse => return d.store.acquire(service, &d.owner, d.lease_ttl).await,
+            ConcurrencyPolicy::Refuse => {
+                if let Some(lease) = d.store.holder(service).await? {
+                    return Err(held(lease));
+                }
+                return d.store.acquire(service, &d.owner, d.lease_ttl).await;
+            }
             ConcurrencyPolicy::Queue => {}
             ConcurrencyPolicy::Supersede(with) => {
                 if d.store.holder(service).await?.is_some() {
@@ -207,9 +230,16 @@ impl Executor {
         }
         // Wait in line: the first entry of the queue takes the lock once it is free. Entries
         // of waiters that died expire after a lease TTL.
+        let control = self.control.subscribe();
         loop {
+            let state = *control.borrow();
+            if state.stopped || state.aborted {
+                // Ctrl-C or an abort while waiting in line: leave the queue, change nothing.
+                d.store.dequeue(service, id).await?;
+                return Err(if state.aborted { Error::Aborted } else { Error::Stopped });
+            }
             let queue = d.store.enqueue(service, id, d.lease_ttl).await?;
-            if queue.first().map(String::as_str) == Some(id) {
+            if queue.first().map(String::as_str) == Some(id) && d.store.holder(service).await?.is_none() {
                 match d.store.acquire(service, &d.owner, d.lease_ttl).await {
                     Ok(lease) => {
                         d.store.dequeue(service, id).await?;
@@ -226,6 +256,7 @@ impl Executor {
     /// Plans and runs `spec` under the service's lock, recording every step.
     pub(super) async fn deploy_durably(&self, spec: &Spec, id: &str) -> Result<Outcome> {
         spec.validate()?;
+        self.control.reset();
         let d = self.durable()?.clone();
         let lease = self.lock_for(spec, id).await?;
         let plan = match self.plan(spec).await {
@@ -252,7 +283,6 @@ impl Executor {
         from_step: usize,
         rollback_reason: Option<String>,
     ) -> Outcome {
-        self.control.reset();
         let id = record.id.clone();
         let journal = Journal::start(d, record, lease, self.control.clone());
         let run = super::run::Run::new(self, plan, &id).with_journal(&journal);
@@ -266,11 +296,20 @@ impl Executor {
     /// [`Error::NotFound`] for an unknown id; [`Error::Conflict`] when it finished already or
     /// another live owner holds the service's lock; store errors.
     pub async fn resume_deployment(&self, id: &str) -> Result<Outcome> {
+        self.control.reset();
         let d = self.durable()?.clone();
         let record = d.store.load(id).await?;
         if record.phase == Phase::Finished {
             let status = record.outcome.as_ref().map_or_else(|| "finished".to_owned(), |o| o.status.to_string());
             return Err(Error::conflict(format!("deployment {id} already ended ({status})")));
+        }
+        // Its plan describes the backends as they were; a later deployment changed them since.
+        let history = d.store.history(&record.service).await?;
+        if let Some(newer) = history.iter().find(|r| r.id != record.id && r.created_at > record.created_at) {
+            return Err(Error::conflict(format!(
+                "deployment {} of {} started after {id}; {id}'s plan is stale — start a new deploy instead",
+                newer.id, record.service
+            )));
         }
         let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
         let plan = record.plan.clone();

@@ -16,6 +16,8 @@ use crate::probe::Health;
 impl Run<'_> {
     /// Probes once, bounded by the policy's timeout.
     pub(super) async fn probe(&self, target: &Target) -> Health {
+        // Bounded, so checking a large pool neither floods the targets nor runs out of sockets.
+        let _permit = self.probes.acquire().await;
         let timeout = self.plan.spec.health.timeout;
         match tokio::time::timeout(timeout, self.exec.probe.check(target)).await {
             Ok(health) => health,
@@ -86,15 +88,13 @@ impl Run<'_> {
         try_join_all(targets.iter().map(|t| self.await_healthy(t))).await.map(|_| ())
     }
 
-    /// Healthy serving members of the live pools: how many in all, and how many of them are in
+    /// Healthy serving members of `pools`: how many in all, and how many of them are in
     /// `removing`.
-    async fn healthy_serving(&self, removing: &BTreeSet<TargetId>) -> Result<(usize, usize)> {
-        let router = &self.exec.router;
-        let split = self.call("read split", || router.split()).await?;
+    async fn healthy_serving(&self, pools: &[PoolName], removing: &BTreeSet<TargetId>) -> Result<(usize, usize)> {
         let fleet = self.fleet_map().await?;
         let mut serving = Vec::new();
-        for pool in split.live_pools() {
-            for m in self.call("read members", || router.members(pool)).await? {
+        for pool in pools {
+            for m in self.call("read members", || self.exec.router.members(pool)).await? {
                 if m.state == MemberState::Serving {
                     if let Some(t) = fleet.get(&m.id) {
                         serving.push(t.clone());
@@ -107,6 +107,12 @@ impl Run<'_> {
             serving.iter().zip(&healths).filter(|(_, h)| h.is_healthy()).map(|(t, _)| t).collect();
         let taken = healthy.iter().filter(|t| removing.contains(&t.id)).count();
         Ok((healthy.len(), taken))
+    }
+
+    /// The pools the router sends traffic to now.
+    async fn live_pools(&self) -> Result<Vec<PoolName>> {
+        let split = self.call("read split", || self.exec.router.split()).await?;
+        Ok(split.live_pools().cloned().collect())
     }
 
     /// Invariant 2: before taking `removing` out of service, make sure the healthy serving
@@ -122,7 +128,8 @@ impl Run<'_> {
         let policy = &self.plan.spec.health;
         let deadline = Instant::now() + policy.deadline;
         loop {
-            let (healthy, taken) = self.healthy_serving(&removing).await?;
+            let pools = self.live_pools().await?;
+            let (healthy, taken) = self.healthy_serving(&pools, &removing).await?;
             if taken == 0 || healthy - taken >= floor {
                 return Ok(());
             }
@@ -139,13 +146,14 @@ impl Run<'_> {
         }
     }
 
-    /// Waits, up to the health deadline, until every pool `split` sends traffic to has a
-    /// healthy serving member.
+    /// Waits, up to the health deadline, until every pool that would gain traffic by moving
+    /// from the router's split to `split` has a healthy serving member.
     pub(super) async fn await_pools_can_serve(&self, split: &Split) -> Result<()> {
         let policy = &self.plan.spec.health;
         let deadline = Instant::now() + policy.deadline;
         loop {
-            match self.ensure_pools_can_serve(split).await {
+            let current = self.call("read split", || self.exec.router.split()).await?;
+            match self.ensure_pools_can_serve(&current, split).await {
                 Err(Error::Unhealthy { .. }) if Instant::now() + policy.interval <= deadline => {
                     self.sleep(policy.interval).await?;
                 }
@@ -154,21 +162,49 @@ impl Run<'_> {
         }
     }
 
-    /// Invariant 1: every pool that `split` sends traffic to has a healthy serving member.
-    pub(super) async fn ensure_pools_can_serve(&self, split: &Split) -> Result<()> {
+    /// Invariant 1: every pool that gains traffic from `from` to `to` has a healthy serving
+    /// member. (A pool losing traffic need not: moving traffic away from a dead pool — a
+    /// rollback's ramp — must always be possible.)
+    pub(super) async fn ensure_pools_can_serve(&self, from: &Split, to: &Split) -> Result<()> {
         let fleet = self.fleet_map().await?;
-        for pool in split.live_pools() {
+        for pool in to.live_pools().filter(|p| to.weight(p) > from.weight(p)) {
             let members = self.call("read members", || self.exec.router.members(pool)).await?;
             let serving: Vec<&Target> =
                 members.iter().filter(|m| m.state == MemberState::Serving).filter_map(|m| fleet.get(&m.id)).collect();
             let healths = join_all(serving.iter().map(|t| self.probe(t))).await;
             if !healths.iter().any(Health::is_healthy) {
                 return Err(Error::Unhealthy {
-                    what: format!("pool {pool} has no healthy serving target; traffic not moved to {split}"),
+                    what: format!("pool {pool} has no healthy serving target; traffic not moved to {to}"),
                 });
             }
         }
         Ok(())
+    }
+
+    /// Invariant 2 for a split change that takes traffic away from a pool: the pools `to`
+    /// sends traffic to must hold at least the plan's floor of healthy serving targets; waits
+    /// for recovery up to the health deadline, then fails.
+    pub(super) async fn ensure_floor_after(&self, from: &Split, to: &Split) -> Result<()> {
+        let floor = self.plan.capacity_floor;
+        let takes_away = from.live_pools().any(|p| to.weight(p) < from.weight(p));
+        if floor == 0 || !takes_away {
+            return Ok(());
+        }
+        let pools: Vec<PoolName> = to.live_pools().cloned().collect();
+        let policy = &self.plan.spec.health;
+        let deadline = Instant::now() + policy.deadline;
+        loop {
+            let (healthy, _) = self.healthy_serving(&pools, &BTreeSet::new()).await?;
+            if healthy >= floor {
+                return Ok(());
+            }
+            if Instant::now() + policy.interval > deadline {
+                return Err(Error::Unhealthy {
+                    what: format!("{to} would leave {healthy} healthy serving targets, below the floor of {floor}"),
+                });
+            }
+            self.sleep(policy.interval).await?;
+        }
     }
 
     /// Watches `targets` and evaluates the analyses for `duration` (paused time does not

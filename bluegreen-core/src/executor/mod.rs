@@ -39,8 +39,9 @@ pub enum Status {
     /// Something failed and the old version was unhealthy too; by policy, all traffic went to
     /// the healthy new version.
     RolledForward,
-    /// The rollback could not restore a healthy state; traffic stays on the pools that were
-    /// healthy, and a human is needed.
+    /// The rollback could not restore a healthy state (the old version is unhealthy too and
+    /// the policy holds, or the backends kept failing); traffic stays where it was when the
+    /// rollback stopped, and a human is needed.
     RollbackFailed,
     /// Stopped at a safe point by [`Control::stop`]; nothing was rolled back, and the
     /// deployment resumes from its first uncompleted step.

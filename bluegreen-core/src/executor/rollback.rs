@@ -30,6 +30,8 @@ impl Run<'_> {
         let mut attempt = 1;
         loop {
             match self.try_rollback().await {
+                // Another owner is in charge: stop touching the backends at once.
+                _ if self.lost_lock() => return Status::RollbackFailed,
                 Ok(()) => return Status::RolledBack,
                 Err(e @ Error::Unhealthy { .. }) => {
                     return match self.plan.spec.rollback.if_old_unhealthy {
@@ -50,7 +52,9 @@ impl Run<'_> {
                         error: e.to_string(),
                         backoff,
                     });
-                    let _ = self.sleep(backoff).await;
+                    if self.sleep(backoff).await.is_err() && self.lost_lock() {
+                        return Status::RollbackFailed;
+                    }
                     attempt += 1;
                 }
                 Err(e) => return self.blocked(&e, "the rollback stopped here"),
@@ -112,7 +116,9 @@ impl Run<'_> {
 
     /// Starts new targets of the old version in place of retired ones.
     async fn replace_missing(&self, pool: &PoolName, version: &Version, targets: &[&Target]) -> Result<()> {
-        let tag = format!("{}/{version}/restore-{pool}", self.plan.spec.service);
+        // Tagged with this deployment, so replacements left by an earlier rollback are not
+        // counted as this one's.
+        let tag = format!("{}/{version}/restore-{pool}-{}", self.plan.spec.service, self.id);
         let mut zones: Vec<String> = targets.iter().filter_map(|t| t.zone.clone()).collect();
         zones.sort();
         zones.dedup();

@@ -18,6 +18,9 @@ use crate::hooks::{Hook, HookPoint};
 use crate::model::{MemberState, Version};
 use crate::plan::Plan;
 
+/// Health probes in flight at once, per deployment.
+const PROBE_CONCURRENCY: usize = 64;
+
 pub(super) struct Run<'a> {
     pub(super) exec: &'a Executor,
     pub(super) plan: &'a Plan,
@@ -31,6 +34,8 @@ pub(super) struct Run<'a> {
     spec_hooks: Vec<(HookPoint, Arc<dyn Hook>)>,
     pub(super) analyses: Vec<Arc<dyn Analysis>>,
     journal: Option<&'a Journal>,
+    /// Probes in flight at most.
+    pub(super) probes: tokio::sync::Semaphore,
 }
 
 impl<'a> Run<'a> {
@@ -47,6 +52,7 @@ impl<'a> Run<'a> {
             spec_hooks: plan_spec_hooks(&plan.spec),
             analyses: exec.analyses_for(&plan.spec),
             journal: None,
+            probes: tokio::sync::Semaphore::new(PROBE_CONCURRENCY),
         }
     }
 
@@ -87,7 +93,8 @@ impl<'a> Run<'a> {
             if self.lost_lock() {
                 return self.abandon(completed).await;
             }
-            if self.stop_requested() && result.is_err() {
+            // Stopped by the operator at a safe point; a genuine failure still rolls back.
+            if self.stop_requested() && matches!(result, Err(Error::Stopped)) {
                 return self.interrupt(completed).await;
             }
             if let Err(error) = result {
@@ -104,7 +111,7 @@ impl<'a> Run<'a> {
         self.finish(Status::Succeeded, None, completed).await
     }
 
-    fn lost_lock(&self) -> bool {
+    pub(super) fn lost_lock(&self) -> bool {
         self.journal.is_some_and(Journal::lost)
     }
 
@@ -168,8 +175,9 @@ impl<'a> Run<'a> {
             }
             observed = self.serving().await;
         }
+        let read = observed.is_ok();
         let (split, serving_versions) = observed.unwrap_or_default();
-        if status != Status::RollbackFailed {
+        if status != Status::RollbackFailed && read {
             self.emit(EventKind::SteadyState { split: split.clone(), versions: serving_versions.clone() });
         }
         self.emit(EventKind::DeploymentFinished { status, reason: reason.clone() });
@@ -229,6 +237,10 @@ impl<'a> Run<'a> {
         let policy = &self.plan.spec.retry;
         let mut attempt = 1;
         loop {
+            // Another owner may be in charge: no backend call of ours may follow.
+            if self.lost_lock() {
+                return Err(Error::conflict("another owner took the service's lock over"));
+            }
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
@@ -281,6 +293,11 @@ impl<'a> Run<'a> {
         promoted
     }
 
+    /// Times the operator called `resume` in this deployment.
+    pub(super) fn control_resumes(&self) -> u64 {
+        self.state().resumes
+    }
+
     pub(super) fn paused(&self) -> bool {
         self.state().paused && !self.rolling_back.load(Ordering::SeqCst)
     }
@@ -309,14 +326,13 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Waits until the control state changes, or `limit` passes.
-    pub(super) async fn wait_for_control(&self, limit: Duration) -> Result<()> {
+    /// Waits until `until` holds for the control state (or a stop, an abort or a lost lock
+    /// ends the wait), at most `limit`. Checking and waiting are one step, so a change made
+    /// meanwhile is never missed.
+    pub(super) async fn wait_control(&self, until: impl Fn(&ControlState) -> bool, limit: Duration) -> Result<()> {
         let mut control = self.control.clone();
-        control.mark_unchanged();
-        tokio::select! {
-            () = tokio::time::sleep(limit) => {}
-            _ = control.changed() => {}
-        }
+        let waited = control.wait_for(|s| until(s) || s.aborted || s.stopped || s.lock_lost);
+        let _ = tokio::time::timeout(limit, waited).await;
         self.check_lock()?;
         if self.abort_requested() {
             return Err(self.aborted());
@@ -340,7 +356,7 @@ impl<'a> Run<'a> {
         }
         self.emit(EventKind::Paused { reason: "paused by operator".to_owned() });
         while self.paused() {
-            self.wait_for_control(Duration::from_secs(3600)).await?;
+            self.wait_control(|s| !s.paused, Duration::from_secs(3600)).await?;
         }
         self.emit(EventKind::Resumed);
         Ok(())

@@ -165,7 +165,8 @@ impl Run<'_> {
         let router = &self.exec.router;
         let current = self.call("read split", || router.split()).await?;
         if !current.same_traffic(split) {
-            self.ensure_pools_can_serve(split).await?;
+            self.ensure_pools_can_serve(&current, split).await?;
+            self.ensure_floor_after(&current, split).await?;
             self.call("set split", || router.set_split(split)).await?;
             let observed = self.call("read split", || router.split()).await?;
             if !observed.same_traffic(split) {
@@ -194,19 +195,17 @@ impl Run<'_> {
             Some(duration) => {
                 let end = Instant::now() + duration;
                 while Instant::now() < end && !self.promoted() {
-                    self.wait_for_control(end - Instant::now()).await?;
+                    self.wait_control(|s| s.promoted, end - Instant::now()).await?;
                 }
             }
             None => {
-                // A manual pause ends on resume or promote: wait for the operator to pause
-                // and resume, or to promote.
-                let mut was_paused = self.paused();
+                // A manual pause ends on resume or promote.
+                let resumes = self.control_resumes();
                 loop {
-                    self.wait_for_control(Duration::from_secs(3600)).await?;
-                    if self.promoted() || (was_paused && !self.paused()) {
+                    self.wait_control(|s| s.promoted || s.resumes > resumes, Duration::from_secs(3600)).await?;
+                    if self.promoted() || self.control_resumes() > resumes {
                         break;
                     }
-                    was_paused = was_paused || self.paused();
                 }
             }
         }
@@ -348,6 +347,8 @@ impl Run<'_> {
         let id = std::slice::from_ref(&target.id);
         if matches!(states.get(&target.id), Some(MemberState::Serving | MemberState::Draining)) {
             self.drain_one_group(pool, id, drain_timeout).await?;
+            // Invariant 3: never restart a target the router still sends requests to.
+            self.verify_states(pool, id, |s| s != Some(MemberState::Serving), "not serving").await?;
         }
         let mut target = target.clone();
         if target.version != *version {

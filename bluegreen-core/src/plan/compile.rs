@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Split, Target, TargetId, Version};
 use crate::router::Capabilities;
-use crate::spec::{Rolling, RollingMode, Spec, Strategy};
+use crate::spec::{RollbackPace, Rolling, RollingMode, Spec, Strategy};
 
 impl Plan {
     /// Compiles `spec` against `before` for a router with `capabilities`.
@@ -143,6 +143,23 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
         }
     }
 
+    if let RollbackPace::Ramp { percent, .. } = &spec.rollback.pace {
+        if !capabilities.weighted_split {
+            return Err(Error::invalid(
+                "rollback.pace",
+                "the router cannot split by weight, so a ramped rollback is impossible; use \"immediate\"",
+            ));
+        }
+        if percent % capabilities.weight_granularity != 0 {
+            return Err(Error::invalid(
+                "rollback.pace.ramp.percent",
+                format!(
+                    "{percent}% is not a multiple of the router's {}% weight step",
+                    capabilities.weight_granularity
+                ),
+            ));
+        }
+    }
     plan.candidate_pool = candidate.clone();
     plan.capacity_floor = old.len().min(replicas);
     plan.batch_size = replicas;

@@ -55,7 +55,10 @@ impl Router for SimRouter {
                 return Err(Error::invalid("split", format!("the router cannot weight pool {pool} at {weight}%")));
             }
         }
-        for pool in split.live_pools() {
+        // Invariant 1: a pool given more traffic must be able to serve it (taking traffic
+        // away from a pool that died is always allowed).
+        let before = w.split.clone();
+        for pool in split.live_pools().filter(|p| split.weight(p) > before.weight(p)) {
             if w.checking && !w.pool_can_serve(pool) {
                 w.violate(1, format!("traffic sent to pool {pool}, which has no healthy serving target ({split})"));
             }

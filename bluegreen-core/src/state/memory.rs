@@ -22,7 +22,9 @@ pub(super) struct LockState {
 }
 
 impl LockState {
-    /// Grants the lock to `owner` if it is free, expired, or theirs already.
+    /// Grants the lock to `owner` if it is free, expired, or theirs already. Every grant gets a
+    /// fence one higher than the last, even one to the live holder's own owner name (a takeover:
+    /// the older lease of that owner is then stale), so two holders never share a fence.
     pub(super) fn acquire(&mut self, service: &str, owner: &str, ttl: Duration, now: u64) -> Result<Lease> {
         let fence = match &self.lease {
             Some(lease) if self.held && lease.expires_at > now && lease.owner != owner => {
@@ -33,7 +35,6 @@ impl LockState {
                     lease.expires_at - now
                 )));
             }
-            Some(lease) if self.held && lease.owner == owner && lease.expires_at > now => lease.fence,
             Some(lease) => lease.fence + 1,
             None => 1,
         };

@@ -253,7 +253,8 @@ pub struct CommandRecord {
 /// - Every write is atomic: a reader sees the old or the new value, never a mix, even across a
 ///   crash of the writer.
 /// - [`acquire`](StateStore::acquire) succeeds only when the lock is free, expired, or already
-///   held by the same owner; a new owner gets a fence greater than any before.
+///   held by the same owner; every grant gets a fence greater than any before, so a second
+///   acquire by the live holder's own owner name is a takeover that leaves the first lease stale.
 /// - [`save`](StateStore::save) and [`renew`](StateStore::renew) are refused with
 ///   [`Error::Conflict`](crate::Error::Conflict) when the lease's fence is older than the
 ///   lock's, i.e. once another owner took over.
@@ -282,7 +283,9 @@ pub trait StateStore: Send + Sync + Debug {
     /// Every deployment of `service`, oldest first.
     async fn history(&self, service: &str) -> Result<Vec<DeploymentRecord>>;
 
-    /// Takes the service's lock for `owner` for `ttl`.
+    /// Takes the service's lock for `owner` for `ttl`; when `owner` holds it already, takes it
+    /// over with a higher fence, so the older lease's next renew or save is refused with
+    /// [`Error::Conflict`](crate::Error::Conflict).
     async fn acquire(&self, service: &str, owner: &str, ttl: Duration) -> Result<Lease>;
 
     /// Extends a held lease by `ttl` from now.
