@@ -272,6 +272,7 @@ fn sample_plan(service: &str) -> Plan {
     let before = Snapshot {
         split: Split::all_to(&"blue".into()),
         pools: [("blue".into(), vec![target]), ("green".into(), vec![])].into_iter().collect(),
+        ..Snapshot::default()
     };
     Plan::compile(&spec, &before, &crate::router::Capabilities::load_balancer()).expect("the sample plan compiles")
 }

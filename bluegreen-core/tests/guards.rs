@@ -161,3 +161,36 @@ async fn a_stop_while_queued_leaves_the_queue_without_deploying() {
     assert!(store.history("shop").await.unwrap().is_empty());
     assert_eq!(store.enqueue("shop", "probe", secs(1)).await.unwrap(), vec!["probe"], "it left the queue");
 }
+
+/// Members an operator took out of service before the deploy stay out: a rolling update skips
+/// them (and counts its floor over the serving ones), and a rollback does not re-enable them.
+#[tokio::test(start_paused = true)]
+async fn members_out_of_service_before_the_deploy_stay_out() {
+    use bluegreen_core::{FnAnalysis, MemberState, Verdict};
+    // Rolling: 5 members, one in maintenance; batches of 2 over the 4 serving ones.
+    let sim = Sim::builder().pool("blue", 5, "v1").build();
+    sim.router().drain(&"blue".into(), &["blue-005".into()], secs(1)).await.unwrap();
+    let (builder, log) = executor(&sim);
+    let outcome =
+        builder.build().deploy(&quick(Spec::new("web", "v2", Strategy::Rolling(Rolling::in_place(2))))).await.unwrap();
+    assert_eq!(outcome.status, Status::Succeeded, "{}", log.lines().join("\n"));
+    let versions: Vec<(String, String)> =
+        sim.targets().into_iter().map(|t| (t.id.to_string(), t.version.to_string())).collect();
+    assert!(versions.iter().filter(|(id, _)| id != "blue-005").all(|(_, v)| v == "v2"), "{versions:?}");
+    assert!(versions.contains(&("blue-005".into(), "v1".into())), "the disabled member was left alone");
+    assert_eq!(sim.members("blue")[&TargetId::from("blue-005")], MemberState::Disabled);
+
+    // Blue-green failing after the switch: the rollback restores blue but not the member
+    // that was out of service.
+    let sim = Sim::builder().pool("blue", 3, "v1").pool("green", 0, "v1").build();
+    sim.router().drain(&"blue".into(), &["blue-003".into()], secs(1)).await.unwrap();
+    let before = sim.snapshot();
+    let (builder, log) = executor(&sim);
+    let fail = FnAnalysis::new("alarm", |_| async { Verdict::Fail { reason: "alarm".into() } });
+    let bg = BlueGreen { bake: mins(1), ..BlueGreen::default() };
+    let outcome =
+        builder.analysis(fail).build().deploy(&quick(Spec::new("web", "v2", Strategy::BlueGreen(bg)))).await.unwrap();
+    assert_eq!(outcome.status, Status::RolledBack, "{}", log.lines().join("\n"));
+    assert_eq!(sim.snapshot(), before, "split and membership restored, the disabled member still disabled");
+    assert_no_violations(&sim, &log);
+}

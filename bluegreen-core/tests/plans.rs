@@ -44,7 +44,11 @@ fn targets(prefix: &str, count: usize, zones: &[&str], version: &str) -> Vec<Tar
 
 /// A snapshot with these pools, all traffic on `live`.
 fn snapshot(live: &str, pools: Vec<(&str, Vec<Target>)>) -> Snapshot {
-    Snapshot { split: Split::all_to(&pool(live)), pools: pools.into_iter().map(|(p, t)| (pool(p), t)).collect() }
+    Snapshot {
+        split: Split::all_to(&pool(live)),
+        pools: pools.into_iter().map(|(p, t)| (pool(p), t)).collect(),
+        ..Snapshot::default()
+    }
 }
 
 /// Blue serves ten targets of v1 over zones a and b; green is empty.

@@ -226,9 +226,13 @@ impl Executor {
         let split = self.router.split().await?;
         let fleet: BTreeMap<_, Target> = self.fleet.list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
         let mut pools = BTreeMap::new();
+        let mut disabled = std::collections::BTreeSet::new();
         for pool in self.router.pools().await? {
             let mut targets = Vec::new();
             for member in self.router.members(&pool).await? {
+                if member.state != crate::model::MemberState::Serving {
+                    disabled.insert(member.id.clone());
+                }
                 let target = fleet.get(&member.id).cloned().ok_or_else(|| {
                     Error::conflict(format!(
                         "pool {pool} has member {} that fleet {} does not know",
@@ -240,7 +244,7 @@ impl Executor {
             }
             pools.insert(pool, targets);
         }
-        Ok(Snapshot { split, pools })
+        Ok(Snapshot { split, pools, disabled })
     }
 
     /// Validates `spec`, observes the backends and compiles the plan (the dry run). Hook steps

@@ -89,6 +89,8 @@ impl Run<'_> {
                     Some(now) if now.version != old.version => {
                         to_update.entry(&old.version).or_default().push(old.id.clone())
                     }
+                    // Out of service before the deploy (an operator's choice): leave it so.
+                    Some(_) if self.plan.before.disabled.contains(&old.id) => {}
                     Some(now) if states.get(&old.id) != Some(&MemberState::Serving) => to_enable.push(now.clone()),
                     Some(_) => {}
                 }

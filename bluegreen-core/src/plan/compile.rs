@@ -161,7 +161,7 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
         }
     }
     plan.candidate_pool = candidate.clone();
-    plan.capacity_floor = old.len().min(replicas);
+    plan.capacity_floor = plan.before.serving(&stable).len().min(replicas);
     plan.batch_size = replicas;
     let new = TargetSet::Tagged(tag(&spec, &candidate.0));
     let s = &mut plan.steps;
@@ -211,8 +211,13 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
 fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
     let spec = plan.spec.clone();
     let pool = plan.stable_pool.clone();
-    let targets = plan.before.targets(&pool).to_vec();
+    // Members an operator took out of service stay as they are; batches and the floor count
+    // the serving ones.
+    let targets = plan.before.serving(&pool);
     let total = targets.len();
+    if total == 0 {
+        return Err(Error::invalid("pools", format!("the live pool {pool} has no serving targets to update")));
+    }
     let batch = rolling.batch.of(total);
     if batch > total {
         return Err(Error::invalid(

@@ -1,7 +1,7 @@
 //! Plans: a deployment as plain-data steps, compiled from a [`Spec`](crate::Spec) against
 //! what the backends serve now ([`Snapshot`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -23,12 +23,21 @@ pub struct Snapshot {
     pub split: Split,
     /// Each pool's member targets (serving or not), with the version they run.
     pub pools: BTreeMap<PoolName, Vec<Target>>,
+    /// Members that were not serving (drained or in maintenance, by an operator say): a deploy
+    /// leaves them out of its batches and a rollback leaves them out of service.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub disabled: BTreeSet<TargetId>,
 }
 
 impl Snapshot {
     /// The targets of `pool` (empty if unknown).
     pub fn targets(&self, pool: &PoolName) -> &[Target] {
         self.pools.get(pool).map_or(&[], Vec::as_slice)
+    }
+
+    /// The targets of `pool` that were serving.
+    pub fn serving(&self, pool: &PoolName) -> Vec<Target> {
+        self.targets(pool).iter().filter(|t| !self.disabled.contains(&t.id)).cloned().collect()
     }
 }
 

@@ -104,8 +104,10 @@ struct Counter {
 
 impl Counter {
     fn new(plan: &Plan) -> Self {
-        let attached: BTreeMap<PoolName, usize> = plan.before.pools.iter().map(|(p, t)| (p.clone(), t.len())).collect();
-        Self { split: plan.before.split.clone(), running: attached.values().sum(), attached, tagged: BTreeMap::new() }
+        let running = plan.before.pools.values().map(Vec::len).sum();
+        let attached: BTreeMap<PoolName, usize> =
+            plan.before.pools.keys().map(|p| (p.clone(), plan.before.serving(p).len())).collect();
+        Self { split: plan.before.split.clone(), running, attached, tagged: BTreeMap::new() }
     }
 
     fn serving(&self) -> usize {

@@ -418,7 +418,14 @@ impl Sim {
                 (p.clone(), members.keys().filter_map(|id| world.targets.get(id)).map(|t| t.target.clone()).collect())
             })
             .collect();
-        Snapshot { split: world.split.clone(), pools }
+        let disabled = world
+            .pools
+            .values()
+            .flat_map(|members| {
+                members.iter().filter(|(_, m)| m.state != MemberState::Serving).map(|(id, _)| id.clone())
+            })
+            .collect();
+        Snapshot { split: world.split.clone(), pools, disabled }
     }
 
     /// Whether every pool with traffic has a healthy serving member now: traffic is on a
