@@ -295,3 +295,21 @@ async fn a_second_deploy_under_the_same_owner_name_is_refused_not_interleaved() 
     assert_eq!(sim.writes(), writes);
     assert_eq!(running.await.unwrap().status, Status::Succeeded, "the first one was not taken over");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_taken_over_while_planning_stops_the_deploy_before_any_change() {
+    // Every backend call takes 10 s (virtual), so planning is slow.
+    let sim = Sim::builder().pool("blue", 2, "v1").pool("green", 0, "v1").latency(secs(10)).build();
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStore::with_clock(clock.clock()));
+    let (exec, _) = durable(&sim, &store, "slow-planner");
+    let deploy = tokio::spawn(async move { exec.deploy(&quick(Spec::new("shop", "v2", canary(mins(1))))).await });
+    tokio::time::sleep(secs(5)).await;
+    // The planner's lease lapses (its host froze, say) and another pipeline takes over.
+    clock.advance(mins(2));
+    store.acquire("shop", "other", mins(1)).await.unwrap();
+    let err = deploy.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(sim.writes(), 0, "nothing changed");
+    assert!(store.history("shop").await.unwrap().is_empty(), "no record under a lost lease");
+}

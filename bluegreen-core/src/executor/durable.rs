@@ -266,6 +266,15 @@ impl Executor {
                 return Err(e);
             }
         };
+        // Planning reads the backends and may take a while: renew before the first change, so
+        // a lease that lapsed meanwhile (and was taken over) stops us while nothing changed yet.
+        let lease = match d.store.renew(&lease, d.lease_ttl).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                let _ = d.store.release(&lease).await;
+                return Err(e);
+            }
+        };
         let record = DeploymentRecord::new(id, plan.clone(), d.owner.clone(), now_ms());
         if let Err(e) = d.store.create(&record, &lease).await {
             let _ = d.store.release(&lease).await;
