@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use bluegreen_core::state::lease::{self as lease_rules, millis as ms};
 use bluegreen_core::state::{
     system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore, FORMAT_VERSION,
 };
@@ -203,23 +204,16 @@ impl DynamoDbStore {
     async fn stale(&self, lease: &Lease) -> Error {
         match self.read_lock(&lease.service).await {
             Err(e) => e,
-            Ok(LockItem { lease: Some(current), held, .. }) => Error::conflict(format!(
-                "stale lease on service {}: fence {} of {} is older than fence {} of {}{}",
-                lease.service,
-                lease.fence,
-                lease.owner,
-                current.fence,
-                current.owner,
-                if held { "" } else { " (released)" }
-            )),
-            Ok(_) => Error::conflict(format!("service {} is not locked", lease.service)),
+            Ok(lock) => lease_rules::check(lock.lease.as_ref(), lock.held, lease)
+                .err()
+                .unwrap_or_else(|| Error::conflict(format!("the lock of {} changed meanwhile", lease.service))),
         }
     }
 
     /// Whether the lock still holds `lease` (same fence and owner, not released).
     async fn lease_is_current(&self, lease: &Lease) -> Result<bool> {
         let lock = self.read_lock(&lease.service).await?;
-        Ok(lock.held && lock.lease.is_some_and(|l| l.fence == lease.fence && l.owner == lease.owner))
+        Ok(lease_rules::check(lock.lease.as_ref(), lock.held, lease).is_ok())
     }
 
     /// The condition check on the lock item that fences a record write.
@@ -442,22 +436,8 @@ impl StateStore for DynamoDbStore {
         for _ in 0..MAX_RACES {
             let now = self.now();
             let current = self.read_lock(service).await?;
-            let fence = match &current.lease {
-                Some(lease) if current.held && lease.expires_at > now && lease.owner != owner => {
-                    return Err(Error::conflict(format!(
-                        "service {service} is locked by {} until {} (Unix ms; {} ms from now)",
-                        lease.owner,
-                        lease.expires_at,
-                        lease.expires_at - now
-                    )));
-                }
-                // Free, expired, or a takeover by the live holder's own owner name: a fence one
-                // higher, so the older lease (even of the same owner) is stale from now on.
-                Some(lease) => lease.fence + 1,
-                None => 1,
-            };
-            let lease =
-                Lease { service: service.to_owned(), owner: owner.to_owned(), fence, expires_at: now + ms(ttl) };
+            let lease = lease_rules::grant(current.lease.as_ref(), current.held, service, owner, ttl, now)?;
+            let fence = lease.fence;
             let mut item = key(&pk, LOCK_SK);
             item.insert("format_version".into(), n(u64::from(FORMAT_VERSION)));
             item.insert("owner".into(), s(owner));
@@ -483,7 +463,7 @@ impl StateStore for DynamoDbStore {
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let pk = service_pk(&lease.service);
-        let renewed = Lease { expires_at: self.now() + ms(ttl), ..lease.clone() };
+        let renewed = lease_rules::renewed(lease, ttl, self.now());
         let update = self
             .client
             .update_item()
@@ -538,7 +518,7 @@ impl StateStore for DynamoDbStore {
         check_key("service", service)?;
         let now = self.now();
         let lock = self.read_lock(service).await?;
-        Ok(lock.lease.filter(|l| lock.held && l.expires_at > now))
+        Ok(lease_rules::holder(lock.lease.as_ref(), lock.held, now))
     }
 
     async fn enqueue(&self, service: &str, id: &str, ttl: Duration) -> Result<Vec<String>> {
@@ -718,10 +698,6 @@ fn s(value: &str) -> AttributeValue {
 
 fn n(value: u64) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Keys must be non-empty (DynamoDB refuses empty key strings) and printable.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::lease::{self as rules, millis as ms};
 use super::{millis, system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore};
 use crate::error::{Error, Result};
 
@@ -22,48 +23,22 @@ pub(super) struct LockState {
 }
 
 impl LockState {
-    /// Grants the lock to `owner` if it is free, expired, or theirs already. Every grant gets a
-    /// fence one higher than the last, even one to the live holder's own owner name (a takeover:
-    /// the older lease of that owner is then stale), so two holders never share a fence.
+    /// Grants the lock by the rules of [`rules::grant`](super::lease::grant).
     pub(super) fn acquire(&mut self, service: &str, owner: &str, ttl: Duration, now: u64) -> Result<Lease> {
-        let fence = match &self.lease {
-            Some(lease) if self.held && lease.expires_at > now && lease.owner != owner => {
-                return Err(Error::conflict(format!(
-                    "service {service} is locked by {} until {} (Unix ms; {} ms from now)",
-                    lease.owner,
-                    lease.expires_at,
-                    lease.expires_at - now
-                )));
-            }
-            Some(lease) => lease.fence + 1,
-            None => 1,
-        };
-        let lease = Lease { service: service.to_owned(), owner: owner.to_owned(), fence, expires_at: now + ms(ttl) };
+        let lease = rules::grant(self.lease.as_ref(), self.held, service, owner, ttl, now)?;
         self.lease = Some(lease.clone());
         self.held = true;
         Ok(lease)
     }
 
-    /// Checks that `lease` is the current one.
+    /// Checks that `lease` is the current one ([`rules::check`](super::lease::check)).
     pub(super) fn check(&self, lease: &Lease) -> Result<()> {
-        match &self.lease {
-            Some(current) if self.held && current.fence == lease.fence && current.owner == lease.owner => Ok(()),
-            Some(current) => Err(Error::conflict(format!(
-                "stale lease on service {}: fence {} of {} is older than fence {} of {}{}",
-                lease.service,
-                lease.fence,
-                lease.owner,
-                current.fence,
-                current.owner,
-                if self.held { "" } else { " (released)" }
-            ))),
-            None => Err(Error::conflict(format!("service {} is not locked", lease.service))),
-        }
+        rules::check(self.lease.as_ref(), self.held, lease)
     }
 
     pub(super) fn renew(&mut self, lease: &Lease, ttl: Duration, now: u64) -> Result<Lease> {
         self.check(lease)?;
-        let renewed = Lease { expires_at: now + ms(ttl), ..lease.clone() };
+        let renewed = rules::renewed(lease, ttl, now);
         self.lease = Some(renewed.clone());
         Ok(renewed)
     }
@@ -75,7 +50,7 @@ impl LockState {
     }
 
     pub(super) fn holder(&self, now: u64) -> Option<Lease> {
-        self.lease.clone().filter(|l| self.held && l.expires_at > now)
+        rules::holder(self.lease.as_ref(), self.held, now)
     }
 
     pub(super) fn enqueue(&mut self, id: &str, ttl: Duration, now: u64) -> Vec<String> {
@@ -90,10 +65,6 @@ impl LockState {
     pub(super) fn dequeue(&mut self, id: &str) {
         self.queue.retain(|(queued, _)| queued != id);
     }
-}
-
-pub(super) fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Default)]

@@ -26,6 +26,7 @@ use crate::executor::{Outcome, Status};
 use crate::plan::Plan;
 
 mod file;
+pub mod lease;
 mod memory;
 
 pub use file::FileStore;
