@@ -35,6 +35,9 @@ use crate::error::{Error, Result};
 pub struct FileStore {
     root: PathBuf,
     clock: Clock,
+    /// Where each deployment seen so far lives, so that the running executor's command poll
+    /// (once a second) does not scan every service directory.
+    found: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -72,7 +75,7 @@ impl FileStore {
     pub fn open_with_clock(root: impl Into<PathBuf>, clock: Clock) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).map_err(|e| io_error(&root, "create", e))?;
-        Ok(Self { root, clock })
+        Ok(Self { root, clock, found: Default::default() })
     }
 
     /// The root directory.
@@ -118,10 +121,16 @@ impl FileStore {
     /// The service directory holding deployment `id`.
     fn find(&self, id: &str) -> Result<PathBuf> {
         check_name("deployment id", id)?;
+        let file = format!("{id}.json");
+        let mut found = self.found.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(dir) = found.get(id).filter(|dir| dir.join("deployments").join(&file).exists()) {
+            return Ok(dir.clone());
+        }
         let entries = fs::read_dir(&self.root).map_err(|e| io_error(&self.root, "read", e))?;
         for entry in entries.flatten() {
             let dir = entry.path();
-            if dir.join("deployments").join(format!("{id}.json")).exists() {
+            if dir.join("deployments").join(&file).exists() {
+                found.insert(id.to_owned(), dir.clone());
                 return Ok(dir);
             }
         }
