@@ -8,37 +8,22 @@
 //! with a notice otherwise; `scripts/test` installs it.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+use bluegreen_testkit::free_port;
 
-/// The `haproxy` binary: on PATH, else where Debian puts it.
-fn haproxy_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file())
-}
+const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
 
 /// `Some(binary)`, or `None` (skip) locally; fails in CI.
 fn require_haproxy(test: &str) -> Option<PathBuf> {
-    if let Some(binary) = haproxy_binary() {
-        return Some(binary);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    let message = "haproxy is not installed (not on PATH, not in /usr/sbin): install it with \
-                   `apt-get install -y haproxy` (scripts/test does this)";
-    assert!(!ci, "{test}: {message}");
-    eprintln!("SKIPPED {test}: {message}");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("address").port()
+    bluegreen_testkit::require_binary(
+        "haproxy",
+        "install it with `apt-get install -y haproxy` (scripts/test does this)",
+        test,
+    )
 }
 
 /// The test's directory, HAProxy and the target processes (their pids are in `*.pid` files

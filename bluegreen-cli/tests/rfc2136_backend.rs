@@ -9,8 +9,8 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,42 +23,18 @@ const ZONE: &str = "example.test.";
 const NAME: &str = "www.example.test.";
 const KEY_NAME: &str = "bluegreen-cli-test-key.";
 /// A test-only secret (32 random bytes, base64).
+use bluegreen_testkit::{free_dns_port, free_port_on};
+
 const KEY_SECRET: &str = "0u8p58dX9OJ2n5xd9A/AmyvLv8RUbKffZB9xnoNUQjE=";
 const SECRET_VAR: &str = "BLUEGREEN_CLI_TEST_TSIG_SECRET";
 
 fn binary(name: &str) -> PathBuf {
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name))
+    bluegreen_testkit::find_binary(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn knot_or_skip(test: &str) -> bool {
-    let found =
-        Command::new(binary("knotd")).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if found {
-        return true;
-    }
-    let hint = "knotd is not installed: `apt-get install -y knot knot-dnsutils` (scripts/test does this)";
-    assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{test}: {hint}");
-    eprintln!("SKIPPED {test}: {hint}");
-    false
-}
-
-/// A port free for TCP and UDP on 127.0.0.1.
-fn free_dns_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0)).expect("bind a free port").local_addr().expect("address").port()
+    bluegreen_testkit::require_binary("knotd", "`apt-get install -y knot knot-dnsutils` (scripts/test does this)", test)
+        .is_some()
 }
 
 /// The test's directory, knotd and the target processes (pids in `*.pid`); all stopped and
@@ -131,7 +107,7 @@ impl World {
         let hosts: Vec<(String, String)> = ["127.0.0.11", "127.0.0.12"]
             .iter()
             .enumerate()
-            .map(|(i, ip)| (format!("b{}", i + 1), format!("{ip}:{}", free_port(ip))))
+            .map(|(i, ip)| (format!("b{}", i + 1), format!("{ip}:{}", free_port_on(ip))))
             .collect();
         world.hosts = hosts.iter().map(|(id, _)| id.clone()).collect();
         for (id, address) in &hosts {

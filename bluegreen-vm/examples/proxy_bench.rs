@@ -23,7 +23,6 @@
 //! load average is printed before, during and after, and each run reports the CPU that
 //! processes other than the benchmark's used meanwhile (a background build shows there).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -121,7 +120,7 @@ async fn bench(duration: Duration, rounds: usize, concurrencies: &[usize]) -> Bo
     pids.extend(own.child.id());
     let embedded = LocalProxyRouter::builder().pool("blue").build().await?;
     embedded.add_targets(&"blue".into(), &targets).await?;
-    let haproxy = match haproxy_binary() {
+    let haproxy = match bluegreen_testkit::find_binary("haproxy") {
         Some(binary) => Some(Haproxy::start(&binary, &addresses).await?),
         None => {
             println!(
@@ -325,7 +324,7 @@ fn load_average() -> String {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(bluegreen_testkit::free_port())
 }
 
 /// Reads `listening on ADDR` from a child's stdout.
@@ -366,17 +365,8 @@ impl ProxyProcess {
     }
 }
 
-/// The `haproxy` binary: on PATH, else where Debian puts it.
-fn haproxy_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file())
-}
-
 fn haproxy_version() -> String {
-    let Some(binary) = haproxy_binary() else { return "haproxy not installed".to_owned() };
+    let Some(binary) = bluegreen_testkit::find_binary("haproxy") else { return "haproxy not installed".to_owned() };
     std::process::Command::new(binary)
         .arg("-v")
         .output()

@@ -7,7 +7,7 @@
 //! with a notice otherwise; `scripts/test` installs it.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,6 +21,7 @@ use bluegreen_core::{
     HealthPolicy, HealthProbe, HttpProbe, Member, MemberState, MemorySink, PoolName, Rolling, Router, ShiftStep, Spec,
     Split, Status, Step, Strategy, Target, TargetId,
 };
+use bluegreen_testkit::free_port;
 use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, LocalProcessFleet, Updater};
 use tokio::process::{Child, Command};
 
@@ -28,31 +29,13 @@ const TARGET_BIN: &str = env!("CARGO_BIN_EXE_bluegreen-target");
 
 // ---- HAProxy ----
 
-/// The `haproxy` binary: on PATH, else where Debian puts it (`/usr/sbin` is not on a normal
-/// user's PATH).
-fn haproxy_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|p| p.is_file())
-}
-
-/// `Some(binary)`, or `None` (skip) locally; fails in CI.
+/// `Some(haproxy)`, or `None` (skip) locally; fails in CI.
 fn require_haproxy(test: &str) -> Option<PathBuf> {
-    if let Some(binary) = haproxy_binary() {
-        return Some(binary);
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    let message = "haproxy is not installed (not on PATH, not in /usr/sbin): install it with \
-                   `apt-get install -y haproxy` (scripts/test does this)";
-    assert!(!ci, "{test}: {message}");
-    eprintln!("SKIPPED {test}: {message}");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("address").port()
+    bluegreen_testkit::require_binary(
+        "haproxy",
+        "install it with `apt-get install -y haproxy` (scripts/test does this)",
+        test,
+    )
 }
 
 /// The servers a generated config declares in backend `web`.

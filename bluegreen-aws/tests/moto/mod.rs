@@ -29,8 +29,7 @@ fn find_binary() -> Option<PathBuf> {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
     }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|dir| dir.join("moto_server")).find(|p| p.is_file())
+    bluegreen_testkit::find_binary("moto_server")
 }
 
 impl Moto {
@@ -41,7 +40,7 @@ impl Moto {
     pub(crate) fn start() -> Option<Self> {
         let Some(binary) = find_binary() else {
             let hint = "moto_server not found: run scripts/test, or set MOTO_SERVER, or pip install 'moto[server]'";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            if bluegreen_testkit::in_ci() {
                 panic!("{hint} (CI=true: the moto tests must run)");
             }
             eprintln!("SKIPPED: {hint}");

@@ -2,7 +2,7 @@
 //! high port, a generated config, zone file and TSIG key in its own temp dir.
 #![allow(dead_code, unreachable_pub)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,29 +24,14 @@ pub fn key() -> TsigKey {
 /// A knot binary: on the PATH, else where Debian installs it (`/usr/sbin` is not on every
 /// user's PATH).
 pub fn binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin"] {
-        let path = Path::new(dir).join(name);
-        if path.exists() {
-            return path;
-        }
-    }
-    PathBuf::from(name)
+    bluegreen_testkit::find_binary(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Whether knotd is installed. Without it the tests fail in CI (`CI=true`) and are skipped
 /// locally with a notice.
 pub fn knot_or_skip(test: &str) -> bool {
-    let found =
-        Command::new(binary("knotd")).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if found {
-        return true;
-    }
-    let hint = "knotd is not installed: `apt-get install -y knot knot-dnsutils` (scripts/test does this)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: {hint}; the DNS tests cannot run without a real authoritative server");
-    }
-    eprintln!("SKIPPED {test}: {hint}");
-    false
+    bluegreen_testkit::require_binary("knotd", "`apt-get install -y knot knot-dnsutils` (scripts/test does this)", test)
+        .is_some()
 }
 
 /// A knotd process and its files. Stopped (by its own pid) when dropped.
@@ -60,14 +45,7 @@ pub struct Knot {
 }
 
 fn free_port() -> u16 {
-    // Bind TCP and UDP on the same port, then release them for knotd.
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    bluegreen_testkit::free_dns_port()
 }
 
 /// The zone file: SOA, two NS names (both on 127.0.0.1) and the given A records at `www`.
