@@ -183,12 +183,12 @@ impl Run<'_> {
 
     /// Invariant 2 for a split change that takes traffic away from a pool: the pools `to`
     /// sends traffic to must hold at least the plan's floor of healthy serving targets; waits
-    /// for recovery up to the health deadline, then fails.
-    pub(super) async fn ensure_floor_after(&self, from: &Split, to: &Split) -> Result<()> {
+    /// for recovery up to the health deadline, then fails. Says whether it had to check.
+    pub(super) async fn ensure_floor_after(&self, from: &Split, to: &Split) -> Result<bool> {
         let floor = self.plan.capacity_floor;
         let takes_away = from.live_pools().any(|p| to.weight(p) < from.weight(p));
         if floor == 0 || !takes_away {
-            return Ok(());
+            return Ok(false);
         }
         let pools: Vec<PoolName> = to.live_pools().cloned().collect();
         let policy = &self.plan.spec.health;
@@ -196,7 +196,7 @@ impl Run<'_> {
         loop {
             let (healthy, _) = self.healthy_serving(&pools, &BTreeSet::new()).await?;
             if healthy >= floor {
-                return Ok(());
+                return Ok(true);
             }
             if Instant::now() + policy.interval > deadline {
                 return Err(Error::Unhealthy {

@@ -165,10 +165,12 @@ impl Run<'_> {
         let router = &self.exec.router;
         let current = self.call("read split", || router.split()).await?;
         if !current.same_traffic(split) {
-            // The floor may wait; the pool check comes last, right before the write, so the
-            // health it saw is as fresh as it can be.
-            self.ensure_floor_after(&current, split).await?;
             self.ensure_pools_can_serve(&current, split).await?;
+            // Checking the floor takes time (and may wait): check the pools again after it, so
+            // the health seen right before the write is fresh.
+            if self.ensure_floor_after(&current, split).await? {
+                self.ensure_pools_can_serve(&current, split).await?;
+            }
             self.call("set split", || router.set_split(split)).await?;
             let observed = self.call("read split", || router.split()).await?;
             if !observed.same_traffic(split) {
