@@ -65,7 +65,7 @@ pub use router::{Capabilities, DrainReport, Router};
 pub use spec::{
     AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, DrainPolicy, HealthPolicy, HttpSuccessRateSpec,
     Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling, RollingMode, ShiftStep,
-    Spec, Strategy,
+    ShortBakePolicy, Spec, Strategy,
 };
 pub use state::{Command, DeploymentRecord, DeploymentSummary, FileStore, Lease, MemoryStore, Phase, StateStore};
 

@@ -19,6 +19,7 @@ fn event_names_are_stable() {
             to: "v2".into(),
             steps: 1,
         },
+        EventKind::Warning { message: "m".into() },
         EventKind::DeploymentResumed { from_step: 1 },
         EventKind::StepStarted { index: 0, step: "x".into() },
         EventKind::StepCompleted { index: 0, took: d },
@@ -66,6 +67,7 @@ fn event_names_are_stable() {
         names,
         [
             "deployment_started",
+            "warning",
             "deployment_resumed",
             "step_started",
             "step_completed",

@@ -910,3 +910,46 @@ fn defaults_fill_every_optional_section() {
     assert_eq!(spec.pools, [pool("blue"), pool("green")]);
     assert_eq!(spec.health.fastest_pass(), secs(10));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bakes shorter than a DNS router's propagation delay
+// ---------------------------------------------------------------------------------------------
+
+fn dns(delay: Duration) -> Capabilities {
+    Capabilities::load_balancer().with_propagation_delay(delay)
+}
+
+#[test]
+fn a_bake_shorter_than_the_propagation_delay_is_a_warning_in_the_plan_and_timeline() {
+    // 10 % for 30 s, then 50 % for 5 min: only the first bake is shorter than 60 s + 10 s.
+    let steps = vec![ShiftStep { percent: 10, bake: secs(30) }, ShiftStep { percent: 50, bake: mins(5) }];
+    let spec = Spec::new("web", "v2", Strategy::Canary(Canary { steps, ..Canary::default() }));
+    let plan = Plan::compile(&spec, &blue_green_snapshot(), &dns(secs(70))).unwrap();
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].contains("bake (30s) is shorter than the router's propagation delay (1m 10s"),
+        "{:?}",
+        plan.warnings
+    );
+    let timeline = plan.timeline();
+    assert_eq!(timeline.warnings, plan.warnings);
+    assert!(timeline.to_string().contains("\nwarning: step "), "{timeline}");
+
+    // A load balancer (no delay) has nothing to warn about.
+    let plan = Plan::compile(&spec, &blue_green_snapshot(), &Capabilities::load_balancer()).unwrap();
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
+fn short_bakes_refuse_makes_the_same_plan_invalid() {
+    let steps = vec![ShiftStep { percent: 10, bake: secs(30) }];
+    let mut spec = Spec::new("web", "v2", Strategy::Canary(Canary { steps, ..Canary::default() }));
+    spec.short_bakes = bluegreen_core::ShortBakePolicy::Refuse;
+    let err = Plan::compile(&spec, &blue_green_snapshot(), &dns(secs(70))).unwrap_err();
+    assert_eq!(err.field(), Some("short_bakes"), "{err}");
+    assert!(err.to_string().contains("shorter than the router's propagation delay"), "{err}");
+    // From a spec file too.
+    let text = r#"{"service":"web","version":"v2","short_bakes":"refuse",
+        "strategy":{"kind":"canary","steps":[{"percent":10,"bake":"30s"}]}}"#;
+    assert_eq!(Spec::from_json(text).unwrap().short_bakes, bluegreen_core::ShortBakePolicy::Refuse);
+}

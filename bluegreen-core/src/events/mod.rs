@@ -54,6 +54,11 @@ pub enum EventKind {
         /// Steps in the plan.
         steps: usize,
     },
+    /// Something the operator should know, from the plan (a bake shorter than a DNS TTL).
+    Warning {
+        /// What.
+        message: String,
+    },
     /// An interrupted deployment continues.
     DeploymentResumed {
         /// The first step run again (the one that was interrupted).
@@ -255,6 +260,7 @@ impl fmt::Display for EventKind {
                 let from = from.as_ref().map_or_else(|| "nothing".to_owned(), ToString::to_string);
                 write!(f, "started {strategy} deployment of {service}: {from} → {to} in {steps} steps")
             }
+            Self::Warning { message } => write!(f, "warning: {message}"),
             Self::DeploymentResumed { from_step } => write!(f, "resumed the deployment at step {}", from_step + 1),
             Self::StepStarted { index, step } => write!(f, "step {}: {step}", index + 1),
             Self::StepCompleted { index, took } => write!(f, "step {} done in {}", index + 1, d(took)),

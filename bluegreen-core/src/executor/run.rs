@@ -74,6 +74,9 @@ impl<'a> Run<'a> {
                 to: spec.version.clone(),
                 steps: self.plan.steps.len(),
             });
+            for message in &self.plan.warnings {
+                self.emit(EventKind::Warning { message: message.clone() });
+            }
         } else {
             self.emit(EventKind::DeploymentResumed { from_step });
         }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Split, Target, TargetId, Version};
 use crate::router::Capabilities;
-use crate::spec::{RollbackPace, Rolling, RollingMode, Spec, Strategy};
+use crate::spec::{RollbackPace, Rolling, RollingMode, ShortBakePolicy, Spec, Strategy};
 
 impl Plan {
     /// Compiles `spec` against `before` for a router with `capabilities`.
@@ -45,13 +45,41 @@ impl Plan {
             batch_size: 1,
             propagation_delay: capabilities.propagation_delay,
             steps: Vec::new(),
+            warnings: Vec::new(),
         };
         match &spec.strategy {
             Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling)?,
             _ => compile_shift(&mut plan, capabilities)?,
         }
+        check_bakes(&mut plan)?;
         Ok(plan)
     }
+}
+
+/// Warns about (or refuses) bakes shorter than the propagation delay.
+fn check_bakes(plan: &mut Plan) -> Result<()> {
+    let delay = plan.propagation_delay;
+    let short = plan.steps.iter().enumerate().filter_map(|(i, step)| match step {
+        Step::Bake { duration, .. } if *duration < delay => Some((i, *duration)),
+        _ => None,
+    });
+    let d = crate::model::short;
+    let messages: Vec<String> = short
+        .map(|(i, bake)| {
+            format!(
+                "step {}: the bake ({}) is shorter than the router's propagation delay ({}, the DNS TTL plus \
+                 resolver margin): it decides on less than one cache lifetime of traffic; bake longer or lower the TTL",
+                i + 1,
+                d(bake),
+                d(delay)
+            )
+        })
+        .collect();
+    if let (Some(first), ShortBakePolicy::Refuse) = (messages.first(), plan.spec.short_bakes) {
+        return Err(Error::invalid("short_bakes", format!("{first} (short_bakes = \"refuse\")")));
+    }
+    plan.warnings.extend(messages);
+    Ok(())
 }
 
 /// The pool carrying all traffic, which must be one of the spec's pools.

@@ -233,6 +233,9 @@ pub struct Plan {
     pub propagation_delay: Duration,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// What the operator should know before running it (a bake shorter than a DNS TTL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {

@@ -45,6 +45,9 @@ pub struct Timeline {
     pub lowest_serving: usize,
     /// Targets serving before the deploy.
     pub serving_before: usize,
+    /// The plan's warnings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -89,7 +92,14 @@ impl Plan {
                 serving: low,
             });
         }
-        Timeline { rows, expected: clock, peak_running: peak, lowest_serving: lowest, serving_before }
+        Timeline {
+            rows,
+            expected: clock,
+            peak_running: peak,
+            lowest_serving: lowest,
+            serving_before,
+            warnings: self.warnings.clone(),
+        }
     }
 }
 
@@ -173,6 +183,10 @@ impl fmt::Display for Timeline {
             self.peak_running,
             self.lowest_serving,
             self.serving_before
-        )
+        )?;
+        for warning in &self.warnings {
+            write!(f, "\nwarning: {warning}")?;
+        }
+        Ok(())
     }
 }

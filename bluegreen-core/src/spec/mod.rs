@@ -17,7 +17,9 @@ mod policy;
 mod strategy;
 mod validate;
 
-pub use policy::{DrainPolicy, HealthPolicy, OldUnhealthyPolicy, RetryPolicy, RollbackPace, RollbackPolicy};
+pub use policy::{
+    DrainPolicy, HealthPolicy, OldUnhealthyPolicy, RetryPolicy, RollbackPace, RollbackPolicy, ShortBakePolicy,
+};
 pub use strategy::{BatchSize, BlueGreen, Canary, Linear, Preset, Rolling, RollingMode, ShiftStep, Strategy};
 
 /// Everything a deployment needs to know, as written by an operator.
@@ -75,6 +77,9 @@ pub struct Spec {
     /// Analyses evaluated while a step bakes (closures are added on the executor).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub analyses: Vec<AnalysisSpec>,
+    /// What to do with a bake shorter than the router's propagation delay (DNS routers).
+    #[serde(default)]
+    pub short_bakes: ShortBakePolicy,
 }
 
 fn default_pools() -> Vec<PoolName> {
@@ -174,6 +179,7 @@ impl Spec {
             concurrency: ConcurrencyPolicy::default(),
             hooks: Vec::new(),
             analyses: Vec::new(),
+            short_bakes: ShortBakePolicy::default(),
         }
     }
 

@@ -75,6 +75,23 @@ impl Default for DrainPolicy {
     }
 }
 
+/// What compiling does with a bake shorter than the router's propagation delay (a DNS TTL plus
+/// resolver margin).
+///
+/// The executor starts a bake only once the delay has passed after the change, so the bake
+/// does watch the new split; but a bake shorter than the TTL decides on less real traffic than
+/// one cache lifetime of the old answers, and the next step comes before most resolvers have
+/// asked again. Warn by default; refuse for pipelines that must not ship such a plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShortBakePolicy {
+    /// Compile, with a warning in the plan, its timeline and the deploy's events.
+    #[default]
+    Warn,
+    /// Refuse the spec ([`Error::Invalid`](crate::Error::Invalid)).
+    Refuse,
+}
+
 /// How fast traffic goes back to the old pool on rollback.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
