@@ -29,6 +29,12 @@ pub struct Capabilities {
     /// Can report requests in flight per member, so drains end when work is done rather than
     /// when their timeout passes.
     pub observes_in_flight: bool,
+    /// Health-checks its members itself and sends no traffic to one that fails (an ALB's
+    /// target group health checks). New targets are then registered before the health gate
+    /// (with no traffic: their pool is at weight 0, or the router holds them back until they
+    /// pass), so that a probe reading the router's view (`AlbTargetHealth`) sees them.
+    #[serde(default)]
+    pub checks_members: bool,
 }
 
 impl Capabilities {
@@ -41,6 +47,7 @@ impl Capabilities {
             atomic_swap: true,
             propagation_delay: Duration::ZERO,
             observes_in_flight: true,
+            checks_members: false,
         }
     }
 
@@ -76,6 +83,13 @@ impl Capabilities {
     #[must_use]
     pub fn with_propagation_delay(mut self, delay: Duration) -> Self {
         self.propagation_delay = delay;
+        self
+    }
+
+    /// Sets [`checks_members`](Self::checks_members).
+    #[must_use]
+    pub fn with_checks_members(mut self, yes: bool) -> Self {
+        self.checks_members = yes;
         self
     }
 

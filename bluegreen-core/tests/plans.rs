@@ -953,3 +953,25 @@ fn short_bakes_refuse_makes_the_same_plan_invalid() {
         "strategy":{"kind":"canary","steps":[{"percent":10,"bake":"30s"}]}}"#;
     assert_eq!(Spec::from_json(text).unwrap().short_bakes, bluegreen_core::ShortBakePolicy::Refuse);
 }
+
+#[test]
+fn a_router_that_checks_its_members_gets_new_targets_registered_before_the_health_gate() {
+    let order = |caps: &Capabilities, spec: &Spec, before: &Snapshot| -> Vec<&'static str> {
+        Plan::compile(spec, before, caps)
+            .unwrap()
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::AwaitHealthy { .. } => Some("gate"),
+                Step::Attach { .. } => Some("attach"),
+                _ => None,
+            })
+            .collect()
+    };
+    let blue_green = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default()));
+    let alb = Capabilities::load_balancer().with_checks_members(true);
+    assert_eq!(order(&Capabilities::load_balancer(), &blue_green, &blue_green_snapshot()), ["gate", "attach"]);
+    assert_eq!(order(&alb, &blue_green, &blue_green_snapshot()), ["attach", "gate"]);
+    let rolling = rolling_spec(replace(2, None, None));
+    assert!(order(&alb, &rolling, &web(4)).chunks(2).all(|pair| pair == ["attach", "gate"]));
+}

@@ -132,9 +132,12 @@ impl Run<'_> {
             tag: tag.clone(),
         };
         self.run_step(&provision).await?;
-        let set = TargetSet::Tagged(tag);
-        self.run_step(&Step::AwaitHealthy { targets: set.clone() }).await?;
-        self.run_step(&Step::Attach { pool: pool.clone(), targets: set }).await
+        let mut steps = Vec::new();
+        crate::plan::gate_and_attach(&mut steps, &self.exec.router.capabilities(), pool, &TargetSet::Tagged(tag));
+        for step in &steps {
+            self.run_step(step).await?;
+        }
+        Ok(())
     }
 
     /// Phase 2: the pre-deploy split, at the configured pace.

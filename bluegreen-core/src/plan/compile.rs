@@ -48,11 +48,23 @@ impl Plan {
             warnings: Vec::new(),
         };
         match &spec.strategy {
-            Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling)?,
+            Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling, capabilities)?,
             _ => compile_shift(&mut plan, capabilities)?,
         }
         check_bakes(&mut plan)?;
         Ok(plan)
+    }
+}
+
+/// The health gate and the registration of new targets, in the order the router needs: gate
+/// first, unless the router health-checks members itself (then its view needs them registered).
+pub(crate) fn gate_and_attach(steps: &mut Vec<Step>, capabilities: &Capabilities, pool: &PoolName, set: &TargetSet) {
+    let gate = Step::AwaitHealthy { targets: set.clone() };
+    let attach = Step::Attach { pool: pool.clone(), targets: set.clone() };
+    if capabilities.checks_members {
+        steps.extend([attach, gate]);
+    } else {
+        steps.extend([gate, attach]);
     }
 }
 
@@ -201,8 +213,7 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
         zones,
         tag: tag(&spec, &candidate.0),
     });
-    s.push(Step::AwaitHealthy { targets: new.clone() });
-    s.push(Step::Attach { pool: candidate.clone(), targets: new.clone() });
+    gate_and_attach(s, capabilities, &candidate, &new);
     if let Strategy::BlueGreen(bg) = &spec.strategy {
         if !bg.test_for.is_zero() {
             s.push(Step::TestTraffic { duration: bg.test_for, targets: new.clone() });
@@ -236,7 +247,7 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
 }
 
 /// Rolling: the live pool's targets in batches, in place or replaced.
-fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
+fn compile_rolling(plan: &mut Plan, rolling: &Rolling, capabilities: &Capabilities) -> Result<()> {
     let spec = plan.spec.clone();
     let pool = plan.stable_pool.clone();
     // Members an operator took out of service stay as they are; batches and the floor count
@@ -325,8 +336,7 @@ fn compile_rolling(plan: &mut Plan, rolling: &Rolling) -> Result<()> {
                         zones,
                         tag: tag.clone(),
                     });
-                    s.push(Step::AwaitHealthy { targets: TargetSet::Tagged(tag.clone()) });
-                    s.push(Step::Attach { pool: pool.clone(), targets: TargetSet::Tagged(tag) });
+                    gate_and_attach(s, capabilities, &pool, &TargetSet::Tagged(tag));
                 };
                 if surge_now > 0 {
                     provision(s, surge_now, zones_of(&members[..surge_now]), format!("batch-{n}-surge"));
