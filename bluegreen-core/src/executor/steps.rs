@@ -371,10 +371,20 @@ impl Run<'_> {
             });
             target = updated;
         }
-        self.await_healthy(&target).await?;
-        self.call("re-enable target", || self.exec.router.add_targets(pool, std::slice::from_ref(&target))).await?;
-        self.emit(EventKind::TargetsRegistered { pool: pool.clone(), targets: id.to_vec() });
-        Ok(())
+        let enable = || async {
+            self.call("re-enable target", || self.exec.router.add_targets(pool, std::slice::from_ref(&target))).await?;
+            self.emit(EventKind::TargetsRegistered { pool: pool.clone(), targets: id.to_vec() });
+            Ok::<(), Error>(())
+        };
+        // A router that health-checks its members (an ALB) serves none that fail, and its
+        // view sees only members: register first, then gate. Any other router: gate first.
+        if self.exec.router.capabilities().checks_members {
+            enable().await?;
+            self.await_healthy(&target).await
+        } else {
+            self.await_healthy(&target).await?;
+            enable().await
+        }
     }
 }
 
