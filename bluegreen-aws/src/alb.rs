@@ -2,7 +2,7 @@
 //! `forward` action.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,10 +15,15 @@ use bluegreen_core::{
     Capabilities, DrainReport, Error, Member, MemberState, PoolName, Result, Router, Split, Target, TargetId,
 };
 
+use crate::alb_health::AlbTargetHealth;
 use crate::error::AwsError;
 
 /// The most target groups one ALB `forward` action can weight.
 const MAX_POOLS: usize = 5;
+
+/// How long past a target group's deregistration delay a drain still waits for the ALB to
+/// report the targets gone.
+const DRAIN_SLACK: Duration = Duration::from_secs(10);
 
 /// Tags on a target group that mark a target as drained but still a member (the ALB itself
 /// forgets a target once it is deregistered).
@@ -26,25 +31,30 @@ const DRAINED_TAG: &str = "bluegreen:drained:";
 
 /// Moves traffic on an AWS Application Load Balancer.
 ///
-/// - **Pools** are target groups of target type `ip`, named by the caller
+/// - **Pools** are target groups of target type `ip` or `instance`, named by the caller
 ///   (`blue` → `arn:aws:elasticloadbalancing:…:targetgroup/blue/…`); at most five.
 /// - **The split** is the weighted `forward` action of a listener's default actions, or of one
-///   listener rule ([`on_rule`](Self::on_rule)); weights are percents. Other actions on the
-///   listener or rule (authentication, their order) and the forward action's stickiness are kept.
-///   Every write is read back.
-/// - **Targets** are registered by their address `ip:port`, and a target's id must be that address
-///   (the ALB knows a target by IP and port only, so that is what [`members`](Router::members)
-///   reports).
+///   listener rule ([`on_rule`](Self::on_rule): a path or host rule, or a rule of a separate
+///   test listener); weights are percents. Other actions on the listener or rule
+///   (authentication, their order) and the forward action's stickiness are kept. Every write is
+///   read back. Before the first target is added, every pool's target group joins the forward
+///   action at weight 0: the ALB health-checks only target groups in use.
+/// - **Targets** are named `ip:port` in an `ip` target group (the id must equal the address:
+///   the ALB knows a target by IP and port only, so that is what [`members`](Router::members)
+///   reports) and `i-…:port` in an `instance` target group.
 /// - **Drain** deregisters the targets and observes `DescribeTargetHealth` until they are no
-///   longer `draining` (the target group's deregistration delay), bounded by the timeout. The
-///   drained targets stay members, as [`MemberState::Disabled`], through a tag on the target
-///   group (`bluegreen:drained:<ip>:<port>`) until they are added again or removed: a target
-///   group holds at most 50 tags, so at most about 45 targets per pool can be drained and not yet
+///   longer `draining`, bounded by the caller's timeout and by the target group's
+///   deregistration delay (plus 10 s for the ALB's reporting lag): no blind sleep. The drained
+///   targets stay members, as [`MemberState::Disabled`], through a tag on the target group
+///   (`bluegreen:drained:<ip>:<port>`) until they are added again or removed: a target group
+///   holds at most 50 tags, so at most about 45 targets per pool can be drained and not yet
 ///   removed at once.
+/// - **Health**: [`health_probe`](Self::health_probe) is the ALB's own view as a probe.
 ///
 /// IAM actions: `elasticloadbalancing:DescribeListeners` (or `DescribeRules` with a rule),
-/// `ModifyListener` (or `ModifyRule`), `DescribeTargetGroups`, `DescribeTargetHealth`,
-/// `RegisterTargets`, `DeregisterTargets`, `DescribeTags`, `AddTags`, `RemoveTags`.
+/// `ModifyListener` (or `ModifyRule`), `DescribeTargetGroups`,
+/// `DescribeTargetGroupAttributes`, `DescribeTargetHealth`, `RegisterTargets`,
+/// `DeregisterTargets`, `DescribeTags`, `AddTags`, `RemoveTags`.
 #[derive(Debug, Clone)]
 pub struct AlbRouter {
     client: Client,
@@ -115,6 +125,31 @@ impl AlbRouter {
     pub fn drain_poll_interval(mut self, interval: Duration) -> Self {
         self.drain_poll = interval.max(Duration::from_millis(10));
         self
+    }
+
+    /// A [`HealthProbe`](bluegreen_core::HealthProbe) asking this ALB whether a target of one
+    /// of the router's target groups passes its health checks.
+    pub fn health_probe(&self) -> AlbTargetHealth {
+        AlbTargetHealth::from_client(self.client.clone(), self.pools.values().cloned())
+    }
+
+    /// The deregistration delay of `pool`'s target group (`deregistration_delay.timeout_seconds`,
+    /// 300 s unless set), or `None` if the ALB does not say.
+    pub async fn deregistration_delay(&self, pool: &PoolName) -> Result<Option<Duration>> {
+        let arn = self.target_group(pool)?;
+        let out = self.client.describe_target_group_attributes().target_group_arn(arn).send().await.map_err(|e| {
+            AwsError::from_sdk(
+                "elasticloadbalancing:DescribeTargetGroupAttributes",
+                &format!("target group {arn} (pool {pool})"),
+                e,
+            )
+        })?;
+        Ok(out
+            .attributes()
+            .iter()
+            .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+            .and_then(|a| a.value()?.parse::<u64>().ok())
+            .map(Duration::from_secs))
     }
 
     fn where_(&self) -> String {
@@ -237,6 +272,94 @@ impl AlbRouter {
         Ok(missing)
     }
 
+    /// The split the forward action in `actions` makes, named by pool (a target group no pool
+    /// names keeps its ARN as its name).
+    fn split_of(&self, actions: &[Action]) -> Result<Split> {
+        let names: BTreeMap<&str, &PoolName> = self.pools.iter().map(|(p, a)| (a.as_str(), p)).collect();
+        let named: Vec<(PoolName, u32)> = self
+            .weights(actions)?
+            .into_iter()
+            .map(|(arn, w)| (names.get(arn.as_str()).map_or_else(|| PoolName::from(arn.clone()), |p| (*p).clone()), w))
+            .collect();
+        Split::new(percents(&named).ok_or_else(|| {
+            Error::conflict(format!("{} forwards with every weight 0: it serves nothing", self.where_()))
+        })?)
+    }
+
+    /// Whether every pool's target group is in the forward action (at weight 0 or more).
+    fn all_attached(&self, actions: &[Action]) -> Result<bool> {
+        let attached: BTreeSet<String> = self.weights(actions)?.into_iter().map(|(arn, _)| arn).collect();
+        Ok(self.pools.values().all(|arn| attached.contains(arn)))
+    }
+
+    /// Puts every pool's target group into the forward action, keeping the traffic as it is.
+    ///
+    /// Why: an ALB health-checks only the targets of target groups that a listener or rule
+    /// uses; the targets of a group outside every action stay `unused` (`Target.NotInUse`) and
+    /// would never pass a health gate. A group at weight 0 is in use but gets no traffic.
+    async fn attach_pools(&self) -> Result<()> {
+        let actions = self.actions().await?;
+        if self.all_attached(&actions)? {
+            return Ok(());
+        }
+        let current = self.split_of(&actions)?;
+        if current.iter().any(|(pool, _)| !self.pools.contains_key(pool)) {
+            // The action forwards to a group the router does not know: leave it to set_split,
+            // whose write replaces it on purpose, rather than change traffic here.
+            return Ok(());
+        }
+        self.write_forward(actions, &current).await
+    }
+
+    /// Replaces the forward action in `actions` by one weighting every pool as `split` says,
+    /// keeping the other actions, the order and the stickiness.
+    async fn write_forward(&self, actions: Vec<Action>, split: &Split) -> Result<()> {
+        let forward_at = actions
+            .iter()
+            .position(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
+            .ok_or_else(|| Error::conflict(format!("{} has no forward action to weight", self.where_())))?;
+        let old = &actions[forward_at];
+        let tuples = self
+            .pools
+            .iter()
+            .map(|(pool, arn)| {
+                let weight = i32::try_from(split.weight(pool)).unwrap_or(0);
+                TargetGroupTuple::builder().target_group_arn(arn).weight(weight).build()
+            })
+            .collect();
+        let config = ForwardActionConfig::builder()
+            .set_target_groups(Some(tuples))
+            .set_target_group_stickiness_config(
+                old.forward_config().and_then(|c| c.target_group_stickiness_config()).cloned(),
+            )
+            .build();
+        let forward =
+            Action::builder().r#type(ActionTypeEnum::Forward).set_order(old.order()).forward_config(config).build();
+        let mut new_actions = actions.clone();
+        new_actions[forward_at] = forward;
+        match &self.rule_arn {
+            Some(rule) => {
+                self.client
+                    .modify_rule()
+                    .rule_arn(rule)
+                    .set_actions(Some(new_actions))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyRule", &self.where_(), e))?;
+            }
+            None => {
+                self.client
+                    .modify_listener()
+                    .listener_arn(&self.listener_arn)
+                    .set_default_actions(Some(new_actions))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyListener", &self.where_(), e))?;
+            }
+        }
+        Ok(())
+    }
+
     async fn set_drained_tags(&self, pool: &PoolName, ids: &[String], drained: bool) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -290,7 +413,7 @@ impl Router for AlbRouter {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::load_balancer().with_observes_in_flight(false)
+        Capabilities::load_balancer().with_observes_in_flight(false).with_checks_members(true)
     }
 
     async fn pools(&self) -> Result<Vec<PoolName>> {
@@ -299,15 +422,7 @@ impl Router for AlbRouter {
     }
 
     async fn split(&self) -> Result<Split> {
-        let weights = self.weights(&self.actions().await?)?;
-        let names: BTreeMap<&str, &PoolName> = self.pools.iter().map(|(p, a)| (a.as_str(), p)).collect();
-        let named: Vec<(PoolName, u32)> = weights
-            .into_iter()
-            .map(|(arn, w)| (names.get(arn.as_str()).map_or_else(|| PoolName::from(arn.clone()), |p| (*p).clone()), w))
-            .collect();
-        Split::new(percents(&named).ok_or_else(|| {
-            Error::conflict(format!("{} forwards with every weight 0: it serves nothing", self.where_()))
-        })?)
+        self.split_of(&self.actions().await?)
     }
 
     async fn set_split(&self, split: &Split) -> Result<()> {
@@ -321,53 +436,10 @@ impl Router for AlbRouter {
             return Err(Error::not_found(format!("target group {} of pool {pool}", self.pools[pool])));
         }
         let actions = self.actions().await?;
-        let current = self.split().await?;
-        if current.same_traffic(split) && current.iter().all(|(p, _)| self.pools.contains_key(p)) {
+        if self.split_of(&actions)?.same_traffic(split) && self.all_attached(&actions)? {
             return Ok(());
         }
-        let forward_at = actions
-            .iter()
-            .position(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-            .ok_or_else(|| Error::conflict(format!("{} has no forward action to weight", self.where_())))?;
-        let old = &actions[forward_at];
-        let tuples = self
-            .pools
-            .iter()
-            .map(|(pool, arn)| {
-                let weight = i32::try_from(split.weight(pool)).unwrap_or(0);
-                TargetGroupTuple::builder().target_group_arn(arn).weight(weight).build()
-            })
-            .collect();
-        let config = ForwardActionConfig::builder()
-            .set_target_groups(Some(tuples))
-            .set_target_group_stickiness_config(
-                old.forward_config().and_then(|c| c.target_group_stickiness_config()).cloned(),
-            )
-            .build();
-        let forward =
-            Action::builder().r#type(ActionTypeEnum::Forward).set_order(old.order()).forward_config(config).build();
-        let mut new_actions = actions.clone();
-        new_actions[forward_at] = forward;
-        match &self.rule_arn {
-            Some(rule) => {
-                self.client
-                    .modify_rule()
-                    .rule_arn(rule)
-                    .set_actions(Some(new_actions))
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyRule", &self.where_(), e))?;
-            }
-            None => {
-                self.client
-                    .modify_listener()
-                    .listener_arn(&self.listener_arn)
-                    .set_default_actions(Some(new_actions))
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyListener", &self.where_(), e))?;
-            }
-        }
+        self.write_forward(actions, split).await?;
         let read = self.split().await?;
         if !read.same_traffic(split) {
             return Err(Error::ReadBackMismatch {
@@ -382,18 +454,19 @@ impl Router for AlbRouter {
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
         let arn = self.target_group(pool)?;
         for target in targets {
-            address(target.id.as_str())?;
-            if target.id.as_str() != target.address {
+            let ip_target = description(target.id.as_str())?.id().is_some_and(|id| id.parse::<IpAddr>().is_ok());
+            if ip_target && target.id.as_str() != target.address {
                 return Err(Error::invalid(
                     format!("targets[{}]", target.id),
-                    format!("an ALB target's id must be its address ip:port ({})", target.address),
+                    format!("an ALB ip target's id must be its address ip:port ({})", target.address),
                 ));
             }
         }
+        self.attach_pools().await?;
         let (registered, drained) = self.observe(pool).await?;
         let todo: Vec<String> = targets
             .iter()
-            .map(|t| t.address.clone())
+            .map(|t| t.id.as_str().to_owned())
             .filter(|id| !matches!(registered.get(id), Some(s) if serving(s)))
             .collect();
         if !todo.is_empty() {
@@ -408,11 +481,12 @@ impl Router for AlbRouter {
                 },
             )?;
         }
-        let untag: Vec<String> = targets.iter().map(|t| t.address.clone()).filter(|id| drained.contains(id)).collect();
+        let untag: Vec<String> =
+            targets.iter().map(|t| t.id.as_str().to_owned()).filter(|id| drained.contains(id)).collect();
         self.set_drained_tags(pool, &untag, false).await?;
         let (registered, _) = self.observe(pool).await?;
         for target in targets {
-            let state = registered.get(&target.address);
+            let state = registered.get(target.id.as_str());
             if !state.is_some_and(serving) {
                 return Err(Error::ReadBackMismatch {
                     what: format!("target {} in pool {pool}", target.id),
@@ -427,7 +501,7 @@ impl Router for AlbRouter {
     async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: Duration) -> Result<DrainReport> {
         let started = tokio::time::Instant::now();
         for id in targets {
-            address(id.as_str())?;
+            description(id.as_str())?;
         }
         let (registered, drained) = self.observe(pool).await?;
         if let Some(unknown) =
@@ -440,8 +514,14 @@ impl Router for AlbRouter {
         // Mark first: a crash between the two leaves a registered target, which still reads serving.
         let untagged: Vec<String> = present.iter().filter(|id| !drained.contains(*id)).cloned().collect();
         self.set_drained_tags(pool, &untagged, true).await?;
+        // The ALB ends a drain by the group's deregistration delay: wait for it to say so, but
+        // not much past the delay (the slack covers its reporting lag).
+        let bound = match self.deregistration_delay(pool).await? {
+            Some(delay) => timeout.min(delay + DRAIN_SLACK),
+            None => timeout,
+        };
         self.deregister(pool, &present).await?;
-        let deadline = started + timeout;
+        let deadline = started + bound;
         let mut timed_out = false;
         loop {
             let (registered, _) = self.observe(pool).await?;
@@ -505,13 +585,24 @@ fn member_state(state: &TargetHealthStateEnum) -> MemberState {
     }
 }
 
-fn address(id: &str) -> Result<SocketAddr> {
-    id.parse().map_err(|_| Error::invalid(format!("target {id}"), "an ALB ip target is named by its address ip:port"))
-}
-
+/// The ALB's description of a target named `ip:port` (an `ip` target group) or `i-…:port` (an
+/// `instance` target group).
 fn description(id: &str) -> Result<TargetDescription> {
-    let addr = address(id)?;
-    Ok(TargetDescription::builder().id(addr.ip().to_string()).port(i32::from(addr.port())).build())
+    if let Ok(addr) = id.parse::<SocketAddr>() {
+        return Ok(TargetDescription::builder().id(addr.ip().to_string()).port(i32::from(addr.port())).build());
+    }
+    let instance = id.rsplit_once(':').and_then(|(instance, port)| Some((instance, port.parse::<u16>().ok()?)));
+    match instance {
+        Some((instance, port))
+            if instance.starts_with("i-") && instance[2..].chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            Ok(TargetDescription::builder().id(instance).port(i32::from(port)).build())
+        }
+        _ => Err(Error::invalid(
+            format!("target {id}"),
+            "an ALB target is named ip:port (ip target groups) or i-…:port (instance target groups)",
+        )),
+    }
 }
 
 fn check_arn(field: &str, arn: &str, kind: &str) -> Result<()> {

@@ -1,5 +1,6 @@
 //! Loading the AWS configuration every client of this crate shares.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -7,12 +8,19 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 
+use crate::calls::{CallLog, RateLimits, SharedCalls};
+
 /// Where and how the AWS clients connect: the SDK's default chain plus explicit overrides.
 ///
 /// Everything left unset comes from the SDK's default provider chain: `AWS_REGION` /
 /// `AWS_PROFILE` / `AWS_ENDPOINT_URL` and the other environment variables, the shared config and
 /// credentials files, web identity tokens, the ECS container and EC2 instance metadata
 /// endpoints.
+///
+/// Every client built from one loaded configuration sends through one HTTP client, which keeps
+/// a client-side rate limit per AWS service (Route53 5 calls a second, any other service 20, in
+/// bursts of up to 5 and 40; see [`rate_limit`](Self::rate_limit)) and, when asked, a
+/// [`CallLog`] of the calls made.
 ///
 /// ```no_run
 /// # async fn example() {
@@ -29,6 +37,8 @@ pub struct AwsConfig {
     credentials: Option<Credentials>,
     max_attempts: Option<u32>,
     operation_timeout: Option<Duration>,
+    rate_limits: BTreeMap<String, (f64, u32)>,
+    call_log: Option<CallLog>,
 }
 
 impl AwsConfig {
@@ -87,10 +97,28 @@ impl AwsConfig {
         self
     }
 
+    /// Allows `service` (the SigV4 signing name: `route53`, `elasticloadbalancing`, `ecs`,
+    /// `dynamodb`) `per_second` calls a second in bursts of up to `burst`, shared by every
+    /// client of this configuration; SDK retries count too. `per_second` 0 turns the limit off.
+    #[must_use]
+    pub fn rate_limit(mut self, service: impl Into<String>, per_second: f64, burst: u32) -> Self {
+        self.rate_limits.insert(service.into(), (per_second.max(0.0), burst));
+        self
+    }
+
+    /// Counts every call of this configuration's clients in `log` (retries included).
+    #[must_use]
+    pub fn call_log(mut self, log: &CallLog) -> Self {
+        self.call_log = Some(log.clone());
+        self
+    }
+
     /// Resolves the configuration: explicit settings first, then the default chain.
     pub async fn load(&self) -> SdkConfig {
+        let calls = SharedCalls::new(RateLimits::new(&self.rate_limits), self.call_log.clone());
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts.unwrap_or(3)));
+            .retry_config(RetryConfig::standard().with_max_attempts(self.max_attempts.unwrap_or(3)))
+            .http_client(calls);
         if let Some(profile) = &self.profile {
             loader = loader.profile_name(profile);
         }

@@ -30,6 +30,8 @@ const RETRYABLE_CODES: &[&str] = &[
     "ServiceUnavailableException",
     "RequestTimeout",
     "RequestTimeoutException",
+    // Route53: another change to the same zone is still being applied.
+    "PriorRequestNotComplete",
 ];
 
 /// Error codes saying the caller's identity may not do this.
@@ -91,8 +93,11 @@ pub(crate) fn retryable(code: &str, status: u16) -> bool {
 impl From<AwsError> for Error {
     fn from(err: AwsError) -> Self {
         if let AwsError::Service { code, resource, .. } = &err {
-            // ELB names what is missing in the code: TargetGroupNotFound, ListenerNotFound, ...
-            if code.ends_with("NotFound") {
+            // ELB names what is missing in the code (TargetGroupNotFound, ListenerNotFound),
+            // ECS too (ClusterNotFoundException, ServiceNotFoundException). DynamoDB's missing
+            // table (ResourceNotFoundException) is a set-up error, below.
+            let named = code.ends_with("NotFoundException") && code != "ResourceNotFoundException";
+            if code.ends_with("NotFound") || named {
                 return Error::not_found(format!("{resource} ({err})"));
             }
         }
@@ -160,6 +165,8 @@ mod tests {
     fn missing_elb_resources_are_not_found() {
         let err: Error = service("TargetGroupNotFound", 400).into();
         assert!(matches!(&err, Error::NotFound { what } if what.contains("table t")), "{err}");
+        let err: Error = service("ClusterNotFoundException", 400).into();
+        assert!(matches!(&err, Error::NotFound { .. }), "{err}");
     }
 
     #[test]

@@ -189,6 +189,6 @@ async fn access_denied_fails_at_once_naming_the_action() {
     assert!(!err.is_retryable(), "{err}");
     assert!(matches!(err, Error::Backend { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("access denied") && text.contains("elasticloadbalancing:DescribeTargetHealth"), "{text}");
+    assert!(text.contains("access denied") && text.contains("elasticloadbalancing:DescribeListeners"), "{text}");
     assert_eq!(faults.state().attempts - before, 1, "AccessDenied must not be retried");
 }

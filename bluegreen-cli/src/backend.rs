@@ -14,6 +14,7 @@ use bluegreen_dns::{Rfc2136Router, TsigAlgorithm, TsigKey};
 use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, Updater};
 use serde::Deserialize;
 
+use crate::aws::{AlbBackend, AwsSettings, EcsBackend, Route53Backend};
 use crate::exit::CliError;
 
 /// Which router, fleet and probe a deploy drives (`[backend]`, chosen by its `kind`).
@@ -25,10 +26,16 @@ pub(crate) enum BackendConfig {
     Haproxy(HaproxyBackend, Vec<PoolName>),
     /// `kind = "rfc2136"`: a DNS name updated by RFC 2136 and a fixed inventory of hosts.
     Rfc2136(Rfc2136Backend, Vec<PoolName>),
+    /// `kind = "alb"`: an Application Load Balancer and a fixed inventory of hosts.
+    Alb(Box<AlbBackend>, Vec<PoolName>),
+    /// `kind = "ecs"`: an Application Load Balancer and an ECS service's task sets.
+    Ecs(Box<EcsBackend>, Vec<PoolName>),
+    /// `kind = "route53"`: Route53 weighted record sets and a fixed inventory of hosts.
+    Route53(Box<Route53Backend>, Vec<PoolName>),
 }
 
 /// The backend kinds, as `kind` names them.
-pub(crate) const KINDS: &[&str] = &["sim", "haproxy", "rfc2136"];
+pub(crate) const KINDS: &[&str] = &["sim", "haproxy", "rfc2136", "alb", "ecs", "route53"];
 
 /// The simulator, its world kept in a file so that every command sees the same one.
 #[derive(Debug, Clone, Deserialize)]
@@ -171,12 +178,12 @@ pub(crate) enum Algorithm {
     HmacSha512,
 }
 
-/// The host inventory, its updater and the probe (shared by the `haproxy` and `rfc2136` kinds).
-struct Hosts<'a> {
-    updater: &'a str,
-    update_timeout: Duration,
-    hosts: &'a [HostEntry],
-    probe: &'a ProbeConfig,
+/// The host inventory, its updater and the probe (shared by the kinds with fixed hosts).
+pub(crate) struct Hosts<'a> {
+    pub(crate) updater: &'a str,
+    pub(crate) update_timeout: Duration,
+    pub(crate) hosts: &'a [HostEntry],
+    pub(crate) probe: &'a ProbeConfig,
 }
 
 /// The `Hosts` of a backend struct that has the four fields.
@@ -186,7 +193,7 @@ macro_rules! hosts_of {
     };
 }
 
-fn default_update_timeout() -> Duration {
+pub(crate) fn default_update_timeout() -> Duration {
     Duration::from_secs(600)
 }
 
@@ -194,8 +201,8 @@ fn default_update_timeout() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HostEntry {
-    id: String,
-    address: String,
+    pub(crate) id: String,
+    pub(crate) address: String,
     #[serde(default)]
     zone: Option<String>,
     /// The version it runs now.
@@ -206,9 +213,9 @@ pub(crate) struct HostEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProbeConfig {
-    /// `http` (default) or `tcp`.
+    /// `http` (default), `tcp`, or `alb` (the load balancer's own health checks).
     #[serde(default)]
-    kind: ProbeKind,
+    pub(crate) kind: ProbeKind,
     /// HTTP: the path asked on each host (`/healthz`).
     #[serde(default)]
     path: Option<String>,
@@ -227,6 +234,15 @@ pub(crate) enum ProbeKind {
     #[default]
     Http,
     Tcp,
+    /// The ALB's target health (kinds `alb` and `ecs` only).
+    Alb,
+}
+
+impl ProbeConfig {
+    /// `kind = "alb"`, nothing else.
+    pub(crate) fn alb() -> Self {
+        Self { kind: ProbeKind::Alb, path: None, expect_status: None, timeout: None }
+    }
 }
 
 /// `200` or `[200, 299]`.
@@ -241,7 +257,7 @@ pub(crate) enum StatusRange {
 const PLACEHOLDERS: &[&str] = &["id", "host", "address", "version", "from_version"];
 
 /// Prefixes the field of an `Error::Invalid` from a builder with where it is in the file.
-fn within(prefix: &'static str) -> impl Fn(Error) -> Error {
+pub(crate) fn within(prefix: &'static str) -> impl Fn(Error) -> Error {
     move |error| match error {
         Error::Invalid { field, reason } => {
             let field = if field.starts_with("pools[") { field } else { format!("{prefix}.{field}") };
@@ -252,7 +268,7 @@ fn within(prefix: &'static str) -> impl Fn(Error) -> Error {
 }
 
 impl Hosts<'_> {
-    fn fleet(&self) -> Result<HostFleet, Error> {
+    pub(crate) fn fleet(&self) -> Result<HostFleet, Error> {
         check_template(self.updater)?;
         if self.update_timeout.is_zero() {
             return Err(Error::invalid("backend.update_timeout", "must be longer than 0s"));
@@ -284,9 +300,17 @@ impl Hosts<'_> {
         HostFleet::new(targets, updater).map_err(within("backend"))
     }
 
-    fn probe(&self) -> Result<Arc<dyn HealthProbe>, Error> {
-        let p = self.probe;
+    pub(crate) fn probe(&self) -> Result<Arc<dyn HealthProbe>, Error> {
+        Self::probe_of(self.probe)
+    }
+
+    /// The probe `[backend.probe]` describes (`http` or `tcp`).
+    pub(crate) fn probe_of(p: &ProbeConfig) -> Result<Arc<dyn HealthProbe>, Error> {
         match p.kind {
+            ProbeKind::Alb => Err(Error::invalid(
+                "backend.probe.kind",
+                "an alb probe asks the load balancer: only kind = \"alb\" or \"ecs\" have one",
+            )),
             ProbeKind::Tcp => {
                 if p.path.is_some() || p.expect_status.is_some() {
                     let field = if p.path.is_some() { "backend.probe.path" } else { "backend.probe.expect_status" };
@@ -448,9 +472,15 @@ impl Rfc2136Backend {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateConfig {
-    /// `file` (default) or `memory` (this process only).
+    /// `file` (default), `memory` (this process only) or `dynamodb`.
     #[serde(default = "default_state_kind")]
     pub(crate) kind: StateKind,
+    /// The DynamoDB store's table (`pk` and `sk` string keys; see docs/aws.md).
+    #[serde(default)]
+    pub(crate) table: Option<String>,
+    /// `[state.aws]`: where the DynamoDB client connects.
+    #[serde(default)]
+    pub(crate) aws: AwsSettings,
     /// The file store's directory.
     #[serde(default = "default_state_path")]
     pub(crate) path: PathBuf,
@@ -461,7 +491,13 @@ pub(crate) struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { kind: default_state_kind(), path: default_state_path(), owner: None }
+        Self {
+            kind: default_state_kind(),
+            table: None,
+            aws: AwsSettings::default(),
+            path: default_state_path(),
+            owner: None,
+        }
     }
 }
 
@@ -473,6 +509,8 @@ pub(crate) enum StateKind {
     File,
     /// Memory: nothing survives the command.
     Memory,
+    /// A DynamoDB table, for deploys run from many machines.
+    Dynamodb,
 }
 
 fn default_state_kind() -> StateKind {
@@ -492,7 +530,7 @@ pub(crate) struct Backends {
 
 impl BackendConfig {
     /// Connects to (or, for the simulator, opens) the backends. Nothing is changed.
-    pub(crate) fn build(&self) -> Result<Backends, CliError> {
+    pub(crate) async fn build(&self) -> Result<Backends, CliError> {
         match self {
             Self::Sim(SimBackend { world, pools, initial_version, versions }) => {
                 if let Some(dir) = world.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -511,11 +549,14 @@ impl BackendConfig {
             }
             Self::Haproxy(haproxy, pools) => Ok(haproxy.build(pools)?),
             Self::Rfc2136(dns, pools) => Ok(dns.build(pools)?),
+            Self::Alb(alb, pools) => Ok(alb.build(pools).await?),
+            Self::Ecs(ecs, pools) => Ok(ecs.build(pools).await?),
+            Self::Route53(route53, pools) => Ok(route53.build(pools).await?),
         }
     }
 
-    /// Refuses settings the backends' builders refuse, while the deploy file is read: the
-    /// `haproxy` and `rfc2136` kinds are built (no connection is made, nothing is sent) and
+    /// Refuses settings the backends' builders refuse, while the deploy file is read: every
+    /// kind but the simulator is built (no connection is made, nothing is sent) and
     /// dropped; `Error::Invalid` names the field as a path in the file (`backend.separator`).
     /// The simulator's settings are checked when it is opened.
     pub(crate) fn check(&self) -> Result<(), Error> {
@@ -523,6 +564,9 @@ impl BackendConfig {
             Self::Sim(_) => Ok(()),
             Self::Haproxy(haproxy, pools) => haproxy.build(pools).map(drop),
             Self::Rfc2136(dns, pools) => dns.build(pools).map(drop),
+            Self::Alb(alb, pools) => alb.check(pools),
+            Self::Ecs(ecs, pools) => ecs.check(pools),
+            Self::Route53(route53, pools) => route53.check(pools),
         }
     }
 }
@@ -540,10 +584,16 @@ fn behaviour_of(version: &str, text: &str) -> Result<VersionBehaviour, CliError>
 
 impl StateConfig {
     /// Opens the store.
-    pub(crate) fn open(&self) -> Result<Arc<dyn StateStore>, CliError> {
+    pub(crate) async fn open(&self) -> Result<Arc<dyn StateStore>, CliError> {
         Ok(match self.kind {
             StateKind::Memory => Arc::new(MemoryStore::new()),
             StateKind::File => Arc::new(FileStore::open(&self.path)?),
+            StateKind::Dynamodb => {
+                let table = self.table.as_deref().ok_or_else(|| {
+                    CliError::bad_input("state: kind = \"dynamodb\" needs `table` (the state table's name)")
+                })?;
+                Arc::new(crate::aws::dynamodb_store(&self.aws, table).await)
+            }
         })
     }
 

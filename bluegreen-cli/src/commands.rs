@@ -19,8 +19,12 @@ pub(crate) fn load(args: &FileArgs) -> Result<DeployFile, CliError> {
     specfile::load(&args.file, &subs, args.version.as_deref())
 }
 
-fn executor(file: &DeployFile, args: &FileArgs, store: Option<Arc<dyn StateStore>>) -> Result<Executor, CliError> {
-    let backends = file.backend.build()?;
+async fn executor(
+    file: &DeployFile,
+    args: &FileArgs,
+    store: Option<Arc<dyn StateStore>>,
+) -> Result<Executor, CliError> {
+    let backends = file.backend.build().await?;
     let mut builder = Executor::builder(backends.router, backends.fleet, backends.probe);
     if let Some(store) = store {
         builder = builder
@@ -37,7 +41,7 @@ fn print_json(value: &serde_json::Value) {
 /// `bluegreen plan`.
 pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
     let file = load(args)?;
-    let plan = executor(&file, args, None)?.plan(&file.spec).await.map_err(|e| file.locate(e))?;
+    let plan = executor(&file, args, None).await?.plan(&file.spec).await.map_err(|e| file.locate(e))?;
     let timeline = plan.timeline();
     match args.output {
         Output::Json => print_json(&json!({ "plan": plan, "timeline": timeline })),
@@ -59,10 +63,10 @@ pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
 /// `bluegreen deploy` and `bluegreen resume-deploy`.
 pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open()?;
+    let store = file.state.open().await?;
     let (sink, receiver) = bluegreen_core::ChannelSink::new();
     let exec = {
-        let backends = file.backend.build()?;
+        let backends = file.backend.build().await?;
         Executor::builder(backends.router, backends.fleet, backends.probe)
             .state_store(store, file.state.owner(args.owner.as_deref()))
             .sink(events::EventFiles::new(file.state.events_dir(&file.spec.service)))
@@ -130,7 +134,7 @@ async fn target(store: &dyn StateStore, file: &DeployFile, id: Option<&str>) -> 
 /// `bluegreen status`.
 pub(crate) async fn status(args: &TargetArgs) -> Result<Code, CliError> {
     let file = load(&args.file)?;
-    let store = file.state.open()?;
+    let store = file.state.open().await?;
     let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
     let holder = store.holder(&file.spec.service).await?;
     match args.file.output {
@@ -171,7 +175,7 @@ pub(crate) async fn status(args: &TargetArgs) -> Result<Code, CliError> {
 /// `bluegreen history`.
 pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open()?;
+    let store = file.state.open().await?;
     let records = store.history(&file.spec.service).await?;
     let summaries: Vec<_> = records.iter().map(DeploymentRecord::summary).collect();
     match args.output {
@@ -201,7 +205,7 @@ pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
 /// `bluegreen pause|resume|promote|abort`.
 pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, CliError> {
     let file = load(&args.file)?;
-    let store = file.state.open()?;
+    let store = file.state.open().await?;
     let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
     if record.phase == Phase::Finished {
         return Err(CliError::bad_input(
@@ -221,8 +225,8 @@ pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, Cli
 /// `bluegreen rollback`.
 pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open()?;
-    let exec = executor(&file, args, Some(store))?;
+    let store = file.state.open().await?;
+    let exec = executor(&file, args, Some(store)).await?;
     let version = to.map(Version::from);
     let outcome = exec.rollback_to(&file.spec.service, version.as_ref()).await?;
     print_outcome(&outcome, args.output);
@@ -232,7 +236,7 @@ pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, 
 /// `bluegreen report`.
 pub(crate) async fn report(args: &FileArgs, id: Option<&str>, out: &std::path::Path) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open()?;
+    let store = file.state.open().await?;
     let record = target(store.as_ref(), &file, id).await?;
     let log = file.state.events_dir(&file.spec.service).join(format!("{}.jsonl", record.id));
     let events = events::read(&log)?;

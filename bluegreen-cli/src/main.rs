@@ -1,6 +1,7 @@
 //! `bluegreen`: plan, deploy, steer and report zero-downtime releases from a declarative spec.
 
 mod args;
+mod aws;
 mod backend;
 mod commands;
 mod demo;

@@ -177,7 +177,10 @@ pub(crate) fn parse(
     let spec = Spec::from_value(&root).map_err(|e| spec_error(&map, e))?;
     spec.validate().map_err(|e| spec_error(&map, e))?;
     let backend = backend_section(&map, backend, &spec.pools)?;
-    let state = section(&map, "state", state)?;
+    let state: crate::backend::StateConfig = section(&map, "state", state)?;
+    if state.kind == crate::backend::StateKind::Dynamodb && state.table.is_none() {
+        return Err(map.bad_input("state.kind", "invalid state: kind = \"dynamodb\" needs `table` (the state table)"));
+    }
     let locations = Locations { file: path.to_owned(), text: text.to_owned(), spans: map.spans };
     Ok(DeployFile { spec, backend, state, locations })
 }
@@ -214,6 +217,16 @@ fn backend_section(
                 BackendConfig::Haproxy(section(map, "backend", Value::Object(fields))?, pools.to_vec())
             } else {
                 BackendConfig::Rfc2136(section(map, "backend", Value::Object(fields))?, pools.to_vec())
+            };
+            config.check().map_err(|e| spec_error(map, e))?;
+            Ok(config)
+        }
+        "alb" | "ecs" | "route53" => {
+            let fields = Value::Object(fields);
+            let config = match kind.as_str() {
+                "alb" => BackendConfig::Alb(section(map, "backend", fields)?, pools.to_vec()),
+                "ecs" => BackendConfig::Ecs(section(map, "backend", fields)?, pools.to_vec()),
+                _ => BackendConfig::Route53(section(map, "backend", fields)?, pools.to_vec()),
             };
             config.check().map_err(|e| spec_error(map, e))?;
             Ok(config)

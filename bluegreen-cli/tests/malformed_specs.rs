@@ -109,6 +109,56 @@ kind = "tcp"
 {PROBE}
 "#;
 
+/// A valid `[backend]` of kind `alb` (no AWS call is made while a file is read).
+const ALB: &str = r#"[backend]{HEADER}
+kind = "alb"
+updater = "deploy.sh {host} {version}"
+{BACKEND}
+
+[[backend.hosts]]
+id = "10.0.0.1:8080"
+address = "10.0.0.1:8080"
+version = "v1"
+
+[backend.alb]
+listener_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2"
+target_groups = { blue = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/blue/1", green = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/green/2" }
+{PROBE}
+"#;
+
+/// A valid `[backend]` of kind `ecs`.
+const ECS: &str = r#"[backend]{HEADER}
+kind = "ecs"
+cluster = "prod"
+service = "web"
+container = "app"
+image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/web:{version}"
+{BACKEND}
+
+[backend.alb]
+listener_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2"
+target_groups = { blue = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/blue/1", green = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/green/2" }
+{PROBE}
+"#;
+
+/// A valid `[backend]` of kind `route53`.
+const ROUTE53: &str = r#"[backend]{HEADER}
+kind = "route53"
+hosted_zone_id = "Z0123456789ABCDEFGHIJ"
+name = "www.example.com."
+updater = "deploy.sh {host} {version}"
+{BACKEND}
+
+[[backend.hosts]]
+id = "web-1"
+address = "10.0.0.1:8080"
+version = "v1"
+
+[backend.probe]
+kind = "tcp"
+{PROBE}
+"#;
+
 /// The base file with its sim backend replaced by `backend` (`HAPROXY` or `RFC2136`), whose
 /// slots are filled from `slots` (`HEADER` marks the `[backend]` line, `BACKEND` adds to the
 /// table, `PROBE` to the probe); `from` → `to` then edits a line of it.
@@ -283,6 +333,7 @@ fn cases() -> Vec<Case> {
         ),
         case("backend pools of the wrong type", &[("BACKEND", "pools = [\"blue\"]  # <-")], &["backend.pools"]),
         case("unknown state kind", &[("STATE", "kind = \"s3\"  # <-")], &["state.kind", "unknown variant"]),
+        case("dynamodb state without a table", &[("STATE", "kind = \"dynamodb\"  # <-")], &["state", "table"]),
         case(
             "unresolved terraform output",
             &[("BACKEND", "initial_version = \"${tf.app_version}\"  # <-")],
@@ -479,6 +530,96 @@ fn cases() -> Vec<Case> {
             Some(("address = \"127.0.0.1:18081\"", "address = \"web-1.internal:8080\"  # <-")),
             &["backend.hosts[0].address", "IPv4"],
         ),
+        // kind = "alb"
+        kind_case(
+            "alb: missing listener",
+            ALB,
+            &[],
+            Some(("listener_arn = \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2\"\n", "")),
+            &["backend.alb", "missing field", "listener_arn"],
+        ),
+        kind_case(
+            "alb: a target group ARN as the listener",
+            ALB,
+            &[],
+            Some((
+                "listener/app/web/1/2\"",
+                "targetgroup/web/1\"  # <-",
+            )),
+            &["backend.alb.listener_arn", "listener ARN"],
+        ),
+        kind_case(
+            "alb: a pool without a target group",
+            ALB,
+            &[],
+            Some((", green = \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/green/2\" }", " }  # <-")),
+            &["backend.alb.target_groups", "green", "no target group"],
+        ),
+        kind_case(
+            "alb: a host id that is not its address",
+            ALB,
+            &[],
+            Some(("id = \"10.0.0.1:8080\"", "id = \"web-1\"  # <-")),
+            &["backend.hosts[0].id", "address"],
+        ),
+        kind_case(
+            "alb: unset terraform output",
+            ALB,
+            &[],
+            Some(("listener_arn = \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2\"", "listener_arn = \"${tf.listener_arn}\"  # <-")),
+            &["tf.listener_arn"],
+        ),
+        kind_case(
+            "alb: unknown aws setting",
+            ALB,
+            &[("PROBE", "\n[backend.aws]\nregoin = \"eu-west-1\"  # <-")],
+            None,
+            &["backend.aws", "unknown field", "regoin"],
+        ),
+        // kind = "ecs"
+        kind_case(
+            "ecs: missing container",
+            ECS,
+            &[("HEADER", "  # <-")],
+            Some(("container = \"app\"\n", "")),
+            &["backend", "missing field", "container"],
+        ),
+        kind_case(
+            "ecs: an alb probe path",
+            ECS,
+            &[("PROBE", "\n[backend.probe]\nkind = \"alb\"\npath = 5  # <-")],
+            None,
+            &["backend.probe.path"],
+        ),
+        kind_case(
+            "ecs: hosts are not an ecs setting",
+            ECS,
+            &[("BACKEND", "updater = \"true\"  # <-")],
+            None,
+            &["backend", "unknown field", "updater"],
+        ),
+        // kind = "route53"
+        kind_case(
+            "route53: ttl of a week",
+            ROUTE53,
+            &[("BACKEND", "ttl = \"7d\"  # <-")],
+            None,
+            &["backend.ttl"],
+        ),
+        kind_case(
+            "route53: unknown record type",
+            ROUTE53,
+            &[("BACKEND", "record_type = \"MX\"  # <-")],
+            None,
+            &["backend.record_type", "unknown variant"],
+        ),
+        kind_case(
+            "route53: an alb probe without an alb",
+            ROUTE53,
+            &[],
+            Some(("kind = \"tcp\"", "kind = \"alb\"  # <-")),
+            &["backend.probe.kind", "alb"],
+        ),
         kind_case(
             "rfc2136: unknown updater placeholder",
             RFC2136,
@@ -525,6 +666,7 @@ fn world_writes(path: &Path) -> u64 {
 fn every_malformed_or_impossible_spec_exits_2_naming_where_and_what_and_changes_nothing() {
     let cases = cases();
     assert!(cases.len() >= 30, "the table has {} cases", cases.len());
+    println!("{} cases", cases.len());
     for case in cases {
         let d = dir("malformed");
         let file = d.0.join("deploy.toml");

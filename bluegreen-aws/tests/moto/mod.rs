@@ -8,6 +8,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod ecs;
+pub(crate) mod route53;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -28,6 +31,12 @@ fn find_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("MOTO_SERVER").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return path.is_file().then_some(path);
+    }
+    // The workspace's own venv (scripts/test makes it) before PATH: an older moto on PATH
+    // (5.2.1) answers DescribeTasks in a shape the SDK refuses.
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-moto/bin/moto_server");
+    if venv.is_file() {
+        return Some(venv);
     }
     bluegreen_testkit::find_binary("moto_server")
 }
@@ -90,6 +99,8 @@ impl Moto {
             .static_credentials("testing", "testing")
             .max_attempts(3)
             .operation_timeout(Duration::from_secs(60))
+            // Route53's real limit (5 calls a second) would only slow the tests down: moto has none.
+            .rate_limit("route53", 200.0, 200)
     }
 
     /// Creates a state table (pk / sk strings, on demand).

@@ -1,0 +1,212 @@
+//! [`Route53RouterBuilder`]: the router's settings, checked without any AWS call.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_route53::Client;
+use bluegreen_core::{Error, PoolName, Result};
+
+use super::records::{check_name, normalize, Route53RecordType};
+use super::{Inner, Route53Router, META};
+
+/// The longest TTL accepted without [`allow_any_ttl`](Route53RouterBuilder::allow_any_ttl):
+/// one day. Every traffic step waits TTL + margin, so a longer TTL makes a deploy take days.
+pub(super) const MAX_TTL: u64 = 86_400;
+/// Route53's own bound on a TTL.
+const ROUTE53_MAX_TTL: u64 = 2_147_483_647;
+/// The longest a pool name (a record set's `SetIdentifier`, and a DNS label) may be.
+const MAX_POOL_NAME: usize = 63;
+
+/// Builds a [`Route53Router`]; see [`Route53Router::builder`].
+#[derive(Debug, Clone)]
+pub struct Route53RouterBuilder {
+    pub(super) client: Client,
+    pub(super) zone_id: String,
+    pub(super) name: String,
+    pub(super) record_type: Route53RecordType,
+    pub(super) ttl: Duration,
+    pub(super) any_ttl: bool,
+    pub(super) margin: Duration,
+    pub(super) pools: Vec<String>,
+    pub(super) health_checks: Vec<(String, String)>,
+    pub(super) change_timeout: Duration,
+    pub(super) poll_interval: Duration,
+}
+
+impl Route53RouterBuilder {
+    /// `A` (default) or `AAAA` records.
+    #[must_use]
+    pub fn record_type(mut self, record_type: Route53RecordType) -> Self {
+        self.record_type = record_type;
+        self
+    }
+
+    /// The TTL of the records written (default 60 s): whole seconds, 1 s to 1 day unless
+    /// [`allow_any_ttl`](Self::allow_any_ttl).
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Accepts a TTL of 0 (resolvers ask Route53 on every lookup, which Route53 bills) or
+    /// above one day (every traffic step then waits that long).
+    #[must_use]
+    pub fn allow_any_ttl(mut self) -> Self {
+        self.any_ttl = true;
+        self
+    }
+
+    /// Added to the TTL for resolvers and clients that keep answers a little longer than the
+    /// TTL (default 5 s). The router's propagation delay is TTL + margin.
+    #[must_use]
+    pub fn resolver_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// Adds a pool: a weighted record set whose `SetIdentifier` is the pool name (a DNS label:
+    /// letters, digits and `-`, at most 63).
+    #[must_use]
+    pub fn pool(mut self, name: impl Into<String>) -> Self {
+        self.pools.push(name.into());
+        self
+    }
+
+    /// Attaches the Route53 health check `health_check_id` to `pool`'s record set: Route53 then
+    /// leaves the set out of its answers while the check fails (and answers with every set when
+    /// all fail). Without it, a health check already on the set is kept.
+    #[must_use]
+    pub fn health_check(mut self, pool: impl Into<String>, health_check_id: impl Into<String>) -> Self {
+        self.health_checks.push((pool.into(), health_check_id.into()));
+        self
+    }
+
+    /// How long a change may stay `PENDING` before the write fails with
+    /// [`Error::Timeout`] (default 5 minutes; Route53 usually syncs within a minute).
+    #[must_use]
+    pub fn change_timeout(mut self, timeout: Duration) -> Self {
+        self.change_timeout = timeout;
+        self
+    }
+
+    /// The first pause between two `GetChange` calls (default 2 s); each later pause doubles,
+    /// up to 4 times this, so a slow change costs few calls of the account's Route53 API rate
+    /// while the step sees `INSYNC` at most 4 intervals late.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Checks the settings (no AWS call is made) and builds the router. The hosted zone and the
+    /// record name's place in it are checked on first use (see [`Route53Router::check`]). A
+    /// wildcard name (`*.example.com`) keeps its bookkeeping under
+    /// `_bluegreen-wildcard.example.com`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the setting: a hosted zone id that is not one, a record name
+    /// that is not a domain name, a TTL of 0, above one day (without
+    /// [`allow_any_ttl`](Self::allow_any_ttl)) or not whole seconds, no pool, a pool name that is
+    /// not a DNS label or is listed twice (case aside: their bookkeeping names would be the
+    /// same), a health check for a pool not listed, a zero change timeout or poll interval.
+    pub fn build(self) -> Result<Route53Router> {
+        let zone_id = self.zone_id.trim().trim_start_matches("/hostedzone/").to_owned();
+        if zone_id.is_empty() || zone_id.len() > 32 || !zone_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                "hosted_zone_id",
+                format!("{:?} is not a Route53 hosted zone id (Z…)", self.zone_id),
+            ));
+        }
+        let name = check_name("record_name", &self.name)?;
+        if self.ttl.subsec_nanos() != 0 {
+            return Err(Error::invalid("ttl", format!("{:?} is not whole seconds", self.ttl)));
+        }
+        let ttl = self.ttl.as_secs();
+        if ttl > ROUTE53_MAX_TTL {
+            return Err(Error::invalid("ttl", format!("{ttl} s is above Route53's maximum of {ROUTE53_MAX_TTL} s")));
+        }
+        if !self.any_ttl && ttl == 0 {
+            return Err(Error::invalid(
+                "ttl",
+                "a TTL of 0 makes every resolver ask Route53 on every lookup; use at least 1 s (or allow_any_ttl)",
+            ));
+        }
+        if !self.any_ttl && ttl > MAX_TTL {
+            return Err(Error::invalid(
+                "ttl",
+                format!("{ttl} s is more than one day: every traffic step would wait that long (or allow_any_ttl)"),
+            ));
+        }
+        if self.pools.is_empty() {
+            return Err(Error::invalid("pools", "at least one pool is needed"));
+        }
+        let mut pools = Vec::new();
+        for (i, pool) in self.pools.iter().enumerate() {
+            let valid = !pool.is_empty()
+                && pool.len() <= MAX_POOL_NAME
+                && pool.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !pool.starts_with('-');
+            if !valid {
+                return Err(Error::invalid(format!("pools[{i}]"), format!("{pool:?} is not a DNS label")));
+            }
+            let pool = PoolName::from(pool.as_str());
+            if pools.iter().any(|p: &PoolName| p.as_str().eq_ignore_ascii_case(pool.as_str())) {
+                return Err(Error::invalid(format!("pools[{i}]"), format!("pool {pool} is listed twice")));
+            }
+            pools.push(pool);
+        }
+        let mut health_checks = BTreeMap::new();
+        for (pool, id) in &self.health_checks {
+            let field = format!("health_checks.{pool}");
+            let pool = PoolName::from(pool.as_str());
+            if !pools.contains(&pool) {
+                return Err(Error::invalid(field, format!("{pool} is not one of the pools")));
+            }
+            if id.is_empty() || id.len() > 64 {
+                return Err(Error::invalid(field, format!("{id:?} is not a Route53 health check id")));
+            }
+            health_checks.insert(pool, id.clone());
+        }
+        if self.change_timeout.is_zero() {
+            return Err(Error::invalid("change_timeout", "must be above 0"));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(Error::invalid("poll_interval", "must be above 0"));
+        }
+        // The bookkeeping lives under the name; a wildcard must stay the leftmost label, so a
+        // wildcard name keeps it next to the wildcard instead.
+        let meta = match name.strip_prefix("*.") {
+            Some(parent) => format!("{META}-wildcard.{parent}"),
+            None => format!("{META}.{name}"),
+        };
+        check_name("record_name", &meta)?;
+        let pool_meta: BTreeMap<PoolName, String> =
+            pools.iter().map(|p| (p.clone(), normalize(&format!("pool-{p}.{meta}")))).collect();
+        for n in pool_meta.values() {
+            check_name("pools", n)?;
+        }
+        Ok(Route53Router {
+            inner: Arc::new(Inner {
+                client: self.client,
+                zone_id,
+                name,
+                record_type: self.record_type,
+                ttl: i64::try_from(ttl).unwrap_or(i64::MAX),
+                margin: self.margin,
+                pools,
+                meta,
+                pool_meta,
+                health_checks,
+                change_timeout: self.change_timeout,
+                poll_interval: self.poll_interval,
+                zone_checked: tokio::sync::OnceCell::new(),
+                write_lock: tokio::sync::Mutex::new(()),
+                unsynced: std::sync::Mutex::new(None),
+                batches_sent: AtomicU64::new(0),
+            }),
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Blue-green deploys through the core `Executor` on an `AlbRouter`, gated by `AlbTargetHealth`
+//! (the ALB's own health checks), against moto with an interceptor that scripts the new targets'
+//! health: moto reports every registered target `healthy` at once, so `initial` → `healthy` and
+//! a target that never passes can only be produced by rewriting its answers. The listener and
+//! the target groups are moto's, read back for real; a `CallLog` counts the calls.
+
+mod moto;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextMut,
+};
+use aws_sdk_elasticloadbalancingv2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_elasticloadbalancingv2::error::BoxError;
+use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthOutput;
+use aws_sdk_elasticloadbalancingv2::operation::modify_listener::ModifyListenerInput;
+use aws_sdk_elasticloadbalancingv2::types::{TargetHealth, TargetHealthReasonEnum, TargetHealthStateEnum};
+use aws_sdk_elasticloadbalancingv2::Client;
+use bluegreen_aws::{AlbRouter, CallLog};
+use bluegreen_core::sim::Sim;
+use bluegreen_core::{
+    BlueGreen, EventKind, Executor, Fleet, HealthPolicy, MemorySink, PoolName, ProvisionRequest, Result, Router, Spec,
+    Split, Status, Strategy, Target, TargetId, Version,
+};
+use moto::{Alb, Moto};
+
+/// How the new (green) targets answer: `initial` this many times, then `healthy` — or never.
+#[derive(Debug, Default)]
+struct Script {
+    initial_answers: Option<usize>,
+    /// The IPs of the old (blue) targets, left as moto answers (`healthy`).
+    blue: BTreeSet<String>,
+    /// What happened, in order: "green healthy", "green unhealthy", "weights blue/green".
+    log: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct GreenHealth {
+    green_arn: String,
+    script: Arc<Mutex<Script>>,
+}
+
+impl Intercept for GreenHealth {
+    fn name(&self) -> &'static str {
+        "bluegreen-test-green-health"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        // Every listener write, with the weight it gives the green target group.
+        if let Some(input) = context.input().downcast_ref::<ModifyListenerInput>() {
+            let green: i32 = input
+                .default_actions()
+                .iter()
+                .filter_map(|a| a.forward_config())
+                .flat_map(|c| c.target_groups())
+                .filter(|t| t.target_group_arn() == Some(self.green_arn.as_str()))
+                .filter_map(|t| t.weight())
+                .sum();
+            self.script.lock().unwrap().log.push(format!("green weight {green}"));
+        }
+        Ok(())
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let Some(Ok(output)) = context.output_or_error_mut() else { return Ok(()) };
+        let Some(output) = output.downcast_mut::<DescribeTargetHealthOutput>() else { return Ok(()) };
+        let mut script = self.script.lock().unwrap();
+        let mut healthy_now = false;
+        for description in output.target_health_descriptions.iter_mut().flatten() {
+            // Only the new targets are scripted (the blue ones stay moto's `healthy`).
+            let ip = description.target().and_then(|t| t.id()).unwrap_or_default();
+            if script.blue.contains(ip) {
+                continue;
+            }
+            let health = match &mut script.initial_answers {
+                Some(0) => {
+                    healthy_now = true;
+                    TargetHealth::builder().state(TargetHealthStateEnum::Healthy).build()
+                }
+                Some(n) => {
+                    *n -= 1;
+                    TargetHealth::builder()
+                        .state(TargetHealthStateEnum::Initial)
+                        .reason(TargetHealthReasonEnum::RegistrationInProgress)
+                        .description("Target registration is in progress")
+                        .build()
+                }
+                None => TargetHealth::builder()
+                    .state(TargetHealthStateEnum::Unhealthy)
+                    .reason(TargetHealthReasonEnum::ResponseCodeMismatch)
+                    .description("Health checks failed with these codes: [502]")
+                    .build(),
+            };
+            description.target_health = Some(health);
+        }
+        if healthy_now && script.log.last().map(String::as_str) != Some("green healthy") {
+            script.log.push("green healthy".into());
+        }
+        Ok(())
+    }
+}
+
+/// The simulator's fleet with ALB-style targets: the id is the address `172.31.9.N:8080`.
+#[derive(Debug)]
+struct IpFleet {
+    inner: Arc<dyn Fleet>,
+    names: Mutex<BTreeMap<TargetId, TargetId>>,
+}
+
+impl IpFleet {
+    fn rename(&self, mut t: Target) -> Target {
+        let mut names = self.names.lock().unwrap();
+        let next = format!("172.31.9.{}:8080", names.len() + 1);
+        let id = names.entry(t.id.clone()).or_insert_with(|| TargetId::from(next.as_str())).clone();
+        t.address = id.as_str().to_owned();
+        t.id = id;
+        t
+    }
+
+    fn sim_ids(&self, ids: &[TargetId]) -> Vec<TargetId> {
+        let names = self.names.lock().unwrap();
+        ids.iter()
+            .map(|id| names.iter().find(|(_, ip)| *ip == id).map_or_else(|| id.clone(), |(s, _)| s.clone()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Fleet for IpFleet {
+    fn name(&self) -> &str {
+        "sim-ip"
+    }
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
+        Ok(self.inner.provision(request).await?.into_iter().map(|t| self.rename(t)).collect())
+    }
+    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target> {
+        let id = self.sim_ids(std::slice::from_ref(target)).remove(0);
+        Ok(self.rename(self.inner.update(&id, version).await?))
+    }
+    async fn retire(&self, targets: &[TargetId]) -> Result<()> {
+        self.inner.retire(&self.sim_ids(targets)).await
+    }
+    async fn list(&self) -> Result<Vec<Target>> {
+        Ok(self.inner.list().await?.into_iter().map(|t| self.rename(t)).collect())
+    }
+}
+
+struct Setup {
+    _moto: Moto,
+    alb: Alb,
+    client: Client,
+    router: AlbRouter,
+    script: Arc<Mutex<Script>>,
+    calls: CallLog,
+    executor: Executor,
+    sink: MemorySink,
+}
+
+async fn setup(initial_answers: Option<usize>) -> Option<Setup> {
+    let moto = Moto::start()?;
+    let calls = CallLog::new();
+    let sdk = moto.config().call_log(&calls).load().await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    let script = Arc::new(Mutex::new(Script { initial_answers, ..Script::default() }));
+    let interceptor = GreenHealth { green_arn: alb.green_arn.clone(), script: script.clone() };
+    let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(interceptor).build();
+    let router = AlbRouter::from_client(
+        Client::from_conf(conf),
+        &alb.listener_arn,
+        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
+    )
+    .expect("router")
+    .drain_poll_interval(Duration::from_millis(50));
+    // Two blue targets serve v1 (moto: healthy at once).
+    let sim = Sim::builder().build();
+    let fleet = Arc::new(IpFleet { inner: sim.fleet(), names: Mutex::default() });
+    let request = ProvisionRequest { version: "v1".into(), count: 2, zones: Vec::new(), tag: "web/v1/initial".into() };
+    let blue = fleet.provision(&request).await.expect("blue targets");
+    script.lock().unwrap().blue =
+        blue.iter().map(|t| t.address.split(':').next().unwrap_or_default().to_owned()).collect();
+    router.add_targets(&"blue".into(), &blue).await.expect("blue targets");
+    router.set_split(&Split::all_to(&"blue".into())).await.expect("all to blue");
+    let sink = MemorySink::new();
+    let executor =
+        Executor::builder(Arc::new(router.clone()), fleet, Arc::new(router.health_probe())).sink(sink.clone()).build();
+    script.lock().unwrap().log.clear();
+    calls.reset();
+    Some(Setup { _moto: moto, alb, client, router, script, calls, executor, sink })
+}
+
+fn spec() -> Spec {
+    let health = HealthPolicy {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(200),
+        healthy_threshold: 2,
+        unhealthy_threshold: 3,
+        min_healthy_time: Duration::ZERO,
+        deadline: Duration::from_secs(3),
+    };
+    let mut spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default())).with_health(health);
+    spec.replicas = Some(2);
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_moves_only_after_the_alb_reports_the_new_targets_healthy() {
+    let Some(s) = setup(Some(6)).await else { return };
+    let outcome = s.executor.deploy(&spec()).await.expect("deploy");
+    assert_eq!(outcome.status, Status::Succeeded, "{:?}", outcome.reason);
+    let log = s.script.lock().unwrap().log.clone();
+    let healthy_at = log.iter().position(|l| l == "green healthy").expect("the ALB said healthy");
+    let first_traffic = log.iter().position(|l| l.starts_with("green weight") && l != "green weight 0");
+    assert!(first_traffic.is_some_and(|i| i > healthy_at), "green got traffic before it was healthy: {log:?}");
+    assert_eq!(s.script.lock().unwrap().initial_answers, Some(0), "every `initial` answer was read");
+    assert!(s.router.split().await.expect("split").same_traffic(&Split::all_to(&PoolName::from("green"))));
+    // The gate passed each new target only after the `initial` answers: not at once.
+    let passed: Vec<Duration> = s
+        .sink
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TargetHealthy { after, .. } => Some(*after),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(passed.len(), 2, "{passed:?}");
+    assert!(passed.iter().all(|after| *after >= Duration::from_millis(200)), "{passed:?}");
+    // One DescribeTargetHealth per group per gate round, shared by both targets' checks.
+    let counts = s.calls.counts();
+    println!("calls: {counts:?}");
+    assert!(counts.get("elasticloadbalancing:ModifyListener").copied().unwrap_or(0) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_the_alb_never_finds_healthy_roll_back_without_moving_traffic() {
+    let Some(s) = setup(None).await else { return };
+    let before = s.client.describe_listeners().listener_arns(&s.alb.listener_arn).send().await.expect("listener");
+    let outcome = s.executor.deploy(&spec()).await.expect("deploy");
+    assert_eq!(outcome.status, Status::RolledBack, "{:?}", outcome.reason);
+    let reason = outcome.reason.clone().unwrap_or_default();
+    let unhealthy = s.sink.events().iter().any(|e| {
+        matches!(&e.kind, EventKind::TargetUnhealthy { reason, .. } if reason.contains("Target.ResponseCodeMismatch"))
+    });
+    assert!(unhealthy, "the ALB's reason is not in the events (outcome: {reason})");
+    let log = s.script.lock().unwrap().log.clone();
+    assert!(log.iter().all(|l| !l.starts_with("green weight") || l == "green weight 0"), "green got traffic: {log:?}");
+    let after = s.client.describe_listeners().listener_arns(&s.alb.listener_arn).send().await.expect("listener");
+    let weights = |out: &aws_sdk_elasticloadbalancingv2::operation::describe_listeners::DescribeListenersOutput| {
+        let split: BTreeSet<(String, i32)> = out.listeners()[0].default_actions()[0]
+            .forward_config()
+            .map(|c| {
+                c.target_groups()
+                    .iter()
+                    .map(|t| (t.target_group_arn().unwrap_or_default().to_owned(), t.weight().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        split.into_iter().filter(|(_, w)| *w > 0).collect::<Vec<_>>()
+    };
+    assert_eq!(weights(&after), weights(&before), "the traffic is where it was");
+    assert!(s.router.members(&"green".into()).await.expect("members").is_empty(), "the new targets were removed");
+}

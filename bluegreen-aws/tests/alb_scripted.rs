@@ -1,0 +1,139 @@
+//! `AlbRouter` drains against scripted ELB answers (aws-smithy-mocks), on tokio's paused clock:
+//! moto forgets a deregistered target at once and never reports `draining`, and a real
+//! deregistration delay is minutes long, so the timing of a drain can only be tested here.
+
+use std::time::Duration;
+
+use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_elasticloadbalancingv2::operation::add_tags::AddTagsOutput;
+use aws_sdk_elasticloadbalancingv2::operation::deregister_targets::DeregisterTargetsOutput;
+use aws_sdk_elasticloadbalancingv2::operation::describe_tags::DescribeTagsOutput;
+use aws_sdk_elasticloadbalancingv2::operation::describe_target_group_attributes::DescribeTargetGroupAttributesOutput;
+use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthOutput;
+use aws_sdk_elasticloadbalancingv2::types::{
+    TargetDescription, TargetGroupAttribute, TargetHealth, TargetHealthDescription, TargetHealthStateEnum,
+};
+use aws_sdk_elasticloadbalancingv2::Client;
+use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+use bluegreen_aws::AlbRouter;
+use bluegreen_core::{PoolName, Router, TargetId};
+
+const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/2";
+const BLUE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/1";
+const TARGET: &str = "10.0.1.10:8080";
+
+fn client(rules: &[&Rule]) -> Client {
+    let interceptor =
+        rules.iter().fold(MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny), |i, rule| i.with_rule(rule));
+    let conf = aws_sdk_elasticloadbalancingv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    Client::from_conf(conf)
+}
+
+fn health(state: Option<TargetHealthStateEnum>) -> DescribeTargetHealthOutput {
+    let descriptions = state.map(|state| {
+        TargetHealthDescription::builder()
+            .target(TargetDescription::builder().id("10.0.1.10").port(8080).build())
+            .target_health(TargetHealth::builder().state(state).build())
+            .build()
+    });
+    DescribeTargetHealthOutput::builder().set_target_health_descriptions(descriptions.map(|d| vec![d])).build()
+}
+
+/// Everything a drain calls besides `DescribeTargetHealth`, answered "done"; the target group's
+/// deregistration delay is `delay_seconds`.
+fn quiet_calls(delay_seconds: u32) -> Vec<Rule> {
+    vec![
+        mock!(Client::describe_tags).then_output(|| DescribeTagsOutput::builder().build()),
+        mock!(Client::add_tags).then_output(|| AddTagsOutput::builder().build()),
+        mock!(Client::deregister_targets).then_output(|| DeregisterTargetsOutput::builder().build()),
+        mock!(Client::describe_target_group_attributes).then_output(move || {
+            DescribeTargetGroupAttributesOutput::builder()
+                .attributes(
+                    TargetGroupAttribute::builder()
+                        .key("deregistration_delay.timeout_seconds")
+                        .value(delay_seconds.to_string())
+                        .build(),
+                )
+                .build()
+        }),
+    ]
+}
+
+fn router(rules: &[&Rule]) -> AlbRouter {
+    AlbRouter::from_client(client(rules), LISTENER, [("blue", BLUE.to_owned())]).expect("router")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_ends_when_the_alb_says_the_target_is_gone() {
+    // Healthy before the drain, draining for four polls, then gone.
+    let health_rule = mock!(Client::describe_target_health)
+        .sequence()
+        .output(|| health(Some(TargetHealthStateEnum::Healthy)))
+        .output(|| health(Some(TargetHealthStateEnum::Draining)))
+        .times(4)
+        .output(|| health(None))
+        .repeatedly()
+        .build();
+    let quiet = quiet_calls(300);
+    let mut rules: Vec<&Rule> = quiet.iter().collect();
+    rules.push(&health_rule);
+    let router = router(&rules).drain_poll_interval(Duration::from_secs(2));
+
+    let report = router
+        .drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], Duration::from_secs(600))
+        .await
+        .expect("drain");
+    assert!(!report.timed_out, "{report:?}");
+    // Four answers said `draining` (at 0, 2, 4 and 6 s), the fifth (8 s) said gone: the drain
+    // waited for exactly that, not for the 300 s delay.
+    assert_eq!(report.elapsed, Duration::from_secs(8), "{report:?}");
+    assert_eq!(health_rule.num_calls(), 6, "one look before, four draining, one gone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_is_bounded_by_the_deregistration_delay_not_only_by_its_timeout() {
+    // The ALB keeps saying `draining` (a stuck report): the drain gives up 10 s after the
+    // group's 60 s delay, although the caller allowed 10 minutes.
+    let health_rule = mock!(Client::describe_target_health)
+        .sequence()
+        .output(|| health(Some(TargetHealthStateEnum::Healthy)))
+        .output(|| health(Some(TargetHealthStateEnum::Draining)))
+        .repeatedly()
+        .build();
+    let quiet = quiet_calls(60);
+    let mut rules: Vec<&Rule> = quiet.iter().collect();
+    rules.push(&health_rule);
+    let router = router(&rules).drain_poll_interval(Duration::from_secs(2));
+
+    let report = router
+        .drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], Duration::from_secs(600))
+        .await
+        .expect("drain");
+    assert!(report.timed_out, "{report:?}");
+    assert_eq!(report.elapsed, Duration::from_secs(70), "{report:?}");
+    // Polled every 2 s, not faster: the delay is whole seconds.
+    assert!(health_rule.num_calls() <= 2 + 70 / 2, "{} reads in 70 s", health_rule.num_calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_timeout_still_wins_over_a_long_delay() {
+    let health_rule = mock!(Client::describe_target_health)
+        .sequence()
+        .output(|| health(Some(TargetHealthStateEnum::Healthy)))
+        .output(|| health(Some(TargetHealthStateEnum::Draining)))
+        .repeatedly()
+        .build();
+    let quiet = quiet_calls(300);
+    let mut rules: Vec<&Rule> = quiet.iter().collect();
+    rules.push(&health_rule);
+    let router = router(&rules).drain_poll_interval(Duration::from_secs(2));
+    let report =
+        router.drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], Duration::from_secs(30)).await.expect("drain");
+    assert!(report.timed_out && report.elapsed == Duration::from_secs(30), "{report:?}");
+}

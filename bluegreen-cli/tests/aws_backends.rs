@@ -1,0 +1,256 @@
+//! The AWS kinds end to end against moto server (the AWS API emulator, started on 127.0.0.1 by
+//! the harness shared with bluegreen-aws's tests): `kind = "alb"` with the DynamoDB state
+//! store, the ARNs fed from a `terraform output -json` file. Moto reports registered targets
+//! `healthy` at once, so the ALB health gate passes on its first look here.
+//!
+//! Without moto the tests fail when `CI=true` and are skipped with a notice otherwise;
+//! `scripts/test` installs it.
+
+#[path = "../../bluegreen-aws/tests/moto/mod.rs"]
+mod moto;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
+use moto::Moto;
+use serde_json::Value;
+
+const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+const HOSTS: [&str; 2] = ["172.31.1.10:8080", "172.31.1.11:8080"];
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> Dir {
+    let path = std::env::temp_dir().join(format!("bluegreen-aws-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    Dir(path)
+}
+
+fn bluegreen(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BLUEGREEN)
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .args(args)
+        .output()
+        .expect("run bluegreen")
+}
+
+async fn blue_members(client: &ElbClient, arn: &str) -> Vec<String> {
+    let health = client.describe_target_health().target_group_arn(arn).send().await.expect("target health");
+    let mut ids: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target())
+        .map(|t| format!("{}:{}", t.id().unwrap_or_default(), t.port().unwrap_or_default()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alb_backend_with_dynamodb_state_plans_and_deploys_a_rolling_update() {
+    let Some(moto) = Moto::start() else { return };
+    let sdk = moto.config().load().await;
+    let elb = ElbClient::new(&sdk);
+    let alb = moto.create_alb(&elb).await;
+    moto.create_state_table(&aws_sdk_dynamodb::Client::new(&sdk), "bluegreen-state").await;
+    // Before: both hosts are blue's members and blue has all of the traffic.
+    let router = bluegreen_aws::AlbRouter::new(
+        &sdk,
+        &alb.listener_arn,
+        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
+    )
+    .expect("router");
+    use bluegreen_core::Router as _;
+    let targets: Vec<bluegreen_core::Target> = HOSTS
+        .iter()
+        .map(|a| bluegreen_core::Target {
+            id: (*a).into(),
+            address: (*a).into(),
+            zone: None,
+            version: "v1".into(),
+            tag: None,
+        })
+        .collect();
+    router.add_targets(&"blue".into(), &targets).await.expect("register");
+
+    let dir = dir("alb");
+    let tf = serde_json::json!({
+        "listener_arn": { "value": alb.listener_arn, "type": "string", "sensitive": false },
+        "blue_tg_arn": { "value": alb.blue_arn, "type": "string", "sensitive": false },
+        "green_tg_arn": { "value": alb.green_arn, "type": "string", "sensitive": false },
+    });
+    std::fs::write(dir.0.join("tf.json"), tf.to_string()).unwrap();
+    let file = format!(
+        r#"service = "sales-area-graphql"
+version = "v87"
+
+[strategy]
+kind = "rolling"
+batch = 1
+
+[health]
+interval = "100ms"
+timeout = "100ms"
+healthy_threshold = 1
+min_healthy_time = "0s"
+deadline = "10s"
+
+[backend]
+kind = "alb"
+updater = "true"
+hosts = [
+  {{ id = "{h0}", address = "{h0}", version = "v86" }},
+  {{ id = "{h1}", address = "{h1}", version = "v86" }},
+]
+
+[backend.alb]
+listener_arn = "${{tf.listener_arn}}"
+target_groups = {{ blue = "${{tf.blue_tg_arn}}", green = "${{tf.green_tg_arn}}" }}
+drain_poll = "50ms"
+
+[backend.aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+
+[state]
+kind = "dynamodb"
+table = "bluegreen-state"
+
+[state.aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+"#,
+        h0 = HOSTS[0],
+        h1 = HOSTS[1],
+        endpoint = moto.endpoint,
+    );
+    std::fs::write(dir.0.join("deploy.toml"), file).unwrap();
+
+    let plan = bluegreen(&dir.0, &["plan", "-f", "deploy.toml", "--tf-outputs", "tf.json"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "plan: {text}\n{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(text.contains("sales-area-graphql v86 → v87 (rolling)"), "plan: {text}");
+
+    let deploy = bluegreen(&dir.0, &["deploy", "-f", "deploy.toml", "--tf-outputs", "tf.json", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&deploy.stdout);
+    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    let outcome: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("outcome json");
+    assert_eq!(outcome["outcome"]["status"], "succeeded", "{outcome}");
+    assert_eq!(outcome["outcome"]["serving_versions"], serde_json::json!(["v87"]), "{outcome}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count(), 2, "{stdout}");
+    // Each host was drained (deregistered) and registered again: blue holds both, as before.
+    assert_eq!(blue_members(&elb, &alb.blue_arn).await, HOSTS.to_vec());
+
+    // The record is in DynamoDB: `status` from another process reads it.
+    let status = bluegreen(&dir.0, &["status", "-f", "deploy.toml", "--tf-outputs", "tf.json", "--output", "json"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "status: {text}\n{}", String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("v87") && text.contains("succeeded"), "status: {text}");
+}
+
+/// `kind = "ecs"`: the seed's flow from the command line — a blue-green of an ECS service's task
+/// sets on the `/reporting*` rule, gated by the ALB's target health (moto: healthy once
+/// registered), the old task set gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_backend_deploys_blue_green_on_a_rule() {
+    use bluegreen_core::Fleet as _;
+    let Some(moto) = Moto::start() else { return };
+    let sdk = moto.config().load().await;
+    let elb = ElbClient::new(&sdk);
+    let alb = moto.create_alb(&elb).await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let service = moto.create_ecs_service(&ecs, "sales", "sales-area-graphql", "v86", 2).await;
+    // Before: the v86 tasks are blue's members.
+    let fleet = bluegreen_aws::EcsFleet::builder(&sdk, &service.cluster, &service.service)
+        .container(moto::ecs::CONTAINER)
+        .image(moto::ecs::IMAGE)
+        .build()
+        .expect("fleet");
+    let v86 = fleet.list().await.expect("tasks");
+    assert_eq!(v86.len(), 2);
+    let router = bluegreen_aws::AlbRouter::new(
+        &sdk,
+        &alb.listener_arn,
+        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
+    )
+    .expect("router")
+    .on_rule(&alb.rule_arn)
+    .expect("rule");
+    use bluegreen_core::Router as _;
+    router.add_targets(&"blue".into(), &v86).await.expect("register");
+
+    let dir = dir("ecs");
+    let file = format!(
+        r#"service = "sales-area-graphql"
+version = "v87"
+
+[strategy]
+kind = "blue_green"
+
+[health]
+interval = "100ms"
+timeout = "100ms"
+healthy_threshold = 1
+min_healthy_time = "0s"
+deadline = "20s"
+
+[drain]
+timeout = "5s"
+
+[backend]
+kind = "ecs"
+cluster = "{cluster}"
+service = "{service}"
+container = "{container}"
+image = "{image}"
+poll_interval = "100ms"
+start_timeout = "30s"
+
+[backend.alb]
+listener_arn = "{listener}"
+rule_arn = "{rule}"
+target_groups = {{ blue = "{blue}", green = "{green}" }}
+drain_poll = "100ms"
+
+[backend.aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+
+[state]
+path = "state"
+"#,
+        cluster = service.cluster,
+        service = service.service,
+        container = moto::ecs::CONTAINER,
+        image = moto::ecs::IMAGE,
+        listener = alb.listener_arn,
+        rule = alb.rule_arn,
+        blue = alb.blue_arn,
+        green = alb.green_arn,
+        endpoint = moto.endpoint,
+    );
+    std::fs::write(dir.0.join("deploy.toml"), file).unwrap();
+    let deploy = bluegreen(&dir.0, &["deploy", "-f", "deploy.toml", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&deploy.stdout);
+    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    let outcome: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("outcome json");
+    assert_eq!(outcome["outcome"]["status"], "succeeded", "{outcome}");
+    assert_eq!(outcome["outcome"]["serving_versions"], serde_json::json!(["v87"]), "{outcome}");
+    assert!(router.split().await.expect("split").same_traffic(&bluegreen_core::Split::all_to(&"green".into())));
+    let now = fleet.list().await.expect("tasks");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(now.iter().all(|t| t.version.as_str() == "v87"), "{now:?}");
+    assert!(blue_members(&elb, &alb.blue_arn).await.is_empty(), "the v86 tasks were deregistered");
+    assert_eq!(blue_members(&elb, &alb.green_arn).await.len(), 2);
+}
