@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, Tag, TargetDescription, TargetGroupTuple, TargetHealthStateEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, Tag, TargetDescription, TargetGroup, TargetGroupTuple,
+    TargetHealthStateEnum,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use bluegreen_core::{
@@ -228,7 +229,7 @@ impl AlbRouter {
         let mut registered = BTreeMap::new();
         for description in health.target_health_descriptions.unwrap_or_default() {
             let Some(target) = description.target() else { continue };
-            let id = format!("{}:{}", target.id().unwrap_or_default(), target.port().unwrap_or_default());
+            let id = target_name(target.id().unwrap_or_default(), target.port().unwrap_or_default());
             let state = description.target_health().and_then(|h| h.state()).cloned();
             registered.insert(id, state.unwrap_or(TargetHealthStateEnum::Initial));
         }
@@ -248,28 +249,72 @@ impl AlbRouter {
         Ok((registered, drained))
     }
 
-    /// The configured pools whose target group does not exist.
+    /// The configured pools whose target group does not exist; and, when all exist, a refusal
+    /// of groups one forward action cannot weight together: an ALB forwards only to `HTTP` /
+    /// `HTTPS` groups of its own VPC (the API refuses others at the write; some emulators accept
+    /// them, so look first).
     async fn missing_target_groups(&self) -> Result<Vec<PoolName>> {
         let describe = |arns: Vec<String>| async move {
             match self.client.describe_target_groups().set_target_group_arns(Some(arns)).send().await {
-                Ok(_) => Ok(true),
+                Ok(out) => Ok(Some(out.target_groups.unwrap_or_default())),
                 Err(e) => match AwsError::from_sdk("elasticloadbalancing:DescribeTargetGroups", "target groups", e) {
-                    err if err.code() == Some("TargetGroupNotFound") => Ok(false),
+                    err if err.code() == Some("TargetGroupNotFound") => Ok(None),
                     err => Err(Error::from(err)),
                 },
             }
         };
-        if describe(self.pools.values().cloned().collect()).await? {
+        if let Some(groups) = describe(self.pools.values().cloned().collect()).await? {
+            self.check_compatible(&groups)?;
             return Ok(Vec::new());
         }
         // One at a time, to name the missing ones.
         let mut missing = Vec::new();
         for (pool, arn) in &self.pools {
-            if !describe(vec![arn.clone()]).await? {
+            if describe(vec![arn.clone()]).await?.is_none() {
                 missing.push(pool.clone());
             }
         }
         Ok(missing)
+    }
+
+    /// Refuses target groups of another protocol than HTTP / HTTPS, or of different VPCs.
+    fn check_compatible(&self, groups: &[TargetGroup]) -> Result<()> {
+        let pool_of = |arn: Option<&str>| {
+            self.pools
+                .iter()
+                .find(|(_, a)| Some(a.as_str()) == arn)
+                .map_or_else(|| "?".to_owned(), |(p, _)| p.to_string())
+        };
+        let mut first_vpc: Option<(&str, String)> = None;
+        for group in groups {
+            let pool = pool_of(group.target_group_arn());
+            let arn = group.target_group_arn().unwrap_or_default();
+            if let Some(protocol) = group.protocol() {
+                if !matches!(protocol, ProtocolEnum::Http | ProtocolEnum::Https) {
+                    return Err(Error::invalid(
+                        format!("pools.{pool}"),
+                        format!(
+                            "target group {arn} uses {}: an ALB forwards only to HTTP or HTTPS groups",
+                            protocol.as_str()
+                        ),
+                    ));
+                }
+            }
+            let Some(vpc) = group.vpc_id() else { continue };
+            match &first_vpc {
+                None => first_vpc = Some((vpc, pool)),
+                Some((other, other_pool)) if *other != vpc => {
+                    return Err(Error::invalid(
+                        format!("pools.{pool}"),
+                        format!(
+                            "target group {arn} is in {vpc}, pool {other_pool}'s in {other}: one load balancer serves one VPC"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// The split the forward action in `actions` makes, named by pool (a target group no pool
@@ -302,11 +347,18 @@ impl AlbRouter {
         if self.all_attached(&actions)? {
             return Ok(());
         }
+        if let Some(pool) = self.missing_target_groups().await?.first() {
+            return Err(Error::not_found(format!("target group {} of pool {pool}", self.pools[pool])));
+        }
         let current = self.split_of(&actions)?;
-        if current.iter().any(|(pool, _)| !self.pools.contains_key(pool)) {
-            // The action forwards to a group the router does not know: leave it to set_split,
-            // whose write replaces it on purpose, rather than change traffic here.
-            return Ok(());
+        if let Some((foreign, _)) = current.iter().find(|(pool, _)| !self.pools.contains_key(pool)) {
+            // Adding all pools would drop this group from the action (a traffic change), and
+            // without the write the new targets would never be health-checked: refuse first.
+            return Err(Error::conflict(format!(
+                "{} forwards to target group {foreign}, which is none of the router's pools: name it as a pool, \
+                 or set a split first",
+                self.where_()
+            )));
         }
         self.write_forward(actions, &current).await
     }
@@ -512,14 +564,14 @@ impl Router for AlbRouter {
         let present: Vec<String> =
             targets.iter().map(|id| id.as_str().to_owned()).filter(|id| registered.contains_key(id)).collect();
         // Mark first: a crash between the two leaves a registered target, which still reads serving.
-        let untagged: Vec<String> = present.iter().filter(|id| !drained.contains(*id)).cloned().collect();
-        self.set_drained_tags(pool, &untagged, true).await?;
         // The ALB ends a drain by the group's deregistration delay: wait for it to say so, but
-        // not much past the delay (the slack covers its reporting lag).
+        // not much past the delay (the slack covers its reporting lag). Read before any write.
         let bound = match self.deregistration_delay(pool).await? {
             Some(delay) => timeout.min(delay + DRAIN_SLACK),
             None => timeout,
         };
+        let untagged: Vec<String> = present.iter().filter(|id| !drained.contains(*id)).cloned().collect();
+        self.set_drained_tags(pool, &untagged, true).await?;
         self.deregister(pool, &present).await?;
         let deadline = started + bound;
         let mut timed_out = false;
@@ -585,6 +637,15 @@ fn member_state(state: &TargetHealthStateEnum) -> MemberState {
     }
 }
 
+/// The name of the ALB's target `id` (an IP address or an instance id) on `port`: `10.0.0.7:80`,
+/// `[2001:db8::7]:80`, `i-0abc:80` — the form [`description`] reads.
+pub(crate) fn target_name(id: &str, port: i32) -> String {
+    match (id.parse::<IpAddr>(), u16::try_from(port)) {
+        (Ok(ip), Ok(port)) => SocketAddr::new(ip, port).to_string(),
+        _ => format!("{id}:{port}"),
+    }
+}
+
 /// The ALB's description of a target named `ip:port` (an `ip` target group) or `i-…:port` (an
 /// `instance` target group).
 fn description(id: &str) -> Result<TargetDescription> {
@@ -646,6 +707,16 @@ fn percents(weights: &[(PoolName, u32)]) -> Option<Vec<(PoolName, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_names_round_trip_through_the_albs_descriptions() {
+        for name in ["10.0.0.7:8080", "[2001:db8::7]:8080", "i-0abc123:8080"] {
+            let d = description(name).unwrap();
+            assert_eq!(target_name(d.id().unwrap(), d.port().unwrap()), name);
+        }
+        assert!(description("web-1").is_err());
+        assert!(description("i-0abc").is_err(), "an instance target needs its port");
+    }
 
     #[test]
     fn weights_become_percents_summing_to_100() {

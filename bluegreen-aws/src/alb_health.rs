@@ -86,7 +86,8 @@ impl AlbTargetHealth {
                 .into_iter()
                 .filter_map(|d| {
                     let target = d.target()?;
-                    let id = format!("{}:{}", target.id().unwrap_or_default(), target.port().unwrap_or_default());
+                    let id =
+                        crate::alb::target_name(target.id().unwrap_or_default(), target.port().unwrap_or_default());
                     let health = d.target_health();
                     let state = health.and_then(|h| h.state()).cloned().unwrap_or(TargetHealthStateEnum::Initial);
                     let reason = health.and_then(|h| {

@@ -118,3 +118,70 @@ async fn bad_input_is_refused_before_anything_changes() {
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert_eq!(actions(&client, &alb).await, before, "a refused call changed the listener or the rule");
 }
+
+#[tokio::test]
+async fn target_groups_an_alb_cannot_weight_together_are_refused_before_any_write() {
+    use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+    let Some(moto) = Moto::start() else { return };
+    let (client, alb, sdk) = setup(&moto).await;
+    let before = actions(&client, &alb).await;
+    // A target group in another VPC (moto accepts it in a forward action; the ALB API does not).
+    let xml = moto.raw_query("ec2", "Action=CreateVpc&CidrBlock=10.9.0.0%2F16&Version=2016-11-15");
+    let vpc = xml.split("<vpcId>").nth(1).and_then(|s| s.split('<').next()).expect("a new VPC").to_owned();
+    let group = |name: &'static str, protocol: ProtocolEnum, vpc: String| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .create_target_group()
+                .name(name)
+                .protocol(protocol)
+                .port(8080)
+                .vpc_id(vpc)
+                .target_type(TargetTypeEnum::Ip)
+                .send()
+                .await
+                .expect("create_target_group");
+            out.target_groups()[0].target_group_arn().expect("arn").to_owned()
+        }
+    };
+    let elsewhere = group("elsewhere", ProtocolEnum::Http, vpc.clone()).await;
+    let tcp_vpc =
+        client.describe_target_groups().target_group_arns(&alb.blue_arn).send().await.expect("blue").target_groups()[0]
+            .vpc_id()
+            .expect("vpc")
+            .to_owned();
+    let tcp = group("tcp", ProtocolEnum::Tcp, tcp_vpc).await;
+    for (name, arn, words) in [("elsewhere", elsewhere, "one load balancer serves one VPC"), ("tcp", tcp, "uses TCP")] {
+        let router =
+            AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), (name, arn)]).expect("router");
+        let err = router.set_split(&Split::all_to(&"blue".into())).await.expect_err(name);
+        assert!(matches!(&err, Error::Invalid { field, .. } if field == &format!("pools.{name}")), "{err}");
+        assert!(err.to_string().contains(words), "{err}");
+        let err = router.add_targets(&"blue".into(), &targets()[..1]).await.expect_err(name);
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    }
+    assert_eq!(actions(&client, &alb).await, before, "a refused call changed the listener or the rule");
+}
+
+#[tokio::test]
+async fn adding_targets_while_the_action_forwards_to_a_foreign_group_is_refused_before_any_write() {
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum};
+    let Some(moto) = Moto::start() else { return };
+    let (client, alb, sdk) = setup(&moto).await;
+    // The listener forwards to green only; a router knowing only blue cannot join blue at
+    // weight 0 without dropping green from the action.
+    let forward_green = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&alb.green_arn).build();
+    client
+        .modify_listener()
+        .listener_arn(&alb.listener_arn)
+        .default_actions(forward_green)
+        .send()
+        .await
+        .expect("modify");
+    let before = actions(&client, &alb).await;
+    let router = AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone())]).expect("router");
+    let err = router.add_targets(&"blue".into(), &targets()[..1]).await.expect_err("foreign group");
+    assert!(matches!(&err, Error::Conflict { .. }) && err.to_string().contains("none of the router's pools"), "{err}");
+    assert!(router.members(&"blue".into()).await.expect("members").is_empty(), "a refused add registered targets");
+    assert_eq!(actions(&client, &alb).await, before);
+}

@@ -32,6 +32,10 @@ use moto::{Alb, Moto};
 #[derive(Debug, Default)]
 struct Script {
     initial_answers: Option<usize>,
+    /// When set: once green got traffic, this many more answers are `healthy`, then `unhealthy`.
+    fail_after_traffic: Option<usize>,
+    /// Whether a listener write gave green traffic.
+    green_has_traffic: bool,
     /// The IPs of the old (blue) targets, left as moto answers (`healthy`).
     blue: BTreeSet<String>,
     /// What happened, in order: "green healthy", "green unhealthy", "weights blue/green".
@@ -64,7 +68,9 @@ impl Intercept for GreenHealth {
                 .filter(|t| t.target_group_arn() == Some(self.green_arn.as_str()))
                 .filter_map(|t| t.weight())
                 .sum();
-            self.script.lock().unwrap().log.push(format!("green weight {green}"));
+            let mut script = self.script.lock().unwrap();
+            script.log.push(format!("green weight {green}"));
+            script.green_has_traffic |= green > 0;
         }
         Ok(())
     }
@@ -85,7 +91,21 @@ impl Intercept for GreenHealth {
             if script.blue.contains(ip) {
                 continue;
             }
+            let after_traffic = script.green_has_traffic;
+            let turned_bad = match (&mut script.fail_after_traffic, after_traffic) {
+                (Some(0), true) => true,
+                (Some(n), true) => {
+                    *n -= 1;
+                    false
+                }
+                _ => false,
+            };
             let health = match &mut script.initial_answers {
+                Some(0) if turned_bad => TargetHealth::builder()
+                    .state(TargetHealthStateEnum::Unhealthy)
+                    .reason(TargetHealthReasonEnum::ResponseCodeMismatch)
+                    .description("Health checks failed with these codes: [500]")
+                    .build(),
                 Some(0) => {
                     healthy_now = true;
                     TargetHealth::builder().state(TargetHealthStateEnum::Healthy).build()
@@ -170,12 +190,16 @@ struct Setup {
 }
 
 async fn setup(initial_answers: Option<usize>) -> Option<Setup> {
+    setup_with(Script { initial_answers, ..Script::default() }).await
+}
+
+async fn setup_with(script: Script) -> Option<Setup> {
     let moto = Moto::start()?;
     let calls = CallLog::new();
     let sdk = moto.config().call_log(&calls).load().await;
     let client = Client::new(&sdk);
     let alb = moto.create_alb(&client).await;
-    let script = Arc::new(Mutex::new(Script { initial_answers, ..Script::default() }));
+    let script = Arc::new(Mutex::new(script));
     let interceptor = GreenHealth { green_arn: alb.green_arn.clone(), script: script.clone() };
     let conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(interceptor).build();
     let router = AlbRouter::from_client(
@@ -272,5 +296,34 @@ async fn targets_the_alb_never_finds_healthy_roll_back_without_moving_traffic() 
         split.into_iter().filter(|(_, w)| *w > 0).collect::<Vec<_>>()
     };
     assert_eq!(weights(&after), weights(&before), "the traffic is where it was");
+    assert!(s.router.members(&"green".into()).await.expect("members").is_empty(), "the new targets were removed");
+}
+
+/// A canary 10 % → 100 % whose new targets turn unhealthy during the 10 % bake: the rollback
+/// puts the listener's actions back exactly as they were (their full description compared),
+/// and green never had more than 10 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failing_in_its_bake_restores_the_listener_actions_exactly() {
+    use bluegreen_core::{Canary, ShiftStep};
+    let Some(s) =
+        setup_with(Script { initial_answers: Some(0), fail_after_traffic: Some(4), ..Script::default() }).await
+    else {
+        return;
+    };
+    let listener = || async {
+        let out = s.client.describe_listeners().listener_arns(&s.alb.listener_arn).send().await.expect("listener");
+        format!("{:?}", out.listeners()[0].default_actions())
+    };
+    let before = listener().await;
+    let steps =
+        vec![ShiftStep { percent: 10, bake: Duration::from_secs(5) }, ShiftStep { percent: 100, bake: Duration::ZERO }];
+    let mut spec = spec();
+    spec.strategy = Strategy::Canary(Canary { steps, ..Canary::default() });
+    let outcome = s.executor.deploy(&spec).await.expect("deploy");
+    assert_eq!(outcome.status, Status::RolledBack, "{:?}", outcome.reason);
+    let log = s.script.lock().unwrap().log.clone();
+    let weights: Vec<&str> = log.iter().filter_map(|l| l.strip_prefix("green weight ")).collect();
+    assert_eq!(weights, ["10", "0"], "{log:?}");
+    assert_eq!(listener().await, before, "the listener's actions after the rollback");
     assert!(s.router.members(&"green".into()).await.expect("members").is_empty(), "the new targets were removed");
 }

@@ -319,29 +319,29 @@ async fn bad_input_is_refused_before_any_write() {
 /// Real moto: retiring one task of a two-task set lowers the set's scale to 50 % and stops only
 /// that task; the set and its other task stay.
 #[tokio::test]
-async fn retiring_part_of_a_task_set_scales_it_down_and_stops_those_tasks() {
+async fn retiring_part_of_a_task_set_is_refused_before_any_write() {
     let Some(moto) = Moto::start() else { return };
     let setup = Setup::new(&moto, 2).await;
     let fleet = setup.fleet();
     let green = fleet.provision(&request("v2", 2, "web/v2/green")).await.expect("provision");
     setup.calls.clear();
-    fleet.retire(&[green[0].id.clone()]).await.expect("retire one");
-    assert_eq!(setup.calls.writes(), vec!["UpdateTaskSet", "StopTask"]);
-    let left: Vec<_> = fleet.list().await.expect("list").into_iter().filter(|t| t.version.as_str() == "v2").collect();
-    assert_eq!(left, vec![green[1].clone()]);
-    let sets = setup.task_sets().await;
-    let set = sets.iter().find(|s| s.external_id() == Some("web/v2/green")).expect("the set stays");
-    assert_eq!(set.scale().map(|s| s.value()), Some(50.0));
-    // Retiring it again, and the rest of the set, ends with the set deleted.
-    fleet.retire(&[green[0].id.clone(), green[1].id.clone()]).await.expect("retire the rest");
+    // ECS, not the caller, would pick the task a lower scale stops: it could be a serving one.
+    let err = fleet.retire(&[green[0].id.clone()]).await.expect_err("part of a set");
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "strategy"), "{err}");
+    assert!(err.to_string().contains("blue_green, canary or linear"), "{err}");
+    assert!(setup.calls.writes().is_empty(), "{:?}", setup.calls.writes());
+    assert_eq!(fleet.list().await.expect("list").iter().filter(|t| t.version.as_str() == "v2").count(), 2);
+    // The whole set goes in one call.
+    fleet.retire(&[green[0].id.clone(), green[1].id.clone()]).await.expect("retire the set");
     assert_eq!(setup.task_sets().await.len(), 1);
 }
 
-/// Real moto, fleet and router: a rolling replace in batches of one through the core executor:
-/// each batch starts a one-task set of v2, registers it, drains and retires one v1 task (the
-/// base set is scaled down, then deleted with its last task, the newest v2 set made primary).
+/// Real moto, fleet and router: a rolling replace in batches of one through the core executor
+/// would retire one v1 task of the base set at a time, which ECS cannot do safely: the first
+/// retire is refused, and the deploy rolls back with nothing lost — both v1 tasks serve blue,
+/// the v2 task set is gone.
 #[tokio::test]
-async fn rolling_replace_moves_the_pool_to_the_new_version_one_task_at_a_time() {
+async fn a_rolling_replace_is_refused_at_its_first_retire_and_rolls_back_with_nothing_lost() {
     let Some(moto) = Moto::start() else { return };
     let setup = Setup::new(&moto, 2).await;
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&setup.sdk);
@@ -370,22 +370,19 @@ async fn rolling_replace_moves_the_pool_to_the_new_version_one_task_at_a_time() 
         min_healthy_time: Duration::ZERO,
         ..HealthPolicy::default()
     };
+    let v1 = fleet.list().await.expect("list");
     let outcome = executor.deploy(&spec).await.expect("deploy");
-    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}\n{}", sink.lines().join("\n"));
-
+    assert_eq!(outcome.status, Status::RolledBack, "{outcome:?}\n{}", sink.lines().join("\n"));
+    assert!(outcome.reason.unwrap_or_default().contains("blue_green, canary or linear"));
     let now = fleet.list().await.expect("list");
-    assert_eq!(now.len(), 2, "{now:?}");
-    assert!(now.iter().all(|t| t.version.as_str() == "v2"), "{now:?}");
-    let members: Vec<_> = router.members(&"blue".into()).await.expect("members").into_iter().map(|m| m.id).collect();
-    let mut ids: Vec<_> = now.iter().map(|t| t.id.clone()).collect();
+    assert_eq!(now, v1, "the v1 tasks are the fleet again");
+    let mut members: Vec<_> =
+        router.members(&"blue".into()).await.expect("members").into_iter().map(|m| m.id).collect();
+    members.sort();
+    let mut ids: Vec<_> = v1.iter().map(|t| t.id.clone()).collect();
     ids.sort();
-    let mut members_sorted = members.clone();
-    members_sorted.sort();
-    assert_eq!(members_sorted, ids, "blue serves exactly the v2 tasks");
-    let sets = setup.task_sets().await;
-    assert_eq!(sets.len(), 2, "two one-task sets of v2, the v1 set deleted");
-    assert_eq!(sets.iter().filter(|s| s.status() == Some("PRIMARY")).count(), 1);
-    assert_eq!(setup.revisions().await, 2, "one revision for v2, registered once");
+    assert_eq!(members, ids, "blue serves exactly the v1 tasks");
+    assert_eq!(setup.task_sets().await.len(), 1, "the v2 task set is gone");
 }
 
 /// Makes the tasks of task sets tagged with a provisioning tag containing `/green` fail to start

@@ -177,6 +177,14 @@ pub(crate) fn parse(
     let spec = Spec::from_value(&root).map_err(|e| spec_error(&map, e))?;
     spec.validate().map_err(|e| spec_error(&map, e))?;
     let backend = backend_section(&map, backend, &spec.pools)?;
+    if matches!(backend, BackendConfig::Ecs(..)) && matches!(spec.strategy, bluegreen_core::Strategy::Rolling(_)) {
+        // A rolling deploy retires part of a task set, and ECS picks which task a lower scale
+        // stops (maybe a serving one): refused before anything runs.
+        return Err(map.bad_input(
+            "strategy.kind",
+            "invalid strategy.kind: on kind = \"ecs\" versions are whole task sets: use blue_green, canary or linear",
+        ));
+    }
     let state: crate::backend::StateConfig = section(&map, "state", state)?;
     if state.kind == crate::backend::StateKind::Dynamodb && state.table.is_none() {
         return Err(map.bad_input("state.kind", "invalid state: kind = \"dynamodb\" needs `table` (the state table)"));

@@ -254,3 +254,98 @@ path = "state"
     assert!(blue_members(&elb, &alb.blue_arn).await.is_empty(), "the v86 tasks were deregistered");
     assert_eq!(blue_members(&elb, &alb.green_arn).await.len(), 2);
 }
+
+/// `kind = "route53"`: a rolling update of two hosts whose A records are blue's weighted record
+/// set, each host drained by removing its address and waiting the TTL (1 s here); the hosts
+/// are two TCP listeners on 127.0.0.21 / .22 for the `tcp` probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route53_backend_deploys_a_rolling_update() {
+    use bluegreen_core::Router as _;
+    let Some(moto) = Moto::start() else { return };
+    let sdk = moto.config().load().await;
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let zone = moto.create_zone(&r53, "example.test.").await;
+    let mut hosts = Vec::new();
+    for ip in ["127.0.0.21", "127.0.0.22"] {
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind");
+        let address = listener.local_addr().expect("addr").to_string();
+        std::thread::spawn(move || for _ in listener.incoming() {});
+        hosts.push(address);
+    }
+    let router = bluegreen_aws::Route53Router::builder(&sdk, &zone, "www.example.test.")
+        .ttl(std::time::Duration::from_secs(1))
+        .resolver_margin(std::time::Duration::ZERO)
+        .pool("blue")
+        .pool("green")
+        .build()
+        .expect("router");
+    let targets: Vec<bluegreen_core::Target> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| bluegreen_core::Target {
+            id: format!("web-{i}").into(),
+            address: a.clone(),
+            zone: None,
+            version: "v1".into(),
+            tag: None,
+        })
+        .collect();
+    router.add_targets(&"blue".into(), &targets).await.expect("register");
+    router.set_split(&bluegreen_core::Split::all_to(&"blue".into())).await.expect("all to blue");
+
+    let dir = dir("route53");
+    let file = format!(
+        r#"service = "www"
+version = "v2"
+
+[strategy]
+kind = "rolling"
+batch = 1
+
+[health]
+interval = "100ms"
+timeout = "100ms"
+healthy_threshold = 1
+min_healthy_time = "0s"
+deadline = "10s"
+
+[backend]
+kind = "route53"
+hosted_zone_id = "{zone}"
+name = "www.example.test."
+ttl = "1s"
+margin = "0s"
+updater = "true"
+hosts = [
+  {{ id = "web-0", address = "{h0}", version = "v1" }},
+  {{ id = "web-1", address = "{h1}", version = "v1" }},
+]
+
+[backend.probe]
+kind = "tcp"
+
+[backend.aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+
+[state]
+path = "state"
+"#,
+        h0 = hosts[0],
+        h1 = hosts[1],
+        endpoint = moto.endpoint,
+    );
+    std::fs::write(dir.0.join("deploy.toml"), file).unwrap();
+    let started = std::time::Instant::now();
+    let deploy = bluegreen(&dir.0, &["deploy", "-f", "deploy.toml", "--output", "json"]);
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&deploy.stdout);
+    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count(), 2, "{stdout}");
+    // Each of the two drains waited the TTL (1 s) after its change was in sync.
+    assert!(took >= std::time::Duration::from_secs(2), "{took:?}\n{stdout}");
+    let members = router.members(&"blue".into()).await.expect("members");
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.state == bluegreen_core::MemberState::Serving), "{members:?}");
+    assert!(router.split().await.expect("split").same_traffic(&bluegreen_core::Split::all_to(&"blue".into())));
+}

@@ -592,6 +592,18 @@ fn cases() -> Vec<Case> {
             &["backend.probe.path"],
         ),
         kind_case(
+            "ecs: a rolling deploy",
+            ECS,
+            &[],
+            None,
+            &["strategy.kind", "whole task sets"],
+        )
+        .with_replace(
+            "kind = \"canary\"\nsteps = [{ percent = 10, bake = \"1s\" }]",
+            "kind = \"rolling\"  # <-\nbatch = 1",
+            &["strategy.kind", "whole task sets"],
+        ),
+        kind_case(
             "ecs: hosts are not an ecs setting",
             ECS,
             &[("BACKEND", "updater = \"true\"  # <-")],

@@ -49,10 +49,12 @@ const VERSION_KEY: &str = "bluegreen:version";
 ///   created is then deleted again (ECS would retry its tasks forever). The request's `zones`
 ///   are not used: ECS spreads a task set's tasks over the subnets of its network configuration.
 /// - **[`retire`](Fleet::retire)** of every task of a task set deletes the set (making another
-///   set primary first if it was the primary one) and stops its tasks; retiring part of a set
-///   lowers its scale and stops those tasks.
+///   set that runs tasks primary first if it was the primary one) and stops its tasks. Retiring
+///   part of a set is refused ([`Error::Invalid`], before any write): ECS retires part of a set
+///   by lowering its scale and picks the task to stop itself, possibly one still serving. So on
+///   ECS, deploy blue-green, canary or linear (whole task sets), not rolling.
 /// - **[`update`](Fleet::update)** in place is impossible (a task's definition is fixed): it is
-///   refused with [`Error::Invalid`]; use a rolling deploy with `mode = "replace"`.
+///   refused with [`Error::Invalid`].
 /// - **[`list`](Fleet::list)** reads the task sets and their tasks on every call (task
 ///   definitions are immutable, so what a revision runs is remembered). A task belongs to the set
 ///   its `startedBy` names, else to the set whose `bluegreen:set` tag it carries, else to the only
@@ -67,10 +69,9 @@ const VERSION_KEY: &str = "bluegreen:version";
 /// # Caveats
 /// - A task set holds at most the service's `desiredCount` tasks (scale ≤ 100 %): a provision of
 ///   more is refused before any write.
-/// - Retiring part of a task set lowers its scale and stops the named tasks; ECS may choose to
-///   stop a different task of the set for the lower scale, and a replacement started in between
-///   is stopped at the next retire. Whole task sets (blue-green, and rolling batches of one set)
-///   have no such race.
+/// - Task ids are addresses, and `awsvpc` may give a new task the address of a stopped one; the
+///   whole-set rule keeps old and new tasks alive side by side until the old set goes, so a
+///   rollback never mistakes one for the other.
 ///
 /// # Errors
 /// - [`Error::Invalid`] from [`build`](EcsFleetBuilder::build) for a missing or malformed

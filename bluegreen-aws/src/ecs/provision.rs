@@ -35,19 +35,33 @@ impl EcsFleet {
         let earlier: BTreeSet<String> =
             stopped(&observed, tag).map(|t| t.task_arn().unwrap_or_default().to_owned()).collect();
         let planned = planned(&observed, tag);
-        if planned >= request.count {
-            return self.await_running(request, Some(observed), &earlier).await;
+        let waited = if planned >= request.count {
+            self.await_running(request, Some(observed), &earlier).await
+        } else {
+            self.start(&observed, request, request.count - planned).await?;
+            self.await_running(request, None, &earlier).await
+        };
+        if waited.is_err() {
+            self.remove_stuck_sets(tag).await;
         }
-        let created = self.start(&observed, request, request.count - planned).await?;
-        match self.await_running(request, None, &earlier).await {
-            Ok(targets) => Ok(targets),
-            Err(err) => {
-                // A set whose tasks cannot start would have ECS retry them forever, and a rollback
-                // cannot see it (it has no running task to retire): take it away again.
-                if let Err(cleanup) = self.delete_task_set(&created).await {
-                    tracing::warn!(task_set = %created, error = %cleanup, "could not delete a task set that failed to start");
-                }
-                Err(err)
+        waited
+    }
+
+    /// Deletes the task sets of `tag` that run no task. ECS would retry their tasks forever, and
+    /// a rollback cannot see them (it retires running targets): this call's set, and one an
+    /// earlier, interrupted attempt left (a resumed deploy fails here too).
+    async fn remove_stuck_sets(&self, tag: &str) {
+        let observed = match self.observe().await {
+            Ok(observed) => observed,
+            Err(e) => {
+                tracing::warn!(tag, error = %e, "could not look for task sets that failed to start");
+                return;
+            }
+        };
+        for set in observed.tagged(tag).filter(|s| s.live().all(|t| t.last_status() != Some("RUNNING"))) {
+            let arn = set.set.task_set_arn().unwrap_or_else(|| set.id()).to_owned();
+            if let Err(cleanup) = self.delete_task_set(&arn).await {
+                tracing::warn!(task_set = %arn, error = %cleanup, "could not delete a task set that failed to start");
             }
         }
     }

@@ -1,8 +1,8 @@
-//! Retiring: whole task sets are deleted, parts of one scaled down; the tasks are stopped.
+//! Retiring: whole task sets are deleted and their tasks stopped. Part of a set is refused: ECS,
+//! not the caller, picks which task a lower scale stops, and it could pick one still serving.
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ecs::types::{Scale, ScaleUnit};
 use bluegreen_core::{Error, Result, TargetId};
 
 use super::observe::SetView;
@@ -16,60 +16,54 @@ impl EcsFleet {
     pub(super) async fn retire_tasks(&self, targets: &[TargetId]) -> Result<()> {
         let wanted: BTreeSet<&str> = targets.iter().map(TargetId::as_str).collect();
         let observed = self.observe().await?;
-        // Per task set: the task ARNs to stop, and whether that is all of the set.
-        let mut plan: Vec<(&SetView, Vec<String>, bool)> = Vec::new();
+        // Per task set: the task ARNs to stop.
+        let mut plan: Vec<(&SetView, Vec<String>)> = Vec::new();
         for set in &observed.sets {
-            let live = set.live().count();
             let stop: Vec<String> = set
                 .targets()
                 .filter(|(t, _)| wanted.contains(t.id.as_str()))
                 .filter_map(|(_, task)| task.task_arn().map(str::to_owned))
                 .collect();
-            if !stop.is_empty() {
-                let whole = stop.len() >= live;
-                plan.push((set, stop, whole));
+            if stop.is_empty() {
+                continue;
             }
+            let live = set.live().count();
+            if stop.len() < live {
+                return Err(Error::invalid(
+                    "strategy",
+                    format!(
+                        "retiring {} of the {live} tasks of task set {} of {}: ECS retires part of a task set by \
+                         lowering its scale and picks the task to stop itself, possibly one still serving; on \
+                         ECS deploy blue_green, canary or linear (whole task sets)",
+                        stop.len(),
+                        set.id(),
+                        self.where_()
+                    ),
+                ));
+            }
+            plan.push((set, stop));
         }
-        for (set, stop, whole) in &plan {
-            if *whole {
-                if set.is_primary() {
-                    // ECS serves the primary set's definition as the service's: hand that role to
-                    // the newest set that stays before deleting this one.
-                    let staying = observed
-                        .sets
-                        .iter()
-                        .filter(|s| !plan.iter().any(|(p, _, w)| *w && p.id() == s.id()))
-                        .max_by_key(|s| s.set.created_at().map(|d| (d.secs(), d.subsec_nanos())));
-                    if let Some(next) = staying {
-                        self.client
-                            .update_service_primary_task_set()
-                            .cluster(&self.cluster)
-                            .service(&self.service)
-                            .primary_task_set(next.set.task_set_arn().unwrap_or_else(|| next.id()))
-                            .send()
-                            .await
-                            .map_err(|e| ecs_error("ecs:UpdateServicePrimaryTaskSet", &self.where_(), e))?;
-                    }
+        for (set, stop) in &plan {
+            if set.is_primary() {
+                // ECS serves the primary set's definition as the service's: hand that role to the
+                // newest set that stays and runs tasks (not one whose tasks never started).
+                let staying = observed
+                    .sets
+                    .iter()
+                    .filter(|s| !plan.iter().any(|(p, _)| p.id() == s.id()) && s.live().count() > 0)
+                    .max_by_key(|s| s.set.created_at().map(|d| (d.secs(), d.subsec_nanos())));
+                if let Some(next) = staying {
+                    self.client
+                        .update_service_primary_task_set()
+                        .cluster(&self.cluster)
+                        .service(&self.service)
+                        .primary_task_set(next.set.task_set_arn().unwrap_or_else(|| next.id()))
+                        .send()
+                        .await
+                        .map_err(|e| ecs_error("ecs:UpdateServicePrimaryTaskSet", &self.where_(), e))?;
                 }
-                self.delete_task_set(set.set.task_set_arn().unwrap_or_else(|| set.id())).await?;
-            } else {
-                // Lower the scale first, so ECS does not start replacements for the stopped tasks.
-                let left = set.live().count() - stop.len();
-                let desired = usize::try_from(observed.desired).unwrap_or(0).max(1);
-                #[allow(clippy::cast_precision_loss)]
-                let percent = ((left * 100 * 10_000 / desired) as f64 / 10_000.0).min(100.0);
-                self.client
-                    .update_task_set()
-                    .cluster(&self.cluster)
-                    .service(&self.service)
-                    .task_set(set.set.task_set_arn().unwrap_or_else(|| set.id()))
-                    .scale(Scale::builder().unit(ScaleUnit::Percent).value(percent).build())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        ecs_error("ecs:UpdateTaskSet", &format!("task set {} of {}", set.id(), self.where_()), e)
-                    })?;
             }
+            self.delete_task_set(set.set.task_set_arn().unwrap_or_else(|| set.id())).await?;
             // Deleting a set stops its tasks in time; stopping them now makes it immediate and
             // observable (and some emulators do not stop them at all).
             for task in stop {
