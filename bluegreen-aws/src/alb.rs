@@ -321,14 +321,12 @@ impl AlbRouter {
     /// names keeps its ARN as its name).
     fn split_of(&self, actions: &[Action]) -> Result<Split> {
         let names: BTreeMap<&str, &PoolName> = self.pools.iter().map(|(p, a)| (a.as_str(), p)).collect();
-        let named: Vec<(PoolName, u32)> = self
-            .weights(actions)?
-            .into_iter()
-            .map(|(arn, w)| (names.get(arn.as_str()).map_or_else(|| PoolName::from(arn.clone()), |p| (*p).clone()), w))
-            .collect();
-        Split::new(percents(&named).ok_or_else(|| {
+        let named = self.weights(actions)?.into_iter().map(|(arn, w)| {
+            (names.get(arn.as_str()).map_or_else(|| PoolName::from(arn.clone()), |p| (*p).clone()), u64::from(w))
+        });
+        Split::from_weights(named).ok_or_else(|| {
             Error::conflict(format!("{} forwards with every weight 0: it serves nothing", self.where_()))
-        })?)
+        })
     }
 
     /// Whether every pool's target group is in the forward action (at weight 0 or more).
@@ -678,32 +676,6 @@ fn check_arn(field: &str, arn: &str, kind: &str) -> Result<()> {
     }
 }
 
-/// Weights to percents summing to 100 (largest remainder); `None` if every weight is 0.
-fn percents(weights: &[(PoolName, u32)]) -> Option<Vec<(PoolName, u32)>> {
-    let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut out: Vec<(PoolName, u32, u64)> = weights
-        .iter()
-        .map(|(p, w)| {
-            let scaled = u64::from(*w) * 100;
-            (p.clone(), u32::try_from(scaled / total).unwrap_or(100), scaled % total)
-        })
-        .collect();
-    let mut missing = 100 - out.iter().map(|(_, w, _)| *w).sum::<u32>();
-    let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2));
-    for i in order {
-        if missing == 0 {
-            break;
-        }
-        out[i].1 += 1;
-        missing -= 1;
-    }
-    Some(out.into_iter().map(|(p, w, _)| (p, w)).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,20 +688,6 @@ mod tests {
         }
         assert!(description("web-1").is_err());
         assert!(description("i-0abc").is_err(), "an instance target needs its port");
-    }
-
-    #[test]
-    fn weights_become_percents_summing_to_100() {
-        let w = |v: &[u32]| {
-            let named: Vec<(PoolName, u32)> =
-                v.iter().enumerate().map(|(i, w)| (PoolName::from(format!("p{i}")), *w)).collect();
-            percents(&named).map(|p| p.into_iter().map(|(_, w)| w).collect::<Vec<_>>())
-        };
-        assert_eq!(w(&[90, 10]), Some(vec![90, 10]));
-        assert_eq!(w(&[1]), Some(vec![100]));
-        assert_eq!(w(&[1, 1, 1]), Some(vec![34, 33, 33]));
-        assert_eq!(w(&[999, 0]), Some(vec![100, 0]));
-        assert_eq!(w(&[0, 0]), None);
     }
 
     #[test]

@@ -21,14 +21,15 @@ use aws_sdk_route53::operation::get_change::GetChangeOutput;
 use aws_sdk_route53::operation::get_hosted_zone::GetHostedZoneOutput;
 use aws_sdk_route53::operation::list_resource_record_sets::ListResourceRecordSetsOutput;
 use aws_sdk_route53::primitives::DateTime;
-use aws_sdk_route53::types::error::PriorRequestNotComplete;
+use aws_sdk_route53::types::error::{InvalidChangeBatch, PriorRequestNotComplete};
 use aws_sdk_route53::types::{ChangeAction, ChangeInfo, ChangeStatus, HostedZone, ResourceRecordSet};
 use aws_sdk_route53::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 use bluegreen_aws::Route53Router;
 use bluegreen_core::sim::Sim;
+use bluegreen_core::state::Clock;
 use bluegreen_core::{
-    Canary, DrainPolicy, Error, Event, EventKind, Executor, Fleet, HealthPolicy, MemorySink, PoolName,
+    Canary, DrainPolicy, Error, Event, EventKind, Executor, Fleet, HealthPolicy, MemberState, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target,
 };
 use moto::route53::{Ipv4Fleet, NAME, ZONE};
@@ -430,8 +431,9 @@ async fn canary_steps_bake_and_the_old_pool_retires_only_ttl_and_margin_after_in
     let at = |index: usize, matches: fn(&EventKind) -> bool| {
         events.iter().filter(|e| matches(&e.kind)).nth(index).unwrap_or_else(|| panic!("event #{index}")).at
     };
-    // Batches: register green, 10%, 50%, 100%, drain blue, deregister blue.
-    assert_eq!(changes.len(), 6, "{changes:?}");
+    // Batches: register green, 10%, 50%, 100%, drain blue, record when the drain was in sync,
+    // deregister blue.
+    assert_eq!(changes.len(), 7, "{changes:?}");
     for (step, change) in [(0, 1), (1, 2), (2, 3)] {
         let shifted = at(step, |k| matches!(k, EventKind::TrafficShifted { .. }));
         assert!(shifted >= synced[change], "step {step} counted as shifted before its change was INSYNC");
@@ -490,4 +492,163 @@ async fn health_checks_are_attached_and_kept() {
         .build()
         .expect_err("green is no pool");
     assert_eq!(err.field(), Some("health_checks.green"), "{err}");
+}
+
+/// A wall clock on tokio's (paused) clock, shared by the routers of one test as the system time
+/// is by two processes; it starts on a whole second, so recorded times are exact.
+fn shared_clock() -> Clock {
+    let (base, start) = (std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000), Instant::now());
+    Arc::new(move || base + start.elapsed())
+}
+
+fn router_with_clock(client: Client, clock: &Clock) -> Route53Router {
+    Route53Router::builder_from_client(client, ZONE_ID, NAME)
+        .ttl(Duration::from_secs(60))
+        .resolver_margin(Duration::from_secs(5))
+        .change_timeout(Duration::from_secs(120))
+        .poll_interval(Duration::from_secs(2))
+        .clock(clock.clone())
+        .pool("blue")
+        .pool("green")
+        .build()
+        .unwrap()
+}
+
+async fn state_of(router: &Route53Router, pool: &PoolName, id: &str) -> Option<MemberState> {
+    router.members(pool).await.unwrap().into_iter().find(|m| m.id.as_str() == id).map(|m| m.state)
+}
+
+/// A drain cut off in its TTL wait (the process dies): the member is recorded disabled with the
+/// time its change was seen `INSYNC` (here 22 s after it was sent: the record is corrected after
+/// the batch was `PENDING`), so another router (the resumed process) reports it `Draining`
+/// until that time + TTL + margin, and its drain, with nothing left to write, waits exactly the
+/// rest. Fails without the recorded time (the member reads `Disabled` and the drain returns at
+/// once) and without the correction (the wait ends 22 s early).
+#[tokio::test(start_paused = true)]
+async fn a_drain_cut_off_in_its_ttl_wait_is_finished_by_the_resumed_drain() {
+    let fake = Fake::new();
+    let clock = shared_clock();
+    let first = router_with_clock(client(&fake.rules()), &clock);
+    blue_and_green(&first).await;
+    first.add_targets(&blue(), &[target("b2", "10.0.0.12")]).await.unwrap();
+    fake.set_pending(|_| Some(Duration::from_secs(20)));
+    let before = fake.changes().len();
+    let t0 = Instant::now();
+    let (pool, ids) = (blue(), ["b1".into()]);
+    let cut = tokio::time::timeout(Duration::from_secs(50), first.drain(&pool, &ids, Duration::from_secs(600)));
+    assert!(cut.await.is_err(), "the drain must still be in its TTL wait at 50 s");
+    let changes = fake.changes().split_off(before);
+    let insync = changes[0].insync_at.expect("the drain's batch synced") - t0;
+    println!("drain batch in sync at {insync:?}; {} batches", changes.len());
+    assert_eq!(insync, Duration::from_secs(22), "polled at 0, 2, 6, 14, 22 s");
+    let ends = t0 + insync + Duration::from_secs(65);
+
+    // The resumed process: a new router, nothing in memory.
+    let resumed = router_with_clock(client(&fake.rules()), &clock);
+    assert_eq!(state_of(&resumed, &blue(), "b1").await, Some(MemberState::Draining));
+    assert_eq!(state_of(&resumed, &blue(), "b2").await, Some(MemberState::Serving));
+    let report = resumed.drain(&blue(), &["b1".into()], Duration::from_secs(600)).await.unwrap();
+    let done = Instant::now();
+    println!("resumed drain returned {:?} after t0 ({report:?})", done - t0);
+    assert_eq!(resumed.change_batches_sent(), 0, "nothing left to write");
+    assert!(!report.timed_out);
+    assert!(done >= ends, "the resumed drain returned {:?} before the TTL wait ended", ends - done);
+    assert!(done <= ends + Duration::from_secs(1), "{:?} late", done - ends);
+    assert_eq!(state_of(&resumed, &blue(), "b1").await, Some(MemberState::Disabled));
+
+    // members() alone: a drain cut off at once reads Draining until its time + TTL + margin.
+    fake.set_pending(|_| Some(Duration::ZERO));
+    let t1 = Instant::now();
+    let (pool, ids) = (blue(), ["b2".into()]);
+    let cut = tokio::time::timeout(Duration::from_secs(1), first.drain(&pool, &ids, Duration::from_secs(600)));
+    assert!(cut.await.is_err());
+    tokio::time::sleep_until(t1 + Duration::from_secs(64)).await;
+    assert_eq!(state_of(&resumed, &blue(), "b2").await, Some(MemberState::Draining));
+    tokio::time::sleep_until(t1 + Duration::from_secs(65)).await;
+    assert_eq!(state_of(&resumed, &blue(), "b2").await, Some(MemberState::Disabled));
+}
+
+/// Record sets taken over with a TTL (300 s) above the configured one (60 s): resolvers keep
+/// the answers from before the change that long, so the split change and the drain each wait
+/// 300 s + margin after `INSYNC` (the split change on its own, as the executor waits only the
+/// configured TTL + margin after it). Fails when the configured TTL is used instead.
+#[tokio::test(start_paused = true)]
+async fn a_longer_ttl_on_the_sets_before_a_change_is_waited_out() {
+    let fake = Fake::new();
+    let router = router(client(&fake.rules()), Duration::from_secs(60));
+    blue_and_green(&router).await;
+    let ttl_300 = |fake: &Fake| {
+        for set in fake.state().sets.iter_mut().filter(|s| s.name() == NAME) {
+            set.ttl = Some(300);
+        }
+    };
+    ttl_300(&fake);
+    let t0 = Instant::now();
+    router.set_split(&Split::between(&blue(), &green(), 10)).await.unwrap();
+    let waited = t0.elapsed();
+    assert!((Duration::from_secs(305)..Duration::from_secs(306)).contains(&waited), "split change: {waited:?}");
+    let ttls: Vec<Option<i64>> = fake.state().sets.iter().filter(|s| s.name() == NAME).map(|s| s.ttl).collect();
+    assert_eq!(ttls, vec![Some(60), Some(60)], "the sets now have the configured TTL");
+
+    // With the configured TTL on the sets, a split change leaves the wait to the caller.
+    let t1 = Instant::now();
+    router.set_split(&Split::between(&blue(), &green(), 20)).await.unwrap();
+    assert!(t1.elapsed() < Duration::from_secs(1), "{:?}", t1.elapsed());
+
+    ttl_300(&fake);
+    let t2 = Instant::now();
+    let report = router.drain(&blue(), &["b1".into()], Duration::from_secs(600)).await.unwrap();
+    let waited = t2.elapsed();
+    assert!(!report.timed_out);
+    assert!((Duration::from_secs(305)..Duration::from_secs(307)).contains(&waited), "drain: {waited:?}");
+}
+
+fn delete_not_found() -> ChangeResourceRecordSetsError {
+    let message = "Tried to delete resource record set [name='www.example.test.', type='A', set-identifier='green'] \
+                   but it was not found";
+    ChangeResourceRecordSetsError::InvalidChangeBatch(
+        InvalidChangeBatch::builder()
+            .messages(message)
+            .meta(ErrorMetadata::builder().code("InvalidChangeBatch").build())
+            .build(),
+    )
+}
+
+/// A batch whose answer is lost after Route53 applied it (here: applied, then answered as a
+/// retry of it would be: its DELETE finds nothing). That is a retryable error, and the re-run
+/// finds nothing left to write. Fails when `InvalidChangeBatch` is mapped as permanent.
+#[tokio::test(start_paused = true)]
+async fn a_delete_already_applied_by_an_earlier_attempt_is_a_retryable_error() {
+    let fake = Fake::new();
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let applied_then_lost = {
+        let (fake, fired) = (fake.clone(), fired.clone());
+        mock!(Client::change_resource_record_sets)
+            .match_requests(move |input| {
+                let changes = input.change_batch().map(|b| b.changes()).unwrap_or_default();
+                if fired.load(std::sync::atomic::Ordering::SeqCst)
+                    || !changes.iter().any(|c| *c.action() == ChangeAction::Delete)
+                {
+                    return false;
+                }
+                fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                fake.apply(input);
+                true
+            })
+            .then_error(delete_not_found)
+    };
+    let mut rules = vec![applied_then_lost.clone()];
+    rules.extend(fake.rules());
+    let router = router(client(&rules), Duration::from_secs(60));
+    blue_and_green(&router).await;
+    let err = router.remove_targets(&green(), &["g1".into()]).await.expect_err("the lost answer");
+    println!("{err}");
+    assert_eq!(applied_then_lost.num_calls(), 1);
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("InvalidChangeBatch") && err.to_string().contains("not found"), "{err}");
+    let batches = router.change_batches_sent();
+    router.remove_targets(&green(), &["g1".into()]).await.expect("the re-run");
+    assert_eq!(router.change_batches_sent(), batches, "nothing left to write");
+    assert!(router.members(&green()).await.unwrap().is_empty());
+    assert_eq!(fake.weights(), BTreeMap::from([("blue".into(), 100)]));
 }

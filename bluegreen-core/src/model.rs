@@ -116,6 +116,35 @@ impl Split {
         Ok(split)
     }
 
+    /// The split that relative `weights` make (a load balancer's or DNS's own weights, any
+    /// scale), in whole percents summing to 100 by the largest remainder; `None` if every
+    /// weight is 0 (nothing is weighted). Pools at 0 are kept.
+    ///
+    /// ```
+    /// use bluegreen_core::Split;
+    /// let split = Split::from_weights([("a", 1), ("b", 1), ("c", 1)]).unwrap();
+    /// assert_eq!(split.to_string(), "a 34% / b 33% / c 33%");
+    /// assert!(Split::from_weights([("a", 0)]).is_none());
+    /// ```
+    pub fn from_weights<P: Into<PoolName>>(weights: impl IntoIterator<Item = (P, u64)>) -> Option<Self> {
+        let weights: Vec<(PoolName, u64)> = weights.into_iter().map(|(p, w)| (p.into(), w)).collect();
+        let total: u64 = weights.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return None;
+        }
+        // (pool, whole percent, remainder)
+        let mut out: Vec<(PoolName, u64, u64)> =
+            weights.into_iter().map(|(p, w)| (p, w * 100 / total, w * 100 % total)).collect();
+        // The percents short of 100 go to the largest remainders (fewer than there are pools).
+        let missing = 100 - out.iter().map(|(_, w, _)| w).sum::<u64>();
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2));
+        for i in order.into_iter().take(usize::try_from(missing).unwrap_or(0)) {
+            out[i].1 += 1;
+        }
+        Some(Self(out.into_iter().map(|(p, w, _)| (p, u32::try_from(w).unwrap_or(100))).collect()))
+    }
+
     /// All traffic to one pool.
     pub fn all_to(pool: &PoolName) -> Self {
         Self(BTreeMap::from([(pool.clone(), 100)]))
@@ -180,5 +209,25 @@ pub(crate) fn short(d: std::time::Duration) -> String {
         }
     } else {
         humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_become_percents_summing_to_100() {
+        let percents = |weights: &[u64]| {
+            let named = weights.iter().enumerate().map(|(i, w)| (format!("p{i}"), *w));
+            Split::from_weights(named).map(|s| s.iter().map(|(_, w)| w).collect::<Vec<_>>())
+        };
+        assert_eq!(percents(&[90, 10]), Some(vec![90, 10]));
+        assert_eq!(percents(&[1]), Some(vec![100]));
+        assert_eq!(percents(&[1, 1, 1]), Some(vec![34, 33, 33]));
+        assert_eq!(percents(&[999, 0]), Some(vec![100, 0]));
+        assert_eq!(percents(&[255, 1]), Some(vec![100, 0]));
+        assert_eq!(percents(&[1, 2]), Some(vec![33, 67]));
+        assert_eq!(percents(&[0, 0]), None);
     }
 }

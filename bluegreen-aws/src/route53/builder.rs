@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_route53::Client;
+use bluegreen_core::state::Clock;
 use bluegreen_core::{Error, PoolName, Result};
 
 use super::records::{check_name, normalize, Route53RecordType};
@@ -33,6 +34,17 @@ pub struct Route53RouterBuilder {
     pub(super) health_checks: Vec<(String, String)>,
     pub(super) change_timeout: Duration,
     pub(super) poll_interval: Duration,
+    pub(super) clock: Option<WallClock>,
+}
+
+/// The wall clock drain times are recorded with (no `Debug` of its own).
+#[derive(Clone)]
+pub(super) struct WallClock(pub(super) Clock);
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
 }
 
 impl Route53RouterBuilder {
@@ -98,6 +110,16 @@ impl Route53RouterBuilder {
     #[must_use]
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// The wall clock a drain's `INSYNC` time is recorded with and read against (the time goes
+    /// into the bookkeeping TXT record, so a resumed or other process honours the rest of the
+    /// TTL wait). Default: the system time when the router is built, advanced by tokio's clock
+    /// (so a paused tokio clock moves it too).
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(WallClock(clock));
         self
     }
 
@@ -188,6 +210,13 @@ impl Route53RouterBuilder {
         for n in pool_meta.values() {
             check_name("pools", n)?;
         }
+        let clock = match self.clock {
+            Some(WallClock(clock)) => clock,
+            None => {
+                let (wall, start) = (std::time::SystemTime::now(), tokio::time::Instant::now());
+                Arc::new(move || wall + start.elapsed())
+            }
+        };
         Ok(Route53Router {
             inner: Arc::new(Inner {
                 client: self.client,
@@ -206,6 +235,7 @@ impl Route53RouterBuilder {
                 write_lock: tokio::sync::Mutex::new(()),
                 unsynced: std::sync::Mutex::new(None),
                 batches_sent: AtomicU64::new(0),
+                clock,
             }),
         })
     }

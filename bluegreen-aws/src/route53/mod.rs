@@ -5,17 +5,20 @@ mod records;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
 use aws_sdk_route53::Client;
+use bluegreen_core::state::Clock;
 use bluegreen_core::{
     Capabilities, DrainReport, Error, Member, MemberState, PoolName, Result, Router, Split, Target, TargetId,
 };
@@ -51,7 +54,20 @@ const PAGE: i32 = 100;
 ///   and compares them with what was asked.
 /// - **Draining** removes the targets' values in one batch and then waits TTL + resolver
 ///   margin after `INSYNC` (bounded by the drain's timeout): resolvers may hand out a removed
-///   value until their cached answer expires. DNS cannot see requests in flight.
+///   value until their cached answer expires. DNS cannot see requests in flight. The member is
+///   recorded `disabled` with the time (unix seconds, rounded up) its change was seen `INSYNC`:
+///   the batch carries the time it was sent, and when Route53 answered `PENDING`, a second
+///   batch (TXT only) corrects it. [`members`](Router::members) reports it
+///   [`Draining`](MemberState::Draining) until that time + TTL + margin, then `Disabled`, and a
+///   drain that finds its targets already disabled waits what is left of that, so a step
+///   resumed after a crash still waits the TTL out. Records without a time (the format before)
+///   count as long drained. The time is read with the router's
+///   [`clock`](Route53RouterBuilder::clock).
+/// - **A longer TTL already on the sets** (sets taken over from before bluegreen, or a foreign
+///   set with traffic): resolvers keep the answers from before a change that long, so
+///   [`set_split`](Router::set_split) and [`drain`](Router::drain) wait that TTL + margin after
+///   `INSYNC` instead (with a `tracing` warning); every write puts the configured TTL on the
+///   pools' sets, so this happens once.
 /// - Writes from clones of one router are serialized, so concurrent drains (a rolling batch)
 ///   each compute their batch from the state the previous one left.
 /// - [`capabilities`](Router::capabilities): weighted at 1 %, atomic swap, no per-target drain
@@ -77,7 +93,21 @@ const PAGE: i32 = 100;
 /// [`Error::ReadBackMismatch`] when the record sets read back differ; [`Error::Conflict`] for a
 /// simple record at the name, or a foreign weighted set with traffic on a split change.
 /// Throttling and `PriorRequestNotComplete` are retried by the SDK's standard retry mode, then
-/// surface as retryable [`Error::Backend`]s.
+/// surface as retryable [`Error::Backend`]s. `InvalidChangeBatch` saying a record set to delete
+/// was not found (a retried batch that the first attempt applied) is a retryable
+/// [`Error::Backend`] too: the re-run reads the zone again and computes what is left.
+///
+/// # Limits
+/// - The id of a change not yet seen `INSYNC` is kept in memory only. A re-run in the same
+///   process waits for it; after a crash, a re-run that finds nothing left to change does not
+///   (low risk: the executor still waits the propagation delay after a traffic step or drain).
+///   Likewise, a drain cut off while its batch was still `PENDING` has the time it was sent on
+///   record, so a resumed drain counts TTL + margin from then, not from `INSYNC`.
+/// - The longer TTL of sets taken over is known only before the first write replaces it: a
+///   step resumed after a crash in that wait waits the configured TTL + margin. A resumed drain
+///   waits from its recorded time with the configured TTL + margin, too.
+/// - Recorded drain times are wall-clock seconds: processes that read them should have clocks
+///   in sync (NTP); a clock that runs behind shortens the resumed wait by that much.
 ///
 /// IAM actions: `route53:GetHostedZone`, `route53:ListResourceRecordSets`,
 /// `route53:ChangeResourceRecordSets`, `route53:GetChange`.
@@ -107,6 +137,8 @@ struct Inner {
     /// after a timeout waits for it even when nothing is left to change.
     unsynced: std::sync::Mutex<Option<(String, Instant)>>,
     batches_sent: AtomicU64,
+    /// The wall clock drain times are recorded with (see [`Route53RouterBuilder::clock`]).
+    clock: Clock,
 }
 
 impl fmt::Debug for Route53Router {
@@ -159,6 +191,7 @@ impl Route53Router {
             health_checks: Vec::new(),
             change_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
+            clock: None,
         }
     }
 
@@ -214,6 +247,50 @@ where
     }
 }
 
+/// Maps an error of `ChangeResourceRecordSets`. A retried batch that the first attempt already
+/// applied (its answer was lost) meets its own DELETE: Route53 answers `InvalidChangeBatch`,
+/// "tried to delete … but it was not found". That is retryable: the step reads the zone again
+/// and computes what is left (usually nothing).
+fn change_error(resource: &str, err: SdkError<ChangeResourceRecordSetsError>) -> Error {
+    match err.as_service_error().and_then(|e| deleted_set_gone(resource, e)) {
+        Some(gone) => gone,
+        None => aws_error("route53:ChangeResourceRecordSets", resource, err),
+    }
+}
+
+/// The retryable error for an `InvalidChangeBatch` whose DELETE found nothing; `None` for
+/// every other error.
+fn deleted_set_gone(resource: &str, err: &ChangeResourceRecordSetsError) -> Option<Error> {
+    let ChangeResourceRecordSetsError::InvalidChangeBatch(bad) = err else { return None };
+    let texts: Vec<&str> = bad.messages().iter().map(String::as_str).chain(bad.message()).collect();
+    deleted_set_missing(&texts).then(|| {
+        Error::transient(
+            BACKEND,
+            format!(
+                "route53:ChangeResourceRecordSets on {resource}: InvalidChangeBatch: {}: a record set the batch \
+                 deletes is gone (an earlier attempt of the same batch may have been applied); read again and \
+                 recompute",
+                texts.join("; ")
+            ),
+        )
+    })
+}
+
+/// Whether `InvalidChangeBatch` messages say a record set to delete was not found.
+fn deleted_set_missing(messages: &[&str]) -> bool {
+    messages.iter().any(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("delete") && m.contains("not found")
+    })
+}
+
+/// When a change batch was seen `INSYNC`, and whether Route53 said so in its answer to the batch.
+#[derive(Debug, Clone, Copy)]
+struct Synced {
+    at: Instant,
+    at_once: bool,
+}
+
 fn built<T, E: std::error::Error>(what: &str, r: std::result::Result<T, E>) -> Result<T> {
     r.map_err(|e| Error::permanent(BACKEND, format!("cannot build the {what}: {e}")))
 }
@@ -225,6 +302,8 @@ struct State {
     answers: BTreeMap<PoolName, (ResourceRecordSet, Answer)>,
     /// Weighted sets at the name that are no pool of this router: `(SetIdentifier, weight)`.
     foreign: Vec<(String, i64)>,
+    /// The longest TTL of those foreign sets that get traffic (weight above 0).
+    foreign_ttl: i64,
     /// The pools' TXT sets as listed, and their members.
     members: BTreeMap<PoolName, (Option<ResourceRecordSet>, Vec<MemberRecord>)>,
 }
@@ -236,6 +315,12 @@ impl State {
 
     fn answers(&self) -> BTreeMap<PoolName, Answer> {
         self.answers.iter().map(|(p, (_, a))| (p.clone(), a.clone())).collect()
+    }
+
+    /// The longest TTL on the weighted sets that may have been answered with: the pools' and
+    /// foreign ones with traffic.
+    fn ttl_seen(&self) -> i64 {
+        self.answers.values().map(|(_, a)| a.ttl).fold(self.foreign_ttl, i64::max)
     }
 
     /// The split Route53 answers with, over every weighted set at the name.
@@ -297,7 +382,42 @@ impl Inner {
     }
 
     fn delay(&self) -> Duration {
-        Duration::from_secs(u64::try_from(self.ttl).unwrap_or(0)) + self.margin
+        self.wait_for(self.ttl)
+    }
+
+    /// How long answers cached before a change may still be handed out after it is `INSYNC`:
+    /// the longer of the configured TTL and `seen` (the TTL on the sets before the change), plus
+    /// the margin.
+    fn wait_for(&self, seen: i64) -> Duration {
+        Duration::from_secs(u64::try_from(seen.max(self.ttl)).unwrap_or(0)) + self.margin
+    }
+
+    /// The wait after a change from `state`, warning when the sets had a TTL above the
+    /// configured one (record sets taken over, or a foreign set with traffic).
+    fn wait_after(&self, state: &State, what: &str) -> Duration {
+        let seen = state.ttl_seen();
+        if seen > self.ttl {
+            tracing::warn!(
+                name = %self.name,
+                ttl_seen = seen,
+                ttl = self.ttl,
+                "Route53 {what}: weighted record sets at the name had a TTL of {seen} s, above the configured {} s; \
+                 resolvers may keep their answers that long, so the wait is {seen} s + margin",
+                self.ttl
+            );
+        }
+        self.wait_for(seen)
+    }
+
+    /// The wall time, since the Unix epoch.
+    fn wall(&self) -> Duration {
+        (self.clock)().duration_since(UNIX_EPOCH).unwrap_or_default()
+    }
+
+    /// The wall time in unix seconds, rounded up (a drain's time errs late).
+    fn wall_secs(&self) -> u64 {
+        let now = self.wall();
+        now.as_secs() + u64::from(now.subsec_nanos() > 0)
     }
 
     async fn ensure_zone(&self) -> Result<()> {
@@ -419,6 +539,9 @@ impl Inner {
                 let answer = answer_of(&set);
                 state.answers.insert(pool, (set, answer));
             } else {
+                if weight > 0 {
+                    state.foreign_ttl = state.foreign_ttl.max(set.ttl().unwrap_or(0));
+                }
                 state.foreign.push((id.to_owned(), weight));
             }
         }
@@ -514,7 +637,7 @@ impl Inner {
 
     /// Writes `desired` in one change batch (nothing when nothing changes), waits until it is
     /// `INSYNC` and reads it back. Returns when it became `INSYNC`, if a batch was sent.
-    async fn apply(&self, state: &State, desired: &BTreeMap<PoolName, DesiredPool>) -> Result<Option<Instant>> {
+    async fn apply(&self, state: &State, desired: &BTreeMap<PoolName, DesiredPool>) -> Result<Option<Synced>> {
         let changes = self.changes(state, desired)?;
         if changes.is_empty() {
             // A step re-run after its change outlasted the timeout: it is in effect only once
@@ -538,19 +661,17 @@ impl Inner {
             .change_batch(batch)
             .send()
             .await
-            .map_err(|e| {
-                aws_error("route53:ChangeResourceRecordSets", &format!("{} in {}", self.name, self.zone()), e)
-            })?;
+            .map_err(|e| change_error(&format!("{} in {}", self.name, self.zone()), e))?;
         let info = out.change_info();
         let id = info.and_then(|i| i.id().rsplit('/').next()).unwrap_or_default().to_owned();
         let synced = if info.is_some_and(|i| *i.status() == ChangeStatus::Insync) {
             // Route53 applies a zone's changes in order: an older change that outlasted its
             // timeout is in sync too.
             *self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-            Instant::now()
+            Synced { at: Instant::now(), at_once: true }
         } else {
             *self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((id.clone(), submitted));
-            self.await_insync(&id, submitted).await?
+            Synced { at: self.await_insync(&id, submitted).await?, at_once: false }
         };
         self.verify(desired).await?;
         Ok(Some(synced))
@@ -628,7 +749,7 @@ impl Inner {
     async fn update(
         &self,
         change: impl FnOnce(&State) -> Result<BTreeMap<PoolName, DesiredPool>>,
-    ) -> Result<(State, BTreeMap<PoolName, DesiredPool>, Option<Instant>)> {
+    ) -> Result<(State, BTreeMap<PoolName, DesiredPool>, Option<Synced>)> {
         self.ensure_zone().await?;
         let _guard = self.write_lock.lock().await;
         let state = self.read().await?;
@@ -680,18 +801,25 @@ impl Router for Route53Router {
             self.known(pool)?;
         }
         let i = &self.inner;
-        i.update(|state| {
-            if let Some((id, w)) = state.foreign.iter().find(|(_, w)| *w > 0) {
-                return Err(Error::conflict(format!(
-                    "weighted record set {id:?} at {} gets traffic (weight {w}) and is no pool of this router ({})",
-                    i.name,
-                    i.pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", ")
-                )));
-            }
-            let members = state.members();
-            desired(&i.pools, &state.answers(), &members, &members, Weights::Split(split), i.ttl)
-        })
-        .await?;
+        let (state, synced) = i
+            .update(|state| {
+                if let Some((id, w)) = state.foreign.iter().find(|(_, w)| *w > 0) {
+                    return Err(Error::conflict(format!(
+                        "weighted record set {id:?} at {} gets traffic (weight {w}) and is no pool of this router ({})",
+                        i.name,
+                        i.pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let members = state.members();
+                desired(&i.pools, &state.answers(), &members, &members, Weights::Split(split), i.ttl)
+            })
+            .await
+            .map(|(state, _, synced)| (state, synced))?;
+        // The caller waits the configured TTL + margin; sets that had a longer TTL (taken over)
+        // are cached longer, so that wait is done here.
+        if let (Some(synced), true) = (synced, state.ttl_seen() > i.ttl) {
+            tokio::time::sleep_until(synced.at + i.wait_after(&state, "split change")).await;
+        }
         Ok(())
     }
 
@@ -714,7 +842,13 @@ impl Router for Route53Router {
                     ),
                 )
             })?;
-            added.push(MemberRecord { id: t.id.clone(), address: t.address.clone(), ip, state: MemberState::Serving });
+            added.push(MemberRecord {
+                id: t.id.clone(),
+                address: t.address.clone(),
+                ip,
+                state: MemberState::Serving,
+                disabled_at: None,
+            });
         }
         i.update(|state| {
             let old = state.members();
@@ -736,30 +870,98 @@ impl Router for Route53Router {
         self.known(pool)?;
         let started = Instant::now();
         let i = &self.inner;
-        let (state, desired, synced) = i
+        let mut drained_at = 0;
+        let (state, want, synced) = i
             .update(|state| {
                 let old = state.members();
                 let mut members = old.clone();
                 let list = members.entry(pool.clone()).or_default();
+                let mut newly = Vec::new();
                 for id in targets {
                     let m = list
                         .iter_mut()
                         .find(|m| m.id == *id)
                         .ok_or_else(|| Error::not_found(format!("target {id} in pool {pool}")))?;
-                    m.state = MemberState::Disabled;
+                    // A member already disabled keeps its record (and the time of its drain).
+                    if m.state == MemberState::Serving {
+                        m.state = MemberState::Disabled;
+                        newly.push(m.id.clone());
+                    }
                 }
-                desired(&i.pools, &state.answers(), &old, &members, Weights::Current, i.ttl)
+                let mut desired = desired(&i.pools, &state.answers(), &old, &members, Weights::Current, i.ttl)?;
+                // The drain's time goes with the members whose value this batch withdraws (an
+                // estimate, corrected once the batch is `INSYNC`); the others have nothing to
+                // wait for.
+                drained_at = i.wall_secs();
+                let has = |a: Option<&Answer>, ip: IpAddr| {
+                    a.is_some_and(|a| a.values.iter().any(|v| v.parse::<IpAddr>().ok() == Some(ip)))
+                };
+                let before = state.answers.get(pool).map(|(_, a)| a);
+                if let Some(want) = desired.get_mut(pool) {
+                    let after = want.answer.clone();
+                    for m in want.members.iter_mut().filter(|m| newly.contains(&m.id)) {
+                        m.disabled_at = (has(before, m.ip) && !has(after.as_ref(), m.ip)).then_some(drained_at);
+                    }
+                }
+                Ok(desired)
             })
             .await?;
         // DNS draining is TTL-based: a resolver may hand out a removed value until the answer
         // it cached before the change was in sync expires.
         let withdrawn = state.answers.iter().any(|(pool, (_, before))| {
-            let after = desired.get(pool).and_then(|d| d.answer.as_ref());
+            let after = want.get(pool).and_then(|d| d.answer.as_ref());
             before.values.iter().any(|v| !after.is_some_and(|a| a.values.contains(v)))
         });
-        let mut timed_out = false;
+        // When the members this batch drained are recorded as in sync (if it drained any).
+        let mut recorded = want
+            .get(pool)
+            .is_some_and(|w| w.members.iter().any(|m| targets.contains(&m.id) && m.disabled_at == Some(drained_at)))
+            .then_some(drained_at);
+        let mut until = None::<Instant>;
         if let (true, Some(synced)) = (withdrawn, synced) {
-            let until = synced + i.delay();
+            until = Some(synced.at + i.wait_after(&state, "drain"));
+            if let (false, Some(at)) = (synced.at_once, recorded) {
+                // The batch was PENDING for a while: record when it was seen INSYNC, so that a
+                // resumed drain (or another process) waits from then.
+                let mut now = at;
+                let confirmed = i
+                    .update(|state| {
+                        let old = state.members();
+                        let mut members = old.clone();
+                        now = i.wall_secs();
+                        for m in members.entry(pool.clone()).or_default() {
+                            if targets.contains(&m.id) && m.state == MemberState::Disabled && m.disabled_at == Some(at)
+                            {
+                                m.disabled_at = Some(now);
+                            }
+                        }
+                        desired(&i.pools, &state.answers(), &old, &members, Weights::Current, i.ttl)
+                    })
+                    .await;
+                match confirmed {
+                    Ok(_) => recorded = Some(now),
+                    Err(err) => tracing::warn!(
+                        name = %i.name, pool = %pool, error = %err,
+                        "could not record when the drain's change was INSYNC"
+                    ),
+                }
+            }
+        }
+        // The recorded time is rounded up: wait for it too, so that members() reports the
+        // targets disabled once this returns. Targets drained before (a step re-run after a
+        // crash, another process): the rest of their wait, from the time recorded with them.
+        let now = i.wall();
+        let members = state.members.get(pool).map(|(_, m)| m.as_slice()).unwrap_or_default();
+        let before = members.iter().filter(|m| targets.contains(&m.id) && m.state == MemberState::Disabled);
+        for at in before.filter_map(|m| m.disabled_at).chain(recorded) {
+            let end = Duration::from_secs(at) + i.delay();
+            if end > now {
+                let end = Instant::now() + (end - now);
+                until = Some(until.map_or(end, |u| u.max(end)));
+            }
+        }
+        let mut timed_out = false;
+        if let Some(until) = until {
             let deadline = started + timeout;
             timed_out = until > deadline;
             tokio::time::sleep_until(until.min(deadline)).await;
@@ -788,12 +990,44 @@ impl Router for Route53Router {
         i.ensure_zone().await?;
         let name = &i.pool_meta[pool];
         let sets = i.meta_sets().await?;
+        let now = i.wall();
         Ok(sets
             .iter()
             .filter(|s| normalize(s.name()) == *name)
             .flat_map(|s| s.resource_records())
             .filter_map(|r| MemberRecord::parse(r.value(), i.record_type))
-            .map(|m| Member { id: m.id, state: m.state, in_flight: None })
+            .map(|m| Member { state: m.state_at(now, i.delay()), id: m.id, in_flight: None })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delete_that_finds_nothing_is_retryable_other_invalid_batches_are_not() {
+        let gone = "Tried to delete resource record set [name='www.example.test.', type='A', set-identifier='blue'] \
+                    but it was not found";
+        assert!(deleted_set_missing(&[gone]));
+        assert!(deleted_set_missing(&["something else", &gone.to_ascii_uppercase()]));
+        let mismatch = "Tried to create resource record set [name='www.example.test.', type='A', \
+                        set-identifier='blue'] but it already exists";
+        assert!(!deleted_set_missing(&[mismatch]));
+        assert!(!deleted_set_missing(&[]));
+
+        let err = |messages: &[&str]| {
+            let bad = aws_sdk_route53::types::error::InvalidChangeBatch::builder()
+                .set_messages(Some(messages.iter().map(|m| (*m).to_owned()).collect()))
+                .meta(aws_sdk_route53::error::ErrorMetadata::builder().code("InvalidChangeBatch").build())
+                .build();
+            deleted_set_gone(
+                "www.example.test. in hosted zone Z1",
+                &ChangeResourceRecordSetsError::InvalidChangeBatch(bad),
+            )
+        };
+        let retry = err(&[gone]).expect("mapped");
+        assert!(retry.is_retryable() && retry.to_string().contains("not found"), "{retry}");
+        assert!(err(&[mismatch]).is_none(), "left to the usual mapping (permanent)");
     }
 }

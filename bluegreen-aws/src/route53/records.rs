@@ -47,34 +47,64 @@ pub(super) struct MemberRecord {
     pub(super) id: TargetId,
     pub(super) address: String,
     pub(super) ip: IpAddr,
+    /// `Serving` or `Disabled` (a drain still in its TTL wait is `Disabled` here, with a time).
     pub(super) state: MemberState,
+    /// For a disabled member: when the change that withdrew its value was `INSYNC` (unix
+    /// seconds, rounded up). `None`: nothing of it was served, or a record of the format
+    /// before this field (both count as long drained).
+    pub(super) disabled_at: Option<u64>,
 }
 
 impl MemberRecord {
-    /// The TXT value: `"bg1" "<id>" "<address>" "<serving|disabled>"`. Ids and addresses were
-    /// checked to hold no quote, backslash or non-printable character, so no escaping is needed.
+    /// The TXT value: `"bg1" "<id>" "<address>" "serving"`, or `... "disabled" "<unix secs>"`
+    /// (when the drain's change was `INSYNC`; plain `"disabled"` when there is no time). Ids and
+    /// addresses were checked to hold no quote, backslash or non-printable character, so no
+    /// escaping is needed.
     pub(super) fn txt(&self) -> String {
-        let state = match self.state {
-            MemberState::Serving => "serving",
-            MemberState::Draining | MemberState::Disabled => "disabled",
+        let state = match (self.state, self.disabled_at) {
+            (MemberState::Serving, _) => "serving".to_owned(),
+            (MemberState::Draining | MemberState::Disabled, None) => "disabled".to_owned(),
+            (MemberState::Draining | MemberState::Disabled, Some(at)) => format!("disabled\" \"{at}"),
         };
         format!("\"{FORMAT}\" \"{}\" \"{}\" \"{state}\"", self.id, self.address)
     }
 
-    /// Parses a TXT value written by [`txt`](Self::txt); anything else is not ours (`None`).
+    /// Parses a TXT value written by [`txt`](Self::txt) (or by the format without the drain's
+    /// time); anything else is not ours (`None`).
     pub(super) fn parse(value: &str, family: Route53RecordType) -> Option<Self> {
         let inner = value.trim().strip_prefix('"')?.strip_suffix('"')?;
         let strings: Vec<&str> = inner.split("\" \"").collect();
-        let [format, id, address, state] = strings.as_slice() else { return None };
-        if *format != FORMAT {
-            return None;
-        }
-        let state = match *state {
-            "serving" => MemberState::Serving,
-            "disabled" => MemberState::Disabled,
+        let (format, id, address, state, at) = match strings.as_slice() {
+            [format, id, address, state] => (*format, *id, *address, *state, None),
+            [format, id, address, state, at] => (*format, *id, *address, *state, Some(at.parse::<u64>().ok()?)),
             _ => return None,
         };
-        Some(Self { id: (*id).into(), address: (*address).to_owned(), ip: family.address_of(address)?, state })
+        if format != FORMAT {
+            return None;
+        }
+        let state = match (state, at) {
+            ("serving", None) => MemberState::Serving,
+            ("disabled", _) => MemberState::Disabled,
+            _ => return None,
+        };
+        Some(Self {
+            id: id.into(),
+            address: address.to_owned(),
+            ip: family.address_of(address)?,
+            state,
+            disabled_at: at,
+        })
+    }
+
+    /// The state to report at unix time `now` when a drain's wait is `wait`: a disabled member
+    /// is `Draining` until its change was in sync for `wait`.
+    pub(super) fn state_at(&self, now: std::time::Duration, wait: std::time::Duration) -> MemberState {
+        match (self.state, self.disabled_at) {
+            (MemberState::Disabled, Some(at)) if now < std::time::Duration::from_secs(at) + wait => {
+                MemberState::Draining
+            }
+            (state, _) => state,
+        }
     }
 }
 
@@ -199,22 +229,8 @@ pub(super) fn served_split(sets: &[(PoolName, i64)]) -> Result<Split> {
         return Ok(Split::default());
     }
     let all_zero = sets.iter().all(|(_, w)| *w <= 0);
-    let weights: Vec<(PoolName, u64)> =
-        sets.iter().map(|(p, w)| (p.clone(), if all_zero { 1 } else { u64::try_from(*w).unwrap_or(0) })).collect();
-    let total: u64 = weights.iter().map(|(_, w)| w).sum();
-    let mut out: Vec<(PoolName, u64, u64)> =
-        weights.iter().map(|(p, w)| (p.clone(), w * 100 / total, w * 100 % total)).collect();
-    let mut missing = 100 - out.iter().map(|(_, w, _)| w).sum::<u64>();
-    let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2));
-    for i in order {
-        if missing == 0 {
-            break;
-        }
-        out[i].1 += 1;
-        missing -= 1;
-    }
-    Split::new(out.into_iter().map(|(p, w, _)| (p, u32::try_from(w).unwrap_or(100))))
+    let weights = sets.iter().map(|(p, w)| (p.clone(), if all_zero { 1 } else { u64::try_from(*w).unwrap_or(0) }));
+    Ok(Split::from_weights(weights).expect("every weight 0 was made equal weights above"))
 }
 
 /// A domain name as Route53 compares it: lower case, with the final dot, `\052` as `*`.
@@ -256,7 +272,7 @@ mod tests {
     use super::*;
 
     fn member(id: &str, ip: &str, state: MemberState) -> MemberRecord {
-        MemberRecord { id: id.into(), address: format!("{ip}:80"), ip: ip.parse().unwrap(), state }
+        MemberRecord { id: id.into(), address: format!("{ip}:80"), ip: ip.parse().unwrap(), state, disabled_at: None }
     }
 
     fn pools() -> Vec<PoolName> {
@@ -273,10 +289,34 @@ mod tests {
         assert_eq!(MemberRecord::parse(&m.txt(), Route53RecordType::A), Some(m.clone()));
         assert_eq!(MemberRecord::parse(&m.txt(), Route53RecordType::Aaaa), None, "wrong family");
         assert_eq!(MemberRecord::parse("\"v=spf1 -all\"", Route53RecordType::A), None);
+        let drained = MemberRecord { disabled_at: Some(1_700_000_000), ..m.clone() };
+        assert_eq!(
+            drained.txt(),
+            "\"bg1\" \"arn:aws:ecs:eu-west-1:1:task/c/0abc\" \"10.0.0.7:80\" \"disabled\" \"1700000000\""
+        );
+        assert_eq!(MemberRecord::parse(&drained.txt(), Route53RecordType::A), Some(drained));
+        assert_eq!(MemberRecord::parse("\"bg1\" \"t\" \"10.0.0.7\" \"serving\" \"1\"", Route53RecordType::A), None);
+        assert_eq!(MemberRecord::parse("\"bg1\" \"t\" \"10.0.0.7\" \"disabled\" \"x\"", Route53RecordType::A), None);
         assert!(storable("id", "id", "t-1").is_ok());
         assert!(storable("id", "id", "a\"b").is_err());
         assert!(storable("id", "id", "").is_err());
         assert!(storable("id", "id", &"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn a_drained_member_is_draining_until_its_change_was_in_sync_for_the_wait() {
+        use std::time::Duration;
+        let wait = Duration::from_secs(65);
+        let at = 1_700_000_000;
+        let m = MemberRecord { disabled_at: Some(at), ..member("t", "10.0.0.7", MemberState::Disabled) };
+        assert_eq!(m.state_at(Duration::from_secs(at + 64), wait), MemberState::Draining);
+        assert_eq!(m.state_at(Duration::from_secs(at + 65), wait), MemberState::Disabled);
+        // A record written before the drain's time was kept: long drained.
+        let old = MemberRecord::parse("\"bg1\" \"t\" \"10.0.0.7:80\" \"disabled\"", Route53RecordType::A).unwrap();
+        assert_eq!(old.disabled_at, None);
+        assert_eq!(old.state_at(Duration::from_secs(at), wait), MemberState::Disabled);
+        let serving = member("s", "10.0.0.8", MemberState::Serving);
+        assert_eq!(serving.state_at(Duration::from_secs(at), wait), MemberState::Serving);
     }
 
     #[test]
