@@ -93,16 +93,10 @@ impl AlbSettings {
 }
 
 /// The probe of an ALB backend: the ALB's own view unless `[backend.probe]` says otherwise.
-fn alb_probe(
-    router: &AlbRouter,
-    probe: Option<&ProbeConfig>,
-    hosts: Option<&Hosts<'_>>,
-) -> Result<Arc<dyn HealthProbe>, Error> {
-    match (probe, hosts) {
-        (None, _) => Ok(Arc::new(router.health_probe())),
-        (Some(p), _) if p.kind == ProbeKind::Alb => Ok(Arc::new(router.health_probe())),
-        (Some(_), Some(hosts)) => hosts.probe(),
-        (Some(p), None) => Hosts::probe_of(p),
+fn alb_probe(router: &AlbRouter, probe: Option<&ProbeConfig>) -> Result<Arc<dyn HealthProbe>, Error> {
+    match probe {
+        Some(p) if p.kind != ProbeKind::Alb => Hosts::probe_of(p),
+        _ => Ok(Arc::new(router.health_probe())),
     }
 }
 
@@ -155,7 +149,7 @@ impl AlbBackend {
             probe: self.probe.as_ref().unwrap_or(&default_probe),
         };
         let fleet = hosts.fleet()?;
-        let probe = alb_probe(&router, self.probe.as_ref(), Some(&hosts))?;
+        let probe = alb_probe(&router, self.probe.as_ref())?;
         Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
     }
 }
@@ -213,7 +207,7 @@ impl EcsBackend {
             builder = builder.poll_interval(every);
         }
         let fleet = builder.build().map_err(within("backend"))?;
-        let probe = alb_probe(&router, self.probe.as_ref(), None)?;
+        let probe = alb_probe(&router, self.probe.as_ref())?;
         Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
     }
 }

@@ -97,50 +97,13 @@ impl World {
             let out = Command::new("sh").arg(dir.join("update.sh")).args([id, address, "v1"]).output().expect("sh");
             assert!(out.status.success(), "starting {id}: {}", String::from_utf8_lossy(&out.stdout));
         }
-        let frontend = free_port();
-        let mut config = format!(
-            "global\n\
-             \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
-             \x20   stats timeout 30s\n\
-             defaults\n\
-             \x20   mode http\n\
-             \x20   timeout connect 1s\n\
-             \x20   timeout client 30s\n\
-             \x20   timeout server 30s\n\
-             frontend fe\n\
-             \x20   bind 127.0.0.1:{frontend}\n\
-             \x20   default_backend web\n\
-             backend web\n\
-             \x20   balance roundrobin\n\
-             \x20   option httpchk GET /healthz\n\
-             \x20   http-response set-header x-server %[srv_name]\n\
-             \x20   default-server check inter 200ms fall 2 rise 2\n",
-            dir = dir.display()
-        );
-        for (id, address) in &hosts {
-            config.push_str(&format!("    server blue.{id} {address} weight 1\n"));
-        }
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, &config).expect("haproxy.cfg");
-        let mut child = Command::new(binary)
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::os::unix::net::UnixStream::connect(dir.join("admin.sock")).is_err()
-            || TcpStream::connect(("127.0.0.1", frontend)).is_err()
-        {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("haproxy exited ({status}) with this config:\n{config}");
-            }
-            assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // A free port can be taken by another test's server before HAProxy binds it: try another.
+        let (child, frontend) = (0..5)
+            .find_map(|_| {
+                let frontend = free_port();
+                start_haproxy(binary, &dir, &hosts, frontend).map(|child| (child, frontend))
+            })
+            .unwrap_or_else(|| panic!("haproxy found its frontend port taken 5 times"));
         world.haproxy = Some(child);
         (world, frontend, hosts)
     }
@@ -148,6 +111,64 @@ impl World {
     fn bluegreen(&self, args: &[&str]) -> Output {
         Command::new(BLUEGREEN).current_dir(&self.dir).args(args).output().expect("run bluegreen")
     }
+}
+
+/// Starts HAProxy in front of `hosts` with its frontend on `frontend`; `None` if it exited (its
+/// port taken meanwhile by another test's server).
+fn start_haproxy(binary: &Path, dir: &Path, hosts: &[(String, String)], frontend: u16) -> Option<Child> {
+    let mut config = format!(
+        "global\n\
+         \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
+         \x20   stats timeout 30s\n\
+         defaults\n\
+         \x20   mode http\n\
+         \x20   timeout connect 1s\n\
+         \x20   timeout client 30s\n\
+         \x20   timeout server 30s\n\
+         frontend fe\n\
+         \x20   bind 127.0.0.1:{frontend}\n\
+         \x20   default_backend web\n\
+         backend web\n\
+         \x20   balance roundrobin\n\
+         \x20   option httpchk GET /healthz\n\
+         \x20   http-response set-header x-server %[srv_name]\n\
+         \x20   default-server check inter 200ms fall 2 rise 2\n",
+        dir = dir.display()
+    );
+    for (id, address) in hosts {
+        config.push_str(&format!("    server blue.{id} {address} weight 1\n"));
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, &config).expect("haproxy.cfg");
+    let mut child = Command::new(binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start haproxy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(dir.join("admin.sock")).is_err()
+        || TcpStream::connect(("127.0.0.1", frontend)).is_err()
+    {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            if stderr.contains("cannot bind socket") {
+                return None;
+            }
+            panic!("haproxy exited ({status}) with this config:\n{config}\n{stderr}");
+        }
+        assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Its warnings are not interesting once it runs (and a full pipe would block it).
+    drop(child.stderr.take());
+    Some(child)
 }
 
 /// One `GET /` (HTTP/1.1, closed after the answer): the `x-version` and `x-server` headers.

@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,18 +115,6 @@ impl World {
             assert!(out.status.success(), "starting {id}: {}", String::from_utf8_lossy(&out.stdout));
         }
 
-        let port = free_dns_port();
-        let d = dir.display();
-        let conf = format!(
-            "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
-             control:\n    listen: \"{d}/knot.sock\"\n\
-             database:\n    storage: \"{d}/db\"\n\
-             key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
-             acl:\n  - id: update\n    key: {KEY_NAME}\n    action: update\n\
-             log:\n  - target: stderr\n    any: warning\n\
-             zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"zone\"\n    zonefile-sync: -1\n    acl: [update]\n"
-        );
-        std::fs::write(dir.join("knot.conf"), conf).expect("knot.conf");
         std::fs::write(
             dir.join("zone"),
             format!(
@@ -135,25 +123,10 @@ impl World {
             ),
         )
         .expect("zone");
-        let mut child = Command::new(binary("knotd"))
-            .arg("-c")
-            .arg(dir.join("knot.conf"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("knotd.log")).expect("log"))
-            .spawn()
-            .expect("start knotd");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "knotd exited ({status}): {}",
-                    std::fs::read_to_string(dir.join("knotd.log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "knotd did not listen on {addr} within 15 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // A free port can be taken by another test's server before knotd binds it: try another.
+        let (child, addr) = (0..5)
+            .find_map(|_| start_knotd(&dir, free_dns_port()))
+            .unwrap_or_else(|| panic!("knotd found its port taken 5 times"));
         world.knot = Some(child);
         (world, addr, hosts)
     }
@@ -166,6 +139,42 @@ impl World {
             .output()
             .expect("run bluegreen")
     }
+}
+
+/// Starts knotd on `port` with the config for `dir`; `None` if the port was taken meanwhile.
+fn start_knotd(dir: &Path, port: u16) -> Option<(Child, SocketAddr)> {
+    let d = dir.display();
+    let conf = format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
+         control:\n    listen: \"{d}/knot.sock\"\n\
+         database:\n    storage: \"{d}/db\"\n\
+         key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {KEY_SECRET}\n\
+         acl:\n  - id: update\n    key: {KEY_NAME}\n    action: update\n\
+         log:\n  - target: stderr\n    any: warning\n\
+         zone:\n  - domain: {ZONE}\n    storage: \"{d}\"\n    file: \"zone\"\n    zonefile-sync: -1\n    acl: [update]\n"
+    );
+    std::fs::write(dir.join("knot.conf"), conf).expect("knot.conf");
+    let mut child = Command::new(binary("knotd"))
+        .arg("-c")
+        .arg(dir.join("knot.conf"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("knotd.log")).expect("log"))
+        .spawn()
+        .expect("start knotd");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("knotd.log")).unwrap_or_default();
+            if log.contains("address already in use") {
+                return None;
+            }
+            panic!("knotd exited ({status}): {log}");
+        }
+        assert!(Instant::now() < deadline, "knotd did not listen on {addr} within 15 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((child, addr))
 }
 
 fn router(server: SocketAddr) -> Rfc2136Router {

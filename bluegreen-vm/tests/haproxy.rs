@@ -58,6 +58,17 @@ const CHECKS: &str = "check inter 200ms fall 2 rise 2";
 impl Haproxy {
     /// Starts HAProxy with backend `web` holding `servers`, plus `extra` config at the end.
     async fn start(binary: &Path, servers: &[Declared], extra: &str) -> Self {
+        // A free port can be taken by another test's server before HAProxy binds it: try another.
+        for _ in 0..5 {
+            if let Some(haproxy) = Self::try_start(binary, servers, extra, free_port()).await {
+                return haproxy;
+            }
+        }
+        panic!("haproxy found its frontend port taken 5 times");
+    }
+
+    /// Starts HAProxy with its frontend on `frontend`; `None` if that port was taken meanwhile.
+    async fn try_start(binary: &Path, servers: &[Declared], extra: &str, frontend: u16) -> Option<Self> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "bluegreen-haproxy-{}-{}",
@@ -66,7 +77,6 @@ impl Haproxy {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let frontend = free_port();
         let mut config = format!(
             "global\n\
              \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
@@ -123,6 +133,9 @@ impl Haproxy {
                     use tokio::io::AsyncReadExt;
                     let _ = e.read_to_string(&mut stderr).await;
                 }
+                if stderr.contains("cannot bind socket") {
+                    return None;
+                }
                 panic!("haproxy exited ({status}) with this config:\n{config}\n{stderr}");
             }
             assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
@@ -130,7 +143,7 @@ impl Haproxy {
         }
         // Its warnings are not interesting once it runs.
         drop(child.stderr.take());
-        Self { child, dir, frontend }
+        Some(Self { child, dir, frontend })
     }
 
     fn socket(&self) -> PathBuf {

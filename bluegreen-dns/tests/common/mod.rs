@@ -64,12 +64,27 @@ impl Knot {
     /// Starts knotd serving the zone with `www` records; `updates` lets the test key update it.
     pub fn start(label: &str, www: &[Ipv4Addr], updates: bool) -> Knot {
         let acl = if updates { "    acl: [update]\n" } else { "" };
-        Knot::launch(label, free_port(), Some(www), "", acl)
+        // A free port can be taken by another test's server before knotd binds it: try another.
+        for _ in 0..5 {
+            if let Some(knot) = Knot::launch(label, free_port(), Some(www), "", acl) {
+                return knot;
+            }
+        }
+        panic!("knotd found its port taken 5 times");
     }
 
     /// A primary that accepts updates and a secondary that follows it by NOTIFY + zone
     /// transfer, as in production.
     pub fn primary_and_secondary(www: &[Ipv4Addr]) -> (Knot, Knot) {
+        for _ in 0..5 {
+            if let Some(pair) = Knot::try_primary_and_secondary(www) {
+                return pair;
+            }
+        }
+        panic!("knotd found its port taken 5 times");
+    }
+
+    fn try_primary_and_secondary(www: &[Ipv4Addr]) -> Option<(Knot, Knot)> {
         let (p, s) = (free_port(), free_port());
         let primary = Knot::launch(
             "ns1.example.test.",
@@ -77,19 +92,20 @@ impl Knot {
             Some(www),
             &format!("remote:\n  - id: secondary\n    address: 127.0.0.1@{s}\n"),
             "    acl: [update, transfer]\n    notify: secondary\n",
-        );
+        )?;
         let secondary = Knot::launch(
             "ns2.example.test.",
             s,
             None,
             &format!("remote:\n  - id: primary\n    address: 127.0.0.1@{p}\n"),
             "    master: primary\n    acl: [notify]\n",
-        );
-        (primary, secondary)
+        )?;
+        Some((primary, secondary))
     }
 
-    /// Starts knotd on `port`; `www: None` starts without a zone file (a secondary).
-    fn launch(label: &str, port: u16, www: Option<&[Ipv4Addr]>, remotes: &str, zone_extra: &str) -> Knot {
+    /// Starts knotd on `port`; `www: None` starts without a zone file (a secondary). `None` when
+    /// the port was taken meanwhile.
+    fn launch(label: &str, port: u16, www: Option<&[Ipv4Addr]>, remotes: &str, zone_extra: &str) -> Option<Knot> {
         let dir = tempfile::Builder::new().prefix("bluegreen-knot-").tempdir().unwrap();
         let d = dir.path().display().to_string();
         let conf = format!(
@@ -119,18 +135,22 @@ impl Knot {
             .expect("start knotd");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut knot = Knot { addr, label: label.to_owned(), dir, conf: conf_path, child, serial: 1 };
-        knot.await_ready();
-        knot
+        knot.await_ready().then_some(knot)
     }
 
-    fn await_ready(&mut self) {
+    /// Waits until knotd serves the zone; `false` if it exited because its port was taken.
+    fn await_ready(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("knotd exited with {status}: {}", self.log());
+                let log = self.log();
+                if log.contains("address already in use") {
+                    return false;
+                }
+                panic!("knotd exited with {status}: {log}");
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() && self.soa_ready() {
-                return;
+                return true;
             }
             assert!(Instant::now() < deadline, "knotd did not answer on {} within 15 s: {}", self.addr, self.log());
             std::thread::sleep(Duration::from_millis(100));
