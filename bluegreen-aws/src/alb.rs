@@ -17,6 +17,7 @@ use bluegreen_core::{
 };
 
 use crate::alb_health::AlbTargetHealth;
+use crate::alb_place::Place;
 use crate::error::AwsError;
 
 /// The most target groups one ALB `forward` action can weight.
@@ -51,6 +52,8 @@ const DRAINED_TAG: &str = "bluegreen:drained:";
 ///   holds at most 50 tags, so at most about 45 targets per pool can be drained and not yet
 ///   removed at once.
 /// - **Health**: [`health_probe`](Self::health_probe) is the ALB's own view as a probe.
+/// - **Test listener** (optional, [`test_listener`](Self::test_listener)): kept forwarding to
+///   the idle pool, for pre-traffic checks on another port.
 ///
 /// IAM actions: `elasticloadbalancing:DescribeListeners` (or `DescribeRules` with a rule),
 /// `ModifyListener` (or `ModifyRule`), `DescribeTargetGroups`,
@@ -59,8 +62,10 @@ const DRAINED_TAG: &str = "bluegreen:drained:";
 #[derive(Debug, Clone)]
 pub struct AlbRouter {
     client: Client,
-    listener_arn: String,
-    rule_arn: Option<String>,
+    /// Where the production split lives.
+    place: Place,
+    /// A test listener, kept forwarding to the idle pool.
+    test: Option<Place>,
     pools: BTreeMap<PoolName, String>,
     drain_poll: Duration,
 }
@@ -105,7 +110,7 @@ impl AlbRouter {
                 return Err(Error::invalid(format!("pools.{pool}"), format!("target group {arn} is named twice")));
             }
         }
-        Ok(Self { client, listener_arn, rule_arn: None, pools, drain_poll: Duration::from_secs(2) })
+        Ok(Self { client, place: Place::Listener(listener_arn), test: None, pools, drain_poll: Duration::from_secs(2) })
     }
 
     /// Weights the `forward` action of this listener rule instead of the listener's default
@@ -116,7 +121,24 @@ impl AlbRouter {
     pub fn on_rule(mut self, rule_arn: impl Into<String>) -> Result<Self> {
         let rule_arn = rule_arn.into();
         check_arn("rule_arn", &rule_arn, ":listener-rule/")?;
-        self.rule_arn = Some(rule_arn);
+        self.place = Place::Rule(rule_arn);
+        Ok(self)
+    }
+
+    /// Keeps a **test listener** (a second port of the load balancer, as CodeDeploy's) forwarding
+    /// to the idle pool: after every change the router makes, the test listener's forward action
+    /// sends everything to the pool that has members and no production traffic (the first by
+    /// name if several; left as it is if none). So a blue-green's new pool can be checked on the
+    /// test port before any user reaches it — by a `before_traffic` hook's smoke tests, or by an
+    /// analysis during the `test_for` phase — and after the switch the test port shows the old
+    /// pool until it is drained.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `listener_arn` is not a listener ARN.
+    pub fn test_listener(mut self, listener_arn: impl Into<String>) -> Result<Self> {
+        let listener_arn = listener_arn.into();
+        check_arn("test_listener_arn", &listener_arn, ":listener/")?;
+        self.test = Some(Place::Listener(listener_arn));
         Ok(self)
     }
 
@@ -154,10 +176,7 @@ impl AlbRouter {
     }
 
     fn where_(&self) -> String {
-        match &self.rule_arn {
-            Some(rule) => format!("rule {rule}"),
-            None => format!("listener {}", self.listener_arn),
-        }
+        self.place.to_string()
     }
 
     fn target_group(&self, pool: &PoolName) -> Result<&str> {
@@ -171,26 +190,7 @@ impl AlbRouter {
 
     /// The actions the split lives in, as the ALB serves them.
     async fn actions(&self) -> Result<Vec<Action>> {
-        match &self.rule_arn {
-            Some(rule) => {
-                let out = self.client.describe_rules().rule_arns(rule).send().await.map_err(|e| {
-                    AwsError::from_sdk("elasticloadbalancing:DescribeRules", &format!("rule {rule}"), e)
-                })?;
-                let rule = out.rules.unwrap_or_default().into_iter().next();
-                Ok(rule.ok_or_else(|| Error::not_found(self.where_()))?.actions.unwrap_or_default())
-            }
-            None => {
-                let out = self
-                    .client
-                    .describe_listeners()
-                    .listener_arns(&self.listener_arn)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeListeners", &self.where_(), e))?;
-                let listener = out.listeners.unwrap_or_default().into_iter().next();
-                Ok(listener.ok_or_else(|| Error::not_found(self.where_()))?.default_actions.unwrap_or_default())
-            }
-        }
+        self.place.actions(&self.client).await
     }
 
     /// The weights of the forward action in `actions`, by target group ARN.
@@ -364,10 +364,15 @@ impl AlbRouter {
     /// Replaces the forward action in `actions` by one weighting every pool as `split` says,
     /// keeping the other actions, the order and the stickiness.
     async fn write_forward(&self, actions: Vec<Action>, split: &Split) -> Result<()> {
+        self.write_forward_at(&self.place, actions, split).await
+    }
+
+    /// [`write_forward`](Self::write_forward) at `place`.
+    async fn write_forward_at(&self, place: &Place, actions: Vec<Action>, split: &Split) -> Result<()> {
         let forward_at = actions
             .iter()
             .position(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-            .ok_or_else(|| Error::conflict(format!("{} has no forward action to weight", self.where_())))?;
+            .ok_or_else(|| Error::conflict(format!("{place} has no forward action to weight")))?;
         let old = &actions[forward_at];
         let tuples = self
             .pools
@@ -387,25 +392,36 @@ impl AlbRouter {
             Action::builder().r#type(ActionTypeEnum::Forward).set_order(old.order()).forward_config(config).build();
         let mut new_actions = actions.clone();
         new_actions[forward_at] = forward;
-        match &self.rule_arn {
-            Some(rule) => {
-                self.client
-                    .modify_rule()
-                    .rule_arn(rule)
-                    .set_actions(Some(new_actions))
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyRule", &self.where_(), e))?;
+        place.set_actions(&self.client, new_actions).await?;
+        Ok(())
+    }
+
+    /// Points the test listener (if any) at the idle pool: members, no production traffic.
+    async fn sync_test_listener(&self) -> Result<()> {
+        let Some(test) = &self.test else { return Ok(()) };
+        let production = self.split().await?;
+        let mut idle = None;
+        for pool in self.pools.keys().filter(|p| production.weight(p) == 0) {
+            let (registered, _) = self.observe(pool).await?;
+            if registered.values().any(serving) {
+                idle = Some(pool);
+                break;
             }
-            None => {
-                self.client
-                    .modify_listener()
-                    .listener_arn(&self.listener_arn)
-                    .set_default_actions(Some(new_actions))
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("elasticloadbalancing:ModifyListener", &self.where_(), e))?;
-            }
+        }
+        let Some(idle) = idle else { return Ok(()) };
+        let wanted = Split::all_to(idle);
+        let actions = test.actions(&self.client).await?;
+        if self.split_of(&actions).is_ok_and(|s| s.same_traffic(&wanted)) {
+            return Ok(());
+        }
+        self.write_forward_at(test, actions, &wanted).await?;
+        let read = self.split_of(&test.actions(&self.client).await?)?;
+        if !read.same_traffic(&wanted) {
+            return Err(Error::ReadBackMismatch {
+                what: format!("the test split of {test}"),
+                expected: wanted.to_string(),
+                observed: read.to_string(),
+            });
         }
         Ok(())
     }
@@ -498,7 +514,7 @@ impl Router for AlbRouter {
                 observed: read.to_string(),
             });
         }
-        Ok(())
+        self.sync_test_listener().await
     }
 
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
@@ -545,7 +561,7 @@ impl Router for AlbRouter {
                 });
             }
         }
-        Ok(())
+        self.sync_test_listener().await
     }
 
     async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: Duration) -> Result<DrainReport> {

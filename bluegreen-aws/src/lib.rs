@@ -20,6 +20,7 @@
 
 mod alb;
 mod alb_health;
+mod alb_place;
 mod calls;
 mod config;
 mod dynamodb;

@@ -185,3 +185,56 @@ async fn adding_targets_while_the_action_forwards_to_a_foreign_group_is_refused_
     assert!(router.members(&"blue".into()).await.expect("members").is_empty(), "a refused add registered targets");
     assert_eq!(actions(&client, &alb).await, before);
 }
+
+/// A test listener (a second port of the load balancer) follows the idle pool: the new pool
+/// before the switch, the old one after; production is untouched by it.
+#[tokio::test]
+async fn a_test_listener_forwards_to_the_idle_pool() {
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ProtocolEnum};
+    let Some(moto) = Moto::start() else { return };
+    let (client, alb, sdk) = setup(&moto).await;
+    let lb = client.describe_listeners().listener_arns(&alb.listener_arn).send().await.expect("listener").listeners()
+        [0]
+    .load_balancer_arn()
+    .expect("lb")
+    .to_owned();
+    let forward_blue = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&alb.blue_arn).build();
+    let test_listener = client
+        .create_listener()
+        .load_balancer_arn(lb)
+        .protocol(ProtocolEnum::Http)
+        .port(8443)
+        .default_actions(forward_blue)
+        .send()
+        .await
+        .expect("create_listener")
+        .listeners()[0]
+        .listener_arn()
+        .expect("arn")
+        .to_owned();
+    let router = router(&sdk, &alb).test_listener(&test_listener).expect("test listener");
+    let test_weights = || async {
+        let out = client.describe_listeners().listener_arns(&test_listener).send().await.expect("test listener");
+        out.listeners()[0].default_actions()[0]
+            .forward_config()
+            .map(|c| {
+                c.target_groups()
+                    .iter()
+                    .map(|t| (t.target_group_arn().unwrap_or_default().to_owned(), t.weight().unwrap_or(-1)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    router.add_targets(&"blue".into(), &targets()[..1]).await.expect("blue");
+    router.set_split(&Split::all_to(&"blue".into())).await.expect("all to blue");
+    router.add_targets(&"green".into(), &targets()[1..2]).await.expect("green");
+    assert_eq!(test_weights().await, [(alb.blue_arn.clone(), 0), (alb.green_arn.clone(), 100)], "before the switch");
+    assert!(router.split().await.expect("split").same_traffic(&Split::all_to(&"blue".into())), "production kept");
+    router.set_split(&Split::all_to(&"green".into())).await.expect("switch");
+    assert_eq!(test_weights().await, [(alb.blue_arn.clone(), 100), (alb.green_arn.clone(), 0)], "after the switch");
+    let err = AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone())])
+        .expect("router")
+        .test_listener(&alb.blue_arn)
+        .expect_err("a target group is not a listener");
+    assert_eq!(err.field(), Some("test_listener_arn"));
+}

@@ -58,6 +58,9 @@ pub(crate) struct AlbSettings {
     /// A listener rule to weight instead of the default action (`/reporting*`).
     #[serde(default)]
     rule_arn: Option<String>,
+    /// A test listener kept forwarding to the idle pool (pre-traffic checks on another port).
+    #[serde(default)]
+    test_listener_arn: Option<String>,
     /// Pool name → target group ARN.
     target_groups: BTreeMap<String, String>,
     /// How often a drain reads the targets' health (default 2 s).
@@ -84,6 +87,9 @@ impl AlbSettings {
         })?;
         if let Some(rule) = &self.rule_arn {
             router = router.on_rule(rule).map_err(within("backend.alb"))?;
+        }
+        if let Some(test) = &self.test_listener_arn {
+            router = router.test_listener(test).map_err(within("backend.alb"))?;
         }
         if let Some(every) = self.drain_poll {
             router = router.drain_poll_interval(every);

@@ -549,6 +549,16 @@ fn cases() -> Vec<Case> {
             &["backend.alb.listener_arn", "listener ARN"],
         ),
         kind_case(
+            "alb: a target group ARN as the test listener",
+            ALB,
+            &[(
+                "PROBE",
+                "test_listener_arn = \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/t/3\"  # <-",
+            )],
+            None,
+            &["backend.alb.test_listener_arn", "listener ARN"],
+        ),
+        kind_case(
             "alb: a pool without a target group",
             ALB,
             &[],
