@@ -123,14 +123,14 @@ fn print_event(event: &Event) {
     println!("{event}");
 }
 
-/// Part 1: a canary over 6 targets, 5% → 25% → 100%.
-async fn canary() -> Outcome {
+/// A canary over 6 targets, 5% → 25% → 100%, of checkout `version` behaving as `behaviour`.
+async fn canary_of(title: &str, version: &str, behaviour: VersionBehaviour) -> Outcome {
     let sim = Sim::builder()
         .pool("blue", 6, "v1")
         .pool("green", 0, "v1")
         .zones(["a", "b", "c"])
         .latency(Duration::from_millis(50))
-        .version("v2", VersionBehaviour::healthy().with_startup(secs(20)))
+        .version(version, behaviour)
         .traffic(100, Duration::from_millis(80))
         .capacity_floor(6)
         .build();
@@ -143,8 +143,14 @@ async fn canary() -> Outcome {
         bake: mins(5),
         ..Canary::default()
     };
-    let spec = Spec::new("checkout", "v2", Strategy::Canary(canary)).with_health(health());
-    run("1. Canary: checkout v1 → v2, 5% → 25% → 100% over 6 targets", sim, spec).await
+    let spec = Spec::new("checkout", version, Strategy::Canary(canary)).with_health(health());
+    run(title, sim, spec).await
+}
+
+/// Part 1: a canary over 6 targets, 5% → 25% → 100%.
+async fn canary() -> Outcome {
+    let v2 = VersionBehaviour::healthy().with_startup(secs(20));
+    canary_of("1. Canary: checkout v1 → v2, 5% → 25% → 100% over 6 targets", "v2", v2).await
 }
 
 /// Part 2: the seed's rolling update, 10 servers 2 at a time, zones a and b.
@@ -165,26 +171,8 @@ async fn rolling() -> Outcome {
 
 /// Part 3: a canary of a version that passes its health gate, then dies a minute later.
 async fn broken_canary() -> Outcome {
-    let sim = Sim::builder()
-        .pool("blue", 6, "v1")
-        .pool("green", 0, "v1")
-        .zones(["a", "b", "c"])
-        .latency(Duration::from_millis(50))
-        .version("v3", VersionBehaviour::dies_after(mins(1)).with_startup(secs(20)))
-        .traffic(100, Duration::from_millis(80))
-        .capacity_floor(6)
-        .build();
-    let canary = Canary {
-        steps: vec![
-            ShiftStep { percent: 5, bake: mins(5) },
-            ShiftStep { percent: 25, bake: mins(10) },
-            ShiftStep { percent: 100, bake: Duration::ZERO },
-        ],
-        bake: mins(5),
-        ..Canary::default()
-    };
-    let spec = Spec::new("checkout", "v3", Strategy::Canary(canary)).with_health(health());
-    run("3. Broken canary: checkout v1 → v3, where v3 dies a minute after start", sim, spec).await
+    let v3 = VersionBehaviour::dies_after(mins(1)).with_startup(secs(20));
+    canary_of("3. Broken canary: checkout v1 → v3, where v3 dies a minute after start", "v3", v3).await
 }
 
 fn main() {

@@ -66,7 +66,7 @@ impl Drop for Journal {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+    crate::state::unix_millis(SystemTime::now())
 }
 
 impl Journal {
@@ -173,7 +173,7 @@ impl Journal {
             .await;
         // Free the lock even when the record could not be written: the next deploy must not
         // wait out a lease nobody holds.
-        let released = self.store.release(&self.lease()).await;
+        let released = self.release().await;
         saved.and(released)
     }
 }
@@ -258,29 +258,26 @@ impl Executor {
         spec.validate()?;
         self.control.reset();
         let d = self.durable()?.clone();
-        let lease = self.lock_for(spec, id).await?;
-        let plan = match self.plan(spec).await {
-            Ok(plan) => plan,
-            Err(e) => {
-                let _ = d.store.release(&lease).await;
-                return Err(e);
-            }
+        let locked = self.lock_for(spec, id).await?;
+        let prepared = async {
+            let plan = self.plan(spec).await?;
+            // Planning reads the backends and may take a while: renew before the first change,
+            // so a lease that lapsed meanwhile (and was taken over) stops us while nothing
+            // changed yet.
+            let lease = d.store.renew(&locked, d.lease_ttl).await?;
+            let record = DeploymentRecord::new(id, plan.clone(), d.owner.clone(), now_ms());
+            d.store.create(&record, &lease).await?;
+            Ok((plan, record, lease))
         };
-        // Planning reads the backends and may take a while: renew before the first change, so
-        // a lease that lapsed meanwhile (and was taken over) stops us while nothing changed yet.
-        let lease = match d.store.renew(&lease, d.lease_ttl).await {
-            Ok(lease) => lease,
+        match prepared.await {
+            Ok((plan, record, lease)) => Ok(self.run_journaled(&d, &plan, record, lease, 0, None).await),
             Err(e) => {
-                let _ = d.store.release(&lease).await;
-                return Err(e);
+                // Nothing changed yet: free the lock (a release only needs the lease's fence and
+                // owner, which a renewal keeps).
+                let _ = d.store.release(&locked).await;
+                Err(e)
             }
-        };
-        let record = DeploymentRecord::new(id, plan.clone(), d.owner.clone(), now_ms());
-        if let Err(e) = d.store.create(&record, &lease).await {
-            let _ = d.store.release(&lease).await;
-            return Err(e);
         }
-        Ok(self.run_journaled(&d, &plan, record, lease, 0, None).await)
     }
 
     async fn run_journaled(
@@ -322,12 +319,9 @@ impl Executor {
         }
         let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
         let plan = record.plan.clone();
-        let (from, reason) = match record.phase {
-            Phase::RollingBack => {
-                (record.completed_steps, Some(record.failure.clone().unwrap_or_else(|| "interrupted".into())))
-            }
-            _ => (record.completed_steps, None),
-        };
+        let from = record.completed_steps;
+        let reason = (record.phase == Phase::RollingBack)
+            .then(|| record.failure.clone().unwrap_or_else(|| "interrupted".into()));
         Ok(self.run_journaled(&d, &plan, record, lease, from, reason).await)
     }
 

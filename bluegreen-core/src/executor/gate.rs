@@ -94,13 +94,7 @@ impl Run<'_> {
         let fleet = self.fleet_map().await?;
         let mut serving = Vec::new();
         for pool in pools {
-            for m in self.call("read members", || self.exec.router.members(pool)).await? {
-                if m.state == MemberState::Serving {
-                    if let Some(t) = fleet.get(&m.id) {
-                        serving.push(t.clone());
-                    }
-                }
-            }
+            serving.extend(self.serving_in(pool, &fleet).await?);
         }
         let healths = join_all(serving.iter().map(|t| self.probe(t))).await;
         let healthy: Vec<&Target> =
@@ -168,9 +162,7 @@ impl Run<'_> {
     pub(super) async fn ensure_pools_can_serve(&self, from: &Split, to: &Split) -> Result<()> {
         let fleet = self.fleet_map().await?;
         for pool in to.live_pools().filter(|p| to.weight(p) > from.weight(p)) {
-            let members = self.call("read members", || self.exec.router.members(pool)).await?;
-            let serving: Vec<&Target> =
-                members.iter().filter(|m| m.state == MemberState::Serving).filter_map(|m| fleet.get(&m.id)).collect();
+            let serving = self.serving_in(pool, &fleet).await?;
             let healths = join_all(serving.iter().map(|t| self.probe(t))).await;
             if !healths.iter().any(Health::is_healthy) {
                 return Err(Error::Unhealthy {
@@ -280,6 +272,17 @@ impl Run<'_> {
     pub(super) async fn fleet_map(&self) -> Result<BTreeMap<TargetId, Target>> {
         let list = self.call("list fleet", || self.exec.fleet.list()).await?;
         Ok(list.into_iter().map(|t| (t.id.clone(), t)).collect())
+    }
+
+    /// The members of `pool` serving now, as `fleet` knows them (members it does not know are
+    /// left out).
+    pub(super) async fn serving_in(&self, pool: &PoolName, fleet: &BTreeMap<TargetId, Target>) -> Result<Vec<Target>> {
+        let members = self.call("read members", || self.exec.router.members(pool)).await?;
+        Ok(members
+            .iter()
+            .filter(|m| m.state == MemberState::Serving)
+            .filter_map(|m| fleet.get(&m.id).cloned())
+            .collect())
     }
 
     /// The members of `pool` by id.

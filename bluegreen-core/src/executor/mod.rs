@@ -256,8 +256,9 @@ impl Executor {
         spec.validate()?;
         let before = self.observe().await?;
         let mut plan = Plan::compile(spec, &before, &self.router.capabilities())?;
+        let spec_hooks = plan_spec_hooks(spec);
         plan.steps.retain(|step| match step {
-            Step::Hook { point } => !self.hooks_at(&plan_spec_hooks(spec), *point).is_empty(),
+            Step::Hook { point } => !self.hooks_at(&spec_hooks, *point).is_empty(),
             _ => true,
         });
         Ok(plan)

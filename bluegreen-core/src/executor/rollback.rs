@@ -164,7 +164,7 @@ impl Run<'_> {
     /// Phase 3: drain, deregister and stop every target this deployment started.
     async fn remove_new_targets(&self) -> Result<()> {
         let before: BTreeSet<&TargetId> = self.plan.before.pools.values().flatten().map(|t| &t.id).collect();
-        let prefix = format!("{}/{}/", self.plan.spec.service, self.plan.spec.version);
+        let prefix = crate::plan::tag(&self.plan.spec, "");
         let started_here = |t: &Target| {
             !before.contains(&t.id)
                 && t.tag.as_deref().is_some_and(|tag| tag.starts_with(&prefix) && !tag.contains("/restore-"))
@@ -189,8 +189,7 @@ impl Run<'_> {
     async fn roll_forward(&self) -> Result<()> {
         if self.plan.shifts_traffic() {
             let candidate = &self.plan.candidate_pool;
-            let set = TargetSet::Tagged(format!("{}/{}/{candidate}", self.plan.spec.service, self.plan.spec.version));
-            let targets = self.resolve(&set).await?;
+            let targets = self.resolve(&self.candidate_set()).await?;
             if targets.is_empty() {
                 return Err(Error::Unhealthy { what: format!("pool {candidate} has no targets of the new version") });
             }

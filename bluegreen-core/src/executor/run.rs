@@ -15,11 +15,14 @@ use crate::analysis::Analysis;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::hooks::{Hook, HookPoint};
-use crate::model::{MemberState, Version};
+use crate::model::Version;
 use crate::plan::Plan;
 
 /// Health probes in flight at once, per deployment.
 const PROBE_CONCURRENCY: usize = 64;
+
+/// Why a run whose lease was taken over stops.
+const LOCK_LOST: &str = "another owner took the service's lock over";
 
 pub(super) struct Run<'a> {
     pub(super) exec: &'a Executor,
@@ -104,9 +107,10 @@ impl<'a> Run<'a> {
                 return self.fail(error, completed).await;
             }
             completed += 1;
-            self.emit(EventKind::StepCompleted { index, took: started.elapsed() });
+            let took = started.elapsed();
+            self.emit(EventKind::StepCompleted { index, took });
             if let Some(journal) = self.journal {
-                if journal.step_completed(index, started.elapsed()).await.is_err() && journal.lost() {
+                if journal.step_completed(index, took).await.is_err() && journal.lost() {
                     return self.abandon(completed).await;
                 }
             }
@@ -120,17 +124,26 @@ impl<'a> Run<'a> {
 
     /// Another owner is in charge: stop without touching anything.
     async fn abandon(&self, completed: usize) -> Outcome {
-        self.emit(EventKind::DeploymentFinished {
-            status: Status::Abandoned,
-            reason: Some("another owner took the service's lock over".to_owned()),
-        });
+        let reason = Some(LOCK_LOST.to_owned());
+        self.emit(EventKind::DeploymentFinished { status: Status::Abandoned, reason: reason.clone() });
+        self.outcome(Status::Abandoned, reason, Default::default(), completed)
+    }
+
+    /// The outcome of this run, ending now.
+    fn outcome(
+        &self,
+        status: Status,
+        reason: Option<String>,
+        (split, serving_versions): (crate::Split, Vec<Version>),
+        steps_completed: usize,
+    ) -> Outcome {
         Outcome {
             deployment_id: self.id.clone(),
-            status: Status::Abandoned,
-            reason: Some("another owner took the service's lock over".to_owned()),
-            split: crate::Split::default(),
-            serving_versions: Vec::new(),
-            steps_completed: completed,
+            status,
+            reason,
+            split,
+            serving_versions,
+            steps_completed,
             elapsed: self.started.elapsed(),
         }
     }
@@ -143,16 +156,8 @@ impl<'a> Run<'a> {
         if let Some(journal) = self.journal {
             let _ = journal.release().await;
         }
-        let (split, serving_versions) = self.serving().await.unwrap_or_default();
-        Outcome {
-            deployment_id: self.id.clone(),
-            status: Status::Interrupted,
-            reason: Some(reason),
-            split,
-            serving_versions,
-            steps_completed: completed,
-            elapsed: self.started.elapsed(),
-        }
+        let serving = self.serving().await.unwrap_or_default();
+        self.outcome(Status::Interrupted, Some(reason), serving, completed)
     }
 
     async fn fail(&self, error: Error, completed: usize) -> Outcome {
@@ -184,15 +189,7 @@ impl<'a> Run<'a> {
             self.emit(EventKind::SteadyState { split: split.clone(), versions: serving_versions.clone() });
         }
         self.emit(EventKind::DeploymentFinished { status, reason: reason.clone() });
-        let outcome = Outcome {
-            deployment_id: self.id.clone(),
-            status,
-            reason,
-            split,
-            serving_versions,
-            steps_completed,
-            elapsed: self.started.elapsed(),
-        };
+        let outcome = self.outcome(status, reason, (split, serving_versions), steps_completed);
         if let Some(journal) = self.journal {
             // The deploy is over either way; a store that cannot record it leaves the record
             // "running", and a resume then finds every step done and finishes it again.
@@ -207,13 +204,9 @@ impl<'a> Run<'a> {
         let targets = self.fleet_map().await?;
         let mut versions = Vec::new();
         for pool in split.live_pools() {
-            for m in self.call("read members", || self.exec.router.members(pool)).await? {
-                if m.state == MemberState::Serving {
-                    if let Some(t) = targets.get(&m.id) {
-                        if !versions.contains(&t.version) {
-                            versions.push(t.version.clone());
-                        }
-                    }
+            for t in self.serving_in(pool, &targets).await? {
+                if !versions.contains(&t.version) {
+                    versions.push(t.version);
                 }
             }
         }
@@ -242,7 +235,7 @@ impl<'a> Run<'a> {
         loop {
             // Another owner may be in charge: no backend call of ours may follow.
             if self.lost_lock() {
-                return Err(Error::conflict("another owner took the service's lock over"));
+                return Err(Error::conflict(LOCK_LOST));
             }
             match f().await {
                 Ok(v) => return Ok(v),
@@ -274,7 +267,7 @@ impl<'a> Run<'a> {
     /// to stop.
     fn check_lock(&self) -> Result<()> {
         if self.lost_lock() {
-            return Err(Error::conflict("another owner took the service's lock over"));
+            return Err(Error::conflict(LOCK_LOST));
         }
         if self.stop_requested() {
             return Err(Error::Stopped);

@@ -94,10 +94,10 @@ impl Run<'_> {
     }
 
     /// The new version's targets: the candidate pool's tag, or (rolling) every target of the version.
-    fn candidate_set(&self) -> TargetSet {
+    pub(super) fn candidate_set(&self) -> TargetSet {
         let spec = &self.plan.spec;
         if self.plan.shifts_traffic() {
-            TargetSet::Tagged(format!("{}/{}/{}", spec.service, spec.version, self.plan.candidate_pool))
+            TargetSet::Tagged(crate::plan::tag(spec, self.plan.candidate_pool.as_str()))
         } else {
             let ids = self.plan.before.targets(&self.plan.stable_pool).iter().map(|t| t.id.clone()).collect();
             TargetSet::Ids(ids)

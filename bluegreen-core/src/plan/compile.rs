@@ -131,7 +131,9 @@ fn ids(targets: &[Target]) -> Vec<TargetId> {
     targets.iter().map(|t| t.id.clone()).collect()
 }
 
-fn tag(spec: &Spec, name: &str) -> String {
+/// The tag of the targets a deployment of `spec` starts for `name` (a pool, a batch):
+/// `service/version/name`; with an empty `name`, the prefix every such tag starts with.
+pub(crate) fn tag(spec: &Spec, name: &str) -> String {
     format!("{}/{}/{name}", spec.service, spec.version)
 }
 

@@ -12,7 +12,7 @@ use crate::model::{PoolName, Split, Target, TargetId, Version};
 use crate::spec::Spec;
 
 mod compile;
-pub(crate) use compile::gate_and_attach;
+pub(crate) use compile::{gate_and_attach, tag};
 mod timeline;
 
 pub use timeline::{Timeline, TimelineRow};

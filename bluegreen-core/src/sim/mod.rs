@@ -53,7 +53,7 @@ mod world;
 
 pub use behaviour::{Fault, HealthBehaviour, Op, VersionBehaviour};
 use shared::{SharedFile, WorldGuard};
-use world::{SimMember, World};
+use world::{Addressing, SimMember, World};
 
 /// Called after every successful write with the number of writes this process made so far.
 pub type WriteHook = Arc<dyn Fn(u64) + Send + Sync>;
@@ -133,6 +133,7 @@ pub struct SimBuilder {
     traffic: Option<Traffic>,
     shared: Option<PathBuf>,
     on_write: Option<WriteHook>,
+    addressing: Addressing,
 }
 
 impl fmt::Debug for SimBuilder {
@@ -238,6 +239,31 @@ impl SimBuilder {
         self
     }
 
+    /// Gives targets consecutive IPv4 addresses from `first` on `port` (`10.1.0.1:8080`,
+    /// `10.1.0.2:8080`, … in creation order) instead of `sim:<id>`: for real routers that need
+    /// addresses (DNS records, ALB `ip` targets) driven with the simulated fleet.
+    #[must_use]
+    pub fn ipv4_addresses(mut self, first: std::net::Ipv4Addr, port: u16) -> Self {
+        self.addressing.ipv4_from = Some((u32::from(first), port));
+        self
+    }
+
+    /// Names each target by its address (an ALB knows an `ip` target by `ip:port` only); use
+    /// with [`ipv4_addresses`](Self::ipv4_addresses).
+    ///
+    /// ```
+    /// use bluegreen_core::sim::Sim;
+    /// let sim = Sim::builder().pool("blue", 2, "v1").ipv4_addresses([10, 1, 0, 1].into(), 8080).named_by_address().build();
+    /// let ids: Vec<String> = sim.targets().iter().map(|t| t.id.as_str().to_owned()).collect();
+    /// assert_eq!(ids, ["10.1.0.1:8080", "10.1.0.2:8080"]);
+    /// assert!(sim.targets().iter().all(|t| t.address == t.id.as_str()));
+    /// ```
+    #[must_use]
+    pub fn named_by_address(mut self) -> Self {
+        self.addressing.ids_are_addresses = true;
+        self
+    }
+
     /// The simulation.
     pub fn build(self) -> Sim {
         let mut world = World {
@@ -257,6 +283,7 @@ impl SimBuilder {
             cursors: BTreeMap::new(),
             pool_credit: BTreeMap::new(),
             split_history: Vec::new(),
+            addressing: self.addressing,
         };
         let mut first_live = None;
         for (pool, count, version) in &self.pools {

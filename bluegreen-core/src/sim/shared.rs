@@ -11,13 +11,13 @@ use std::io::Write;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::MutexGuard;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::behaviour::{Fault, Op, VersionBehaviour};
-use super::world::{SimMember, SimTarget, World};
+use super::world::{Addressing, SimMember, SimTarget, World};
 use super::{TrafficStats, Violation};
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
 
@@ -70,7 +70,7 @@ impl SharedFile {
 }
 
 fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+    crate::state::unix_millis(SystemTime::now())
 }
 
 fn to_wall(at: Instant) -> u64 {
@@ -112,6 +112,8 @@ pub(super) struct Saved {
     checking: bool,
     stats: TrafficStats,
     split_history: Vec<(Duration, Split)>,
+    #[serde(default)]
+    addressing: Addressing,
 }
 
 impl Saved {
@@ -151,6 +153,7 @@ impl Saved {
             checking: w.checking,
             stats: w.stats.clone(),
             split_history: w.split_history.clone(),
+            addressing: w.addressing,
         }
     }
 
@@ -191,6 +194,7 @@ impl Saved {
         w.checking = self.checking;
         w.stats = self.stats;
         w.split_history = self.split_history;
+        w.addressing = self.addressing;
     }
 }
 

@@ -1,5 +1,6 @@
 //! The simulated world: targets, pools, split, traffic counters and invariant checks.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -52,6 +53,17 @@ pub(super) struct World {
     pub(super) cursors: BTreeMap<PoolName, usize>,
     pub(super) pool_credit: BTreeMap<PoolName, i64>,
     pub(super) split_history: Vec<(Duration, Split)>,
+    pub(super) addressing: Addressing,
+}
+
+/// How new targets are addressed: `sim:<id>` by default, or consecutive IPv4 addresses (for
+/// routers that need real ones: DNS records, ALB `ip` targets), optionally as their ids too.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(super) struct Addressing {
+    /// The first address (as a number) and the port.
+    pub(super) ipv4_from: Option<(u32, u16)>,
+    /// Whether a target's id is its address (`10.0.0.1:8080`).
+    pub(super) ids_are_addresses: bool,
 }
 
 impl World {
@@ -206,8 +218,16 @@ impl World {
         prefix: &str,
     ) -> Target {
         self.next_id += 1;
-        let id = TargetId(format!("{prefix}-{:03}", self.next_id));
-        let target = Target { address: format!("sim:{id}"), id: id.clone(), zone, version: version.clone(), tag };
+        let name = format!("{prefix}-{:03}", self.next_id);
+        let address = match self.addressing.ipv4_from {
+            Some((first, port)) => {
+                let offset = u32::try_from(self.next_id - 1).unwrap_or(u32::MAX);
+                format!("{}:{port}", std::net::Ipv4Addr::from(first.saturating_add(offset)))
+            }
+            None => format!("sim:{name}"),
+        };
+        let id = TargetId(if self.addressing.ids_are_addresses { address.clone() } else { name });
+        let target = Target { address, id: id.clone(), zone, version: version.clone(), tag };
         self.targets.insert(
             id,
             SimTarget { target: target.clone(), started: Instant::now(), in_flight: 0, generation: 0, killed: false },

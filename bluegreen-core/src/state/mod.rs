@@ -86,7 +86,12 @@ impl ManualClock {
 }
 
 pub(crate) fn millis(clock: &Clock) -> UnixMillis {
-    clock().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    unix_millis(clock())
+}
+
+/// `at` in milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_millis(at: SystemTime) -> UnixMillis {
+    at.duration_since(UNIX_EPOCH).map_or(0, lease::millis)
 }
 
 /// Where a deployment stands, as recorded.
