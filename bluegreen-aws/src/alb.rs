@@ -159,14 +159,14 @@ impl AlbRouter {
     /// The deregistration delay of `pool`'s target group (`deregistration_delay.timeout_seconds`,
     /// 300 s unless set), or `None` if the ALB does not say.
     pub async fn deregistration_delay(&self, pool: &PoolName) -> Result<Option<Duration>> {
-        let arn = self.target_group(pool)?;
-        let out = self.client.describe_target_group_attributes().target_group_arn(arn).send().await.map_err(|e| {
-            AwsError::from_sdk(
-                "elasticloadbalancing:DescribeTargetGroupAttributes",
-                &format!("target group {arn} (pool {pool})"),
-                e,
-            )
-        })?;
+        let (arn, resource) = self.group(pool)?;
+        let out = self
+            .client
+            .describe_target_group_attributes()
+            .target_group_arn(arn)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeTargetGroupAttributes", &resource, e))?;
         Ok(out
             .attributes()
             .iter()
@@ -186,6 +186,12 @@ impl AlbRouter {
                 self.pools.keys().map(PoolName::as_str).collect::<Vec<_>>().join(", ")
             ))
         })
+    }
+
+    /// `pool`'s target group ARN, and how errors name it (`target group arn:… (pool blue)`).
+    fn group(&self, pool: &PoolName) -> Result<(&str, String)> {
+        let arn = self.target_group(pool)?;
+        Ok((arn, format!("target group {arn} (pool {pool})")))
     }
 
     /// The actions the split lives in, as the ALB serves them.
@@ -217,8 +223,12 @@ impl AlbRouter {
 
     /// Registered targets of `pool` (`ip:port` → state) and the ones marked drained.
     async fn observe(&self, pool: &PoolName) -> Result<(BTreeMap<String, TargetHealthStateEnum>, BTreeSet<String>)> {
-        let arn = self.target_group(pool)?;
-        let resource = format!("target group {arn} (pool {pool})");
+        Ok((self.registered(pool).await?, self.drained(pool).await?))
+    }
+
+    /// Registered targets of `pool` (`ip:port` → state): one `DescribeTargetHealth`.
+    async fn registered(&self, pool: &PoolName) -> Result<BTreeMap<String, TargetHealthStateEnum>> {
+        let (arn, resource) = self.group(pool)?;
         let health = self
             .client
             .describe_target_health()
@@ -233,6 +243,12 @@ impl AlbRouter {
             let state = description.target_health().and_then(|h| h.state()).cloned();
             registered.insert(id, state.unwrap_or(TargetHealthStateEnum::Initial));
         }
+        Ok(registered)
+    }
+
+    /// The targets of `pool` marked drained (its target group's tags): one `DescribeTags`.
+    async fn drained(&self, pool: &PoolName) -> Result<BTreeSet<String>> {
+        let (arn, resource) = self.group(pool)?;
         let tags = self
             .client
             .describe_tags()
@@ -240,13 +256,12 @@ impl AlbRouter {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeTags", &resource, e))?;
-        let drained = tags
+        Ok(tags
             .tag_descriptions
             .unwrap_or_default()
             .iter()
             .flat_map(|d| d.tags().iter().filter_map(|t| t.key()?.strip_prefix(DRAINED_TAG).map(str::to_owned)))
-            .collect();
-        Ok((registered, drained))
+            .collect())
     }
 
     /// The configured pools whose target group does not exist; and, when all exist, a refusal
@@ -398,11 +413,18 @@ impl AlbRouter {
 
     /// Points the test listener (if any) at the idle pool: members, no production traffic.
     async fn sync_test_listener(&self) -> Result<()> {
+        if self.test.is_none() {
+            return Ok(());
+        }
+        self.sync_test_listener_to(&self.split().await?).await
+    }
+
+    /// [`sync_test_listener`](Self::sync_test_listener), with the production split as just read.
+    async fn sync_test_listener_to(&self, production: &Split) -> Result<()> {
         let Some(test) = &self.test else { return Ok(()) };
-        let production = self.split().await?;
         let mut idle = None;
         for pool in self.pools.keys().filter(|p| production.weight(p) == 0) {
-            let (registered, _) = self.observe(pool).await?;
+            let registered = self.registered(pool).await?;
             if registered.values().any(serving) {
                 idle = Some(pool);
                 break;
@@ -430,8 +452,7 @@ impl AlbRouter {
         if ids.is_empty() {
             return Ok(());
         }
-        let arn = self.target_group(pool)?;
-        let resource = format!("target group {arn} (pool {pool})");
+        let (arn, resource) = self.group(pool)?;
         if drained {
             let tags = ids.iter().map(|id| Tag::builder().key(format!("{DRAINED_TAG}{id}")).value("true").build());
             self.client
@@ -457,17 +478,15 @@ impl AlbRouter {
         if ids.is_empty() {
             return Ok(());
         }
-        let arn = self.target_group(pool)?;
+        let (arn, resource) = self.group(pool)?;
         let targets = ids.iter().map(|id| description(id)).collect::<Result<Vec<_>>>()?;
-        self.client.deregister_targets().target_group_arn(arn).set_targets(Some(targets)).send().await.map_err(
-            |e| {
-                AwsError::from_sdk(
-                    "elasticloadbalancing:DeregisterTargets",
-                    &format!("target group {arn} (pool {pool})"),
-                    e,
-                )
-            },
-        )?;
+        self.client
+            .deregister_targets()
+            .target_group_arn(arn)
+            .set_targets(Some(targets))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DeregisterTargets", &resource, e))?;
         Ok(())
     }
 }
@@ -514,11 +533,11 @@ impl Router for AlbRouter {
                 observed: read.to_string(),
             });
         }
-        self.sync_test_listener().await
+        self.sync_test_listener_to(&read).await
     }
 
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
-        let arn = self.target_group(pool)?;
+        let (arn, resource) = self.group(pool)?;
         for target in targets {
             let ip_target = description(target.id.as_str())?.id().is_some_and(|id| id.parse::<IpAddr>().is_ok());
             if ip_target && target.id.as_str() != target.address {
@@ -537,20 +556,18 @@ impl Router for AlbRouter {
             .collect();
         if !todo.is_empty() {
             let descriptions = todo.iter().map(|id| description(id)).collect::<Result<Vec<_>>>()?;
-            self.client.register_targets().target_group_arn(arn).set_targets(Some(descriptions)).send().await.map_err(
-                |e| {
-                    AwsError::from_sdk(
-                        "elasticloadbalancing:RegisterTargets",
-                        &format!("target group {arn} (pool {pool})"),
-                        e,
-                    )
-                },
-            )?;
+            self.client
+                .register_targets()
+                .target_group_arn(arn)
+                .set_targets(Some(descriptions))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("elasticloadbalancing:RegisterTargets", &resource, e))?;
         }
         let untag: Vec<String> =
             targets.iter().map(|t| t.id.as_str().to_owned()).filter(|id| drained.contains(id)).collect();
         self.set_drained_tags(pool, &untag, false).await?;
-        let (registered, _) = self.observe(pool).await?;
+        let registered = self.registered(pool).await?;
         for target in targets {
             let state = registered.get(target.id.as_str());
             if !state.is_some_and(serving) {
@@ -590,7 +607,7 @@ impl Router for AlbRouter {
         let deadline = started + bound;
         let mut timed_out = false;
         loop {
-            let (registered, _) = self.observe(pool).await?;
+            let registered = self.registered(pool).await?;
             if !present.iter().any(|id| registered.contains_key(id)) {
                 break;
             }

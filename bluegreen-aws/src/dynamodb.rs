@@ -26,6 +26,10 @@ const MAX_RACES: usize = 16;
 const LOCK_SK: &str = "lock";
 const QUEUE_SEQ_SK: &str = "queue-seq";
 const POINTER_SK: &str = "deployment";
+/// The condition on the lock item under which a write fenced by a lease goes ahead: still held,
+/// same fence and owner, a format this build reads (`#held`, `#fence`, `#owner`, `#fv` with
+/// `:true`, `:fence`, `:owner`, `:fv`).
+const LEASE_HELD: &str = "#held = :true AND #fence = :fence AND #owner = :owner AND #fv <= :fv";
 
 /// Keeps deployments, locks, queues and commands in one DynamoDB table shared by every process
 /// and host that uses it.
@@ -123,7 +127,7 @@ impl DynamoDbStore {
     }
 
     fn now(&self) -> u64 {
-        (self.clock)().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        (self.clock)().duration_since(UNIX_EPOCH).map_or(0, ms)
     }
 
     fn item_name(&self, pk: &str, sk: &str) -> String {
@@ -202,18 +206,17 @@ impl DynamoDbStore {
 
     /// The error for a write under `lease` that the lock refused.
     async fn stale(&self, lease: &Lease) -> Error {
-        match self.read_lock(&lease.service).await {
-            Err(e) => e,
-            Ok(lock) => lease_rules::check(lock.lease.as_ref(), lock.held, lease)
-                .err()
-                .unwrap_or_else(|| Error::conflict(format!("the lock of {} changed meanwhile", lease.service))),
+        match self.lease_refusal(lease).await {
+            Err(e) | Ok(Some(e)) => e,
+            Ok(None) => Error::conflict(format!("the lock of {} changed meanwhile", lease.service)),
         }
     }
 
-    /// Whether the lock still holds `lease` (same fence and owner, not released).
-    async fn lease_is_current(&self, lease: &Lease) -> Result<bool> {
+    /// Why the lock no longer holds `lease` (another fence or owner, or released), read once;
+    /// `None` if it still does.
+    async fn lease_refusal(&self, lease: &Lease) -> Result<Option<Error>> {
         let lock = self.read_lock(&lease.service).await?;
-        Ok(lease_rules::check(lock.lease.as_ref(), lock.held, lease).is_ok())
+        Ok(lease_rules::check(lock.lease.as_ref(), lock.held, lease).err())
     }
 
     /// The condition check on the lock item that fences a record write.
@@ -221,7 +224,7 @@ impl DynamoDbStore {
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(key(&service_pk(&lease.service), LOCK_SK)))
-            .condition_expression("#held = :true AND #fence = :fence AND #owner = :owner AND #fv <= :fv")
+            .condition_expression(LEASE_HELD)
             .expression_attribute_names("#held", "held")
             .expression_attribute_names("#fence", "fence")
             .expression_attribute_names("#owner", "owner")
@@ -292,18 +295,10 @@ impl DynamoDbStore {
         Ok(Some(string(&item, "service", &name)?))
     }
 
+    /// Runs a transaction: `Ok(false)` if one of its conditions did not hold.
     async fn transact(&self, action: &'static str, resource: &str, items: Vec<TransactWriteItem>) -> Result<bool> {
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = AwsError::from_sdk(action, resource, e);
-                if err.is_condition_failed() {
-                    Ok(false)
-                } else {
-                    Err(err.into())
-                }
-            }
-        }
+        let call = self.client.transact_write_items().set_transact_items(Some(items)).send();
+        Ok(Self::conditional(action, resource, call).await?.is_some())
     }
 
     /// Runs a conditional write: `Ok(false)` if its condition did not hold.
@@ -377,8 +372,8 @@ impl StateStore for DynamoDbStore {
         if self.transact("dynamodb:TransactWriteItems", &name, items).await? {
             return Ok(());
         }
-        if !self.lease_is_current(lease).await? {
-            return Err(self.stale(lease).await);
+        if let Some(stale) = self.lease_refusal(lease).await? {
+            return Err(stale);
         }
         Err(Error::conflict(format!(
             "deployment {} exists already ({})",
@@ -404,8 +399,8 @@ impl StateStore for DynamoDbStore {
         if self.transact("dynamodb:TransactWriteItems", &name, items).await? {
             return Ok(());
         }
-        if !self.lease_is_current(lease).await? {
-            return Err(self.stale(lease).await);
+        if let Some(stale) = self.lease_refusal(lease).await? {
+            return Err(stale);
         }
         match self.read_record(&record.service, &record.id).await? {
             None => Err(Error::not_found(format!("deployment {}", record.id))),
@@ -470,7 +465,7 @@ impl StateStore for DynamoDbStore {
             .table_name(&self.table)
             .set_key(Some(key(&pk, LOCK_SK)))
             .update_expression("SET #exp = :exp ADD #rev :one")
-            .condition_expression("#held = :true AND #fence = :fence AND #owner = :owner AND #fv <= :fv")
+            .condition_expression(LEASE_HELD)
             .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_names("#rev", "rev")
             .expression_attribute_names("#held", "held")
@@ -497,7 +492,7 @@ impl StateStore for DynamoDbStore {
             .table_name(&self.table)
             .set_key(Some(key(&pk, LOCK_SK)))
             .update_expression("SET #held = :false ADD #rev :one")
-            .condition_expression("#held = :true AND #fence = :fence AND #owner = :owner AND #fv <= :fv")
+            .condition_expression(LEASE_HELD)
             .expression_attribute_names("#rev", "rev")
             .expression_attribute_names("#held", "held")
             .expression_attribute_names("#fence", "fence")

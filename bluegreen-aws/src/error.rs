@@ -82,6 +82,28 @@ impl AwsError {
     }
 }
 
+/// Classifies an SDK error of the call `action` on `resource` and maps it onto
+/// [`bluegreen_core::Error`]: [`AwsError::from_sdk`], then `into`.
+pub(crate) fn aws_error<E>(action: &'static str, resource: &str, err: SdkError<E>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    AwsError::from_sdk(action, resource, err).into()
+}
+
+/// Whether error `code` of the call `action` says the thing called on does not exist.
+///
+/// ELB names what is missing in the code (`TargetGroupNotFound`, `ListenerNotFound`), ECS too
+/// (`ClusterNotFoundException`, `ServiceNotFoundException`, and `ResourceNotFoundException`),
+/// Route53 says `NoSuchHostedZone` / `NoSuchChange`. Another service's
+/// `ResourceNotFoundException` (DynamoDB's missing table) is a set-up error, not this.
+fn is_not_found(action: &str, code: &str) -> bool {
+    let service = action.split_once(':').map_or("", |(service, _)| service);
+    let named = code.ends_with("NotFoundException") && (code != "ResourceNotFoundException" || service == "ecs");
+    let route53 = service == "route53" && matches!(code, "NoSuchHostedZone" | "NoSuchChange");
+    code.ends_with("NotFound") || named || route53
+}
+
 /// Whether a service error with this code and HTTP status is worth retrying.
 pub(crate) fn retryable(code: &str, status: u16) -> bool {
     if DENIED_CODES.contains(&code) {
@@ -92,12 +114,8 @@ pub(crate) fn retryable(code: &str, status: u16) -> bool {
 
 impl From<AwsError> for Error {
     fn from(err: AwsError) -> Self {
-        if let AwsError::Service { code, resource, .. } = &err {
-            // ELB names what is missing in the code (TargetGroupNotFound, ListenerNotFound),
-            // ECS too (ClusterNotFoundException, ServiceNotFoundException). DynamoDB's missing
-            // table (ResourceNotFoundException) is a set-up error, below.
-            let named = code.ends_with("NotFoundException") && code != "ResourceNotFoundException";
-            if code.ends_with("NotFound") || named {
+        if let AwsError::Service { action, code, resource, .. } = &err {
+            if is_not_found(action, code) {
                 return Error::not_found(format!("{resource} ({err})"));
             }
         }

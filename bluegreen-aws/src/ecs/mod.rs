@@ -299,19 +299,6 @@ impl Fleet for EcsFleet {
     }
 }
 
-/// Reads and classifies one ECS call's error; codes ending in `NotFoundException` (cluster,
-/// service, task set) become [`Error::NotFound`] naming `resource`.
-fn ecs_error<E>(action: &'static str, resource: &str, err: aws_sdk_ecs::error::SdkError<E>) -> Error
-where
-    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let err = crate::error::AwsError::from_sdk(action, resource, err);
-    match err.code() {
-        Some(code) if code.ends_with("NotFoundException") => Error::not_found(format!("{resource} ({err})")),
-        _ => err.into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@ use aws_sdk_ecs::types::{DeploymentControllerType, DesiredStatus, Task, TaskFiel
 use bluegreen_core::{Error, Result, Target, TargetId};
 
 use super::revision::Revision;
-use super::{ecs_error, EcsFleet, SET_KEY};
+use super::{EcsFleet, SET_KEY};
+use crate::error::aws_error;
 
 /// ECS accepts at most this many tasks per `DescribeTasks`.
 const DESCRIBE_BATCH: usize = 100;
@@ -129,7 +130,7 @@ impl EcsFleet {
             .include(aws_sdk_ecs::types::TaskSetField::Tags)
             .send()
             .await
-            .map_err(|e| ecs_error("ecs:DescribeTaskSets", &self.where_(), e))?;
+            .map_err(|e| aws_error("ecs:DescribeTaskSets", &self.where_(), e))?;
         let mut tasks = self.tasks(DesiredStatus::Running).await?;
         if stopped {
             tasks.extend(self.tasks(DesiredStatus::Stopped).await?);
@@ -171,7 +172,7 @@ impl EcsFleet {
             .services(&self.service)
             .send()
             .await
-            .map_err(|e| ecs_error("ecs:DescribeServices", &format!("cluster {}", self.cluster), e))?;
+            .map_err(|e| aws_error("ecs:DescribeServices", &format!("cluster {}", self.cluster), e))?;
         // A missing service is not an error of the call: ECS lists it under `failures`.
         let service = out.services.unwrap_or_default().into_iter().find(|s| s.status() != Some("INACTIVE"));
         let service = service.ok_or_else(|| {
@@ -210,7 +211,7 @@ impl EcsFleet {
                 .set_next_token(next)
                 .send()
                 .await
-                .map_err(|e| ecs_error("ecs:ListTasks", &self.where_(), e))?;
+                .map_err(|e| aws_error("ecs:ListTasks", &self.where_(), e))?;
             arns.extend(out.task_arns.unwrap_or_default());
             next = out.next_token;
             if next.is_none() {
@@ -227,7 +228,7 @@ impl EcsFleet {
                 .include(TaskField::Tags)
                 .send()
                 .await
-                .map_err(|e| ecs_error("ecs:DescribeTasks", &self.where_(), e))?;
+                .map_err(|e| aws_error("ecs:DescribeTasks", &self.where_(), e))?;
             tasks.extend(out.tasks.unwrap_or_default());
         }
         Ok(tasks)

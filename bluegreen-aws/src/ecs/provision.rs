@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use super::observe::{is_live, Observed, SetView};
 use super::revision::check_version;
-use super::{diagnose, ecs_error, EcsFleet, SET_KEY, TAG_KEY, VERSION_KEY};
+use super::{diagnose, EcsFleet, SET_KEY, TAG_KEY, VERSION_KEY};
+use crate::error::aws_error;
 
 /// The longest value ECS takes for a task set's `externalId` and a tag value.
 const MAX_TAG: usize = 255;
@@ -122,7 +123,7 @@ impl EcsFleet {
         } else {
             create = create.set_capacity_provider_strategy(Some(set.capacity_provider_strategy().to_vec()));
         }
-        let out = create.send().await.map_err(|e| ecs_error("ecs:CreateTaskSet", &self.where_(), e))?;
+        let out = create.send().await.map_err(|e| aws_error("ecs:CreateTaskSet", &self.where_(), e))?;
         let arn = out.task_set().and_then(|s| s.task_set_arn()).unwrap_or_default().to_owned();
         tracing::info!(task_set = %arn, tag = %request.tag, missing, "created a task set");
         Ok(arn)

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use bluegreen_core::{Error, Result, TargetId};
 
 use super::observe::SetView;
-use super::{ecs_error, EcsFleet};
+use super::EcsFleet;
+use crate::error::aws_error;
 
 /// The reason ECS shows on a task this fleet stopped.
 const STOP_REASON: &str = "bluegreen: retired after draining";
@@ -60,7 +61,7 @@ impl EcsFleet {
                         .primary_task_set(next.set.task_set_arn().unwrap_or_else(|| next.id()))
                         .send()
                         .await
-                        .map_err(|e| ecs_error("ecs:UpdateServicePrimaryTaskSet", &self.where_(), e))?;
+                        .map_err(|e| aws_error("ecs:UpdateServicePrimaryTaskSet", &self.where_(), e))?;
                 }
             }
             self.delete_task_set(set.set.task_set_arn().unwrap_or_else(|| set.id())).await?;
@@ -74,7 +75,7 @@ impl EcsFleet {
                     .reason(STOP_REASON)
                     .send()
                     .await
-                    .map_err(|e| ecs_error("ecs:StopTask", &format!("task {task} of {}", self.where_()), e))?;
+                    .map_err(|e| aws_error("ecs:StopTask", &format!("task {task} of {}", self.where_()), e))?;
             }
         }
         if plan.is_empty() {
@@ -101,7 +102,7 @@ impl EcsFleet {
             .force(true)
             .send()
             .await
-            .map_err(|e| ecs_error("ecs:DeleteTaskSet", &format!("task set {task_set} of {}", self.where_()), e))?;
+            .map_err(|e| aws_error("ecs:DeleteTaskSet", &format!("task set {task_set} of {}", self.where_()), e))?;
         Ok(())
     }
 }

@@ -5,7 +5,8 @@ use aws_sdk_ecs::types::{
 };
 use bluegreen_core::{Error, Result, Version};
 
-use super::{ecs_error, EcsFleet, VERSION_KEY};
+use super::{EcsFleet, VERSION_KEY};
+use crate::error::aws_error;
 
 /// How many of a family's newest revisions are looked at for one that already runs a version.
 const REUSE_WINDOW: usize = 10;
@@ -59,7 +60,7 @@ impl EcsFleet {
             .include(TaskDefinitionField::Tags)
             .send()
             .await
-            .map_err(|e| match ecs_error("ecs:DescribeTaskDefinition", &resource, e) {
+            .map_err(|e| match aws_error("ecs:DescribeTaskDefinition", &resource, e) {
                 // ECS answers a missing revision with a generic ClientException.
                 Error::Backend { message, .. } if message.contains("ClientException") => {
                     Error::not_found(format!("{resource} ({message})"))
@@ -138,7 +139,7 @@ impl EcsFleet {
             .sort(SortOrder::Desc)
             .send()
             .await
-            .map_err(|e| ecs_error("ecs:ListTaskDefinitions", &format!("task definition family {family}"), e))?;
+            .map_err(|e| aws_error("ecs:ListTaskDefinitions", &format!("task definition family {family}"), e))?;
         // Newest first, whatever order the service answered in (the family prefix may match
         // longer family names too).
         let mut arns: Vec<(i64, String)> = listed
@@ -211,7 +212,7 @@ impl EcsFleet {
             .set_tags(Some(tags))
             .send()
             .await
-            .map_err(|e| ecs_error("ecs:RegisterTaskDefinition", &format!("task definition family {family}"), e))?;
+            .map_err(|e| aws_error("ecs:RegisterTaskDefinition", &format!("task definition family {family}"), e))?;
         let arn = out.task_definition.and_then(|d| d.task_definition_arn).ok_or_else(|| {
             Error::permanent("aws", format!("ecs:RegisterTaskDefinition of {family} returned no ARN"))
         })?;

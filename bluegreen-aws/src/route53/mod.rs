@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_route53::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_route53::error::SdkError;
 use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
@@ -28,7 +28,7 @@ pub use builder::Route53RouterBuilder;
 pub use records::Route53RecordType;
 use records::{desired, in_zone, normalize, served_split, storable, Answer, DesiredPool, MemberRecord, Weights};
 
-use crate::error::AwsError;
+use crate::error::aws_error;
 
 /// The label under the record name that holds bluegreen's bookkeeping records.
 const META: &str = "_bluegreen";
@@ -231,19 +231,6 @@ impl Route53Router {
                 known.join(", ")
             )))
         }
-    }
-}
-
-/// Maps an SDK error of `action` on `resource`; Route53 names a missing zone `NoSuchHostedZone`,
-/// which the crate's mapping (codes ending in `NotFound`) does not catch.
-fn aws_error<E>(action: &'static str, resource: &str, err: SdkError<E>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let err = AwsError::from_sdk(action, resource, err);
-    match err.code() {
-        Some("NoSuchHostedZone" | "NoSuchChange") => Error::not_found(format!("{resource} ({err})")),
-        _ => err.into(),
     }
 }
 
