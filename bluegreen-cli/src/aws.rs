@@ -9,7 +9,10 @@ use bluegreen_aws::{AlbRouter, AwsConfig, DynamoDbStore, EcsFleet, Route53Record
 use bluegreen_core::{Error, HealthProbe, PoolName};
 use serde::Deserialize;
 
-use crate::backend::{within, Backends, HostEntry, Hosts, ProbeConfig, ProbeKind};
+use crate::backend::{
+    default_margin, default_ttl, default_update_timeout, rename_field, within, Backends, HostEntry, Hosts, ProbeConfig,
+    ProbeKind,
+};
 
 /// `[backend.aws]` / `[state.aws]`: where the clients connect. Unset values come from the SDK's
 /// default chain (`AWS_REGION`, `AWS_PROFILE`, the config files, instance or task roles).
@@ -79,12 +82,15 @@ impl AlbSettings {
             }
         }
         let groups = self.target_groups.iter().map(|(pool, arn)| (pool.as_str(), arn.clone()));
-        let mut router = AlbRouter::new(config, &self.listener_arn, groups).map_err(|e| match e {
-            Error::Invalid { field, reason } if field == "pools" || field.starts_with("pools.") => {
-                Error::Invalid { field: field.replacen("pools", "backend.alb.target_groups", 1), reason }
+        let mut router = AlbRouter::new(config, &self.listener_arn, groups).map_err(rename_field(|field| {
+            if field == "pools" || field.starts_with("pools.") {
+                field.replacen("pools", "backend.alb.target_groups", 1)
+            } else if field.starts_with("pools[") {
+                field
+            } else {
+                format!("backend.alb.{field}")
             }
-            other => within("backend.alb")(other),
-        })?;
+        }))?;
         if let Some(rule) = &self.rule_arn {
             router = router.on_rule(rule).map_err(within("backend.alb"))?;
         }
@@ -115,7 +121,7 @@ pub(crate) struct AlbBackend {
     aws: AwsSettings,
     alb: AlbSettings,
     updater: String,
-    #[serde(default = "crate::backend::default_update_timeout", with = "humantime_serde")]
+    #[serde(default = "default_update_timeout", with = "humantime_serde")]
     update_timeout: Duration,
     hosts: Vec<HostEntry>,
     /// `[backend.probe]`; default `kind = "alb"` (the target groups' health checks).
@@ -241,18 +247,10 @@ pub(crate) struct Route53Backend {
     #[serde(default, with = "humantime_serde")]
     change_timeout: Option<Duration>,
     updater: String,
-    #[serde(default = "crate::backend::default_update_timeout", with = "humantime_serde")]
+    #[serde(default = "default_update_timeout", with = "humantime_serde")]
     update_timeout: Duration,
     hosts: Vec<HostEntry>,
     probe: ProbeConfig,
-}
-
-fn default_ttl() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_margin() -> Duration {
-    Duration::from_secs(5)
 }
 
 /// Route53 address record types.
@@ -288,27 +286,19 @@ impl Route53Backend {
         if let Some(timeout) = self.change_timeout {
             builder = builder.change_timeout(timeout);
         }
-        let router = builder.build().map_err(|e| match e {
-            Error::Invalid { field, reason } if field.starts_with("pools") => Error::Invalid { field, reason },
-            Error::Invalid { field, reason } => {
-                let field = match field.as_str() {
-                    "hosted_zone_id" | "zone" => "backend.hosted_zone_id".to_owned(),
-                    "record_name" => "backend.name".to_owned(),
-                    f => format!("backend.{f}"),
-                };
-                Error::Invalid { field, reason }
-            }
-            other => other,
-        })?;
+        let router = builder.build().map_err(rename_field(|field| match field.as_str() {
+            f if f.starts_with("pools") => field,
+            "hosted_zone_id" | "zone" => "backend.hosted_zone_id".to_owned(),
+            "record_name" => "backend.name".to_owned(),
+            f => format!("backend.{f}"),
+        }))?;
         let hosts = Hosts {
             updater: &self.updater,
             update_timeout: self.update_timeout,
             hosts: &self.hosts,
             probe: &self.probe,
         };
-        let fleet = hosts.fleet()?;
-        let probe = hosts.probe()?;
-        Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
+        hosts.with_router(router)
     }
 }
 

@@ -150,11 +150,11 @@ pub(crate) struct Rfc2136Backend {
     probe: ProbeConfig,
 }
 
-fn default_ttl() -> Duration {
+pub(crate) fn default_ttl() -> Duration {
     Duration::from_secs(60)
 }
 
-fn default_margin() -> Duration {
+pub(crate) fn default_margin() -> Duration {
     Duration::from_secs(5)
 }
 
@@ -256,15 +256,18 @@ pub(crate) enum StatusRange {
 /// Placeholders a command updater replaces (see `bluegreen_vm::Updater`).
 const PLACEHOLDERS: &[&str] = &["id", "host", "address", "version", "from_version"];
 
-/// Prefixes the field of an `Error::Invalid` from a builder with where it is in the file.
-pub(crate) fn within(prefix: &'static str) -> impl Fn(Error) -> Error {
+/// Renames the field of an `Error::Invalid` from a builder to where it is in the file;
+/// other errors pass unchanged.
+pub(crate) fn rename_field(rename: impl Fn(String) -> String) -> impl Fn(Error) -> Error {
     move |error| match error {
-        Error::Invalid { field, reason } => {
-            let field = if field.starts_with("pools[") { field } else { format!("{prefix}.{field}") };
-            Error::Invalid { field, reason }
-        }
+        Error::Invalid { field, reason } => Error::Invalid { field: rename(field), reason },
         other => other,
     }
+}
+
+/// Prefixes the field of an `Error::Invalid` from a builder with where it is in the file.
+pub(crate) fn within(prefix: &'static str) -> impl Fn(Error) -> Error {
+    rename_field(move |field| if field.starts_with("pools[") { field } else { format!("{prefix}.{field}") })
 }
 
 impl Hosts<'_> {
@@ -302,6 +305,13 @@ impl Hosts<'_> {
 
     pub(crate) fn probe(&self) -> Result<Arc<dyn HealthProbe>, Error> {
         Self::probe_of(self.probe)
+    }
+
+    /// `router` with this inventory's fleet and probe.
+    pub(crate) fn with_router(&self, router: impl Router + 'static) -> Result<Backends, Error> {
+        let fleet = self.fleet()?;
+        let probe = self.probe()?;
+        Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
     }
 
     /// The probe `[backend.probe]` describes (`http` or `tcp`).
@@ -394,16 +404,12 @@ impl HaproxyBackend {
         if let Some(timeout) = self.command_timeout {
             builder = builder.command_timeout(timeout);
         }
-        let router = builder.build().map_err(|e| match e {
-            Error::Invalid { field, reason } if field == "backend" => {
-                Error::Invalid { field: "backend.haproxy_backend".into(), reason }
-            }
-            other => within("backend")(other),
-        })?;
-        let hosts = hosts_of!(self);
-        let fleet = hosts.fleet()?;
-        let probe = hosts.probe()?;
-        Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
+        let router = builder.build().map_err(rename_field(|field| match field.as_str() {
+            "backend" => "backend.haproxy_backend".to_owned(),
+            f if f.starts_with("pools[") => field,
+            f => format!("backend.{f}"),
+        }))?;
+        hosts_of!(self).with_router(router)
     }
 }
 
@@ -424,13 +430,9 @@ impl Rfc2136Backend {
             Algorithm::HmacSha384 => TsigAlgorithm::HmacSha384,
             Algorithm::HmacSha512 => TsigAlgorithm::HmacSha512,
         };
-        let key = TsigKey::new(&self.tsig_key, algorithm, &self.tsig_secret).map_err(|e| match e {
-            Error::Invalid { field, reason } => {
-                let field = if field == "tsig.secret" { "backend.tsig_secret" } else { "backend.tsig_key" };
-                Error::Invalid { field: field.into(), reason }
-            }
-            other => other,
-        })?;
+        let key = TsigKey::new(&self.tsig_key, algorithm, &self.tsig_secret).map_err(rename_field(|field| {
+            if field == "tsig.secret" { "backend.tsig_secret" } else { "backend.tsig_key" }.to_owned()
+        }))?;
         let mut builder = Rfc2136Router::builder(self.server, &self.zone, &self.name)
             .tsig(key)
             .ttl(self.ttl)
@@ -448,23 +450,14 @@ impl Rfc2136Backend {
                 self.sync_timeout,
             );
         }
-        let router = builder.build().map_err(|e| match e {
-            Error::Invalid { field, reason } => {
-                let field = match field.as_str() {
-                    "weight_granularity" => "backend.granularity".to_owned(),
-                    "tsig" | "tsig.name" => "backend.tsig_key".to_owned(),
-                    "tsig.algorithm" => "backend.tsig_algorithm".to_owned(),
-                    f if f.starts_with("pools") => f.to_owned(),
-                    f => format!("backend.{f}"),
-                };
-                Error::Invalid { field, reason }
-            }
-            other => other,
-        })?;
-        let hosts = hosts_of!(self);
-        let fleet = hosts.fleet()?;
-        let probe = hosts.probe()?;
-        Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
+        let router = builder.build().map_err(rename_field(|field| match field.as_str() {
+            "weight_granularity" => "backend.granularity".to_owned(),
+            "tsig" | "tsig.name" => "backend.tsig_key".to_owned(),
+            "tsig.algorithm" => "backend.tsig_algorithm".to_owned(),
+            f if f.starts_with("pools") => field,
+            f => format!("backend.{f}"),
+        }))?;
+        hosts_of!(self).with_router(router)
     }
 }
 

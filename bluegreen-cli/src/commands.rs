@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use bluegreen_core::{Command as Remote, DeploymentRecord, Executor, Outcome, Phase, StateStore, Version};
+use bluegreen_core::{
+    Command as Remote, DeploymentRecord, Executor, ExecutorBuilder, Outcome, Phase, StateStore, Version,
+};
 use serde_json::json;
 
 use crate::args::{FileArgs, Output, TargetArgs};
@@ -19,11 +21,13 @@ pub(crate) fn load(args: &FileArgs) -> Result<DeployFile, CliError> {
     specfile::load(&args.file, &subs, args.version.as_deref())
 }
 
+/// An executor over the file's backends; with `store`, recording there and writing the
+/// deployment's event log.
 async fn executor(
     file: &DeployFile,
     args: &FileArgs,
     store: Option<Arc<dyn StateStore>>,
-) -> Result<Executor, CliError> {
+) -> Result<ExecutorBuilder, CliError> {
     let backends = file.backend.build().await?;
     let mut builder = Executor::builder(backends.router, backends.fleet, backends.probe);
     if let Some(store) = store {
@@ -31,7 +35,7 @@ async fn executor(
             .state_store(store, file.state.owner(args.owner.as_deref()))
             .sink(events::EventFiles::new(file.state.events_dir(&file.spec.service)));
     }
-    Ok(builder.build())
+    Ok(builder)
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -41,7 +45,7 @@ fn print_json(value: &serde_json::Value) {
 /// `bluegreen plan`.
 pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
     let file = load(args)?;
-    let plan = executor(&file, args, None).await?.plan(&file.spec).await.map_err(|e| file.locate(e))?;
+    let plan = executor(&file, args, None).await?.build().plan(&file.spec).await.map_err(|e| file.locate(e))?;
     let timeline = plan.timeline();
     match args.output {
         Output::Json => print_json(&json!({ "plan": plan, "timeline": timeline })),
@@ -65,14 +69,7 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
     let file = load(args)?;
     let store = file.state.open().await?;
     let (sink, receiver) = bluegreen_core::ChannelSink::new();
-    let exec = {
-        let backends = file.backend.build().await?;
-        Executor::builder(backends.router, backends.fleet, backends.probe)
-            .state_store(store, file.state.owner(args.owner.as_deref()))
-            .sink(events::EventFiles::new(file.state.events_dir(&file.spec.service)))
-            .sink(sink)
-            .build()
-    };
+    let exec = executor(&file, args, Some(store)).await?.sink(sink).build();
     let display = progress::start(receiver, args.output);
     let control = exec.control();
     let interrupts = tokio::spawn(async move {
@@ -226,7 +223,7 @@ pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, Cli
 pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
     let store = file.state.open().await?;
-    let exec = executor(&file, args, Some(store)).await?;
+    let exec = executor(&file, args, Some(store)).await?.build();
     let version = to.map(Version::from);
     let outcome = exec.rollback_to(&file.spec.service, version.as_ref()).await?;
     print_outcome(&outcome, args.output);

@@ -123,12 +123,8 @@ impl PropagationCheck {
         }
         for ns_name in names {
             let addresses = wire::query(via, &ns_name, RecordType::A, self.query_timeout).await?;
-            let ips = addresses.iter().filter_map(|r| match r.data() {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            });
             let mut found = false;
-            for ip in ips {
+            for ip in wire::ipv4s(&addresses) {
                 found = true;
                 self.servers.push((ns_name.to_string(), SocketAddr::new(ip.into(), port)));
             }
@@ -163,15 +159,7 @@ impl PropagationCheck {
         let asks = self.servers.iter().map(|(label, address)| async move {
             let observed = wire::query(*address, &self.name, RecordType::A, self.query_timeout)
                 .await
-                .map(|records| {
-                    records
-                        .iter()
-                        .filter_map(|r| match r.data() {
-                            RData::A(a) => Some(a.0),
-                            _ => None,
-                        })
-                        .collect::<BTreeSet<Ipv4Addr>>()
-                })
+                .map(|records| wire::ipv4s(&records).collect::<BTreeSet<Ipv4Addr>>())
                 .map_err(|e| e.to_string());
             let in_sync = observed.as_ref().is_ok_and(|ips| ips == expected);
             ServerAnswer { server: label.clone(), address: *address, observed, in_sync }

@@ -338,15 +338,7 @@ impl State {
     }
 
     fn served(&self) -> Vec<Ipv4Addr> {
-        let mut ips: Vec<Ipv4Addr> = self
-            .answer
-            .records
-            .iter()
-            .filter_map(|r| match r.data() {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            })
-            .collect();
+        let mut ips: Vec<Ipv4Addr> = wire::ipv4s(&self.answer.records).collect();
         ips.sort();
         ips.dedup();
         ips
@@ -404,31 +396,9 @@ impl State {
     /// (rounded so the weights sum to 100). No records: an empty split.
     fn split(&self, router: &Inner) -> Result<Split> {
         let attributed = self.attributed(router)?;
-        if attributed.is_empty() {
-            return Ok(Split::default());
-        }
-        let total = attributed.len() as u64;
-        let counts: Vec<(PoolName, u64)> = router
-            .pools
-            .iter()
-            .map(|p| (p.clone(), attributed.iter().filter(|(_, q)| q == p).count() as u64))
-            .collect();
         // Largest remainder, so a set written by someone else (1:2) still sums to 100.
-        let mut weights: Vec<(PoolName, u64, u64)> =
-            counts.iter().map(|(p, c)| (p.clone(), c * 100 / total, c * 100 % total)).collect();
-        let mut missing = 100 - weights.iter().map(|(_, w, _)| w).sum::<u64>();
-        let mut order: Vec<usize> = (0..weights.len()).collect();
-        order.sort_by(|a, b| weights[*b].2.cmp(&weights[*a].2));
-        for i in order {
-            if missing == 0 {
-                break;
-            }
-            if weights[i].2 > 0 {
-                weights[i].1 += 1;
-                missing -= 1;
-            }
-        }
-        Split::new(weights.into_iter().map(|(p, w, _)| (p, u32::try_from(w).unwrap_or(100))))
+        let counts = router.pools.iter().map(|p| (p.clone(), attributed.iter().filter(|(_, q)| q == p).count() as u64));
+        Ok(Split::from_weights(counts).unwrap_or_default())
     }
 }
 

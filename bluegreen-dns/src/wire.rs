@@ -1,14 +1,14 @@
 //! DNS over TCP: one request, one answer per connection. hickory-proto builds, signs and parses
 //! the messages; the exchange itself is a few lines of tokio, so no client runtime is needed.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bluegreen_core::{Error, Result};
 use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
-use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -39,6 +39,14 @@ pub(crate) fn rcode_name(rcode: ResponseCode) -> String {
         ResponseCode::NotZone => "NOTZONE".into(),
         other => format!("rcode {}", u16::from(other)),
     }
+}
+
+/// The IPv4 addresses of the A records among `records`.
+pub(crate) fn ipv4s(records: &[Record]) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    records.iter().filter_map(|r| match r.data() {
+        RData::A(a) => Some(a.0),
+        _ => None,
+    })
 }
 
 fn malformed(server: SocketAddr, e: impl std::fmt::Display) -> Error {

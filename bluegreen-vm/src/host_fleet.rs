@@ -103,11 +103,7 @@ impl Updater {
     /// [`Error::Invalid`] when a value put into the template has characters outside the safe set.
     pub fn render(&self, host: &Target, version: &Version) -> Result<Option<String>> {
         let How::Command(template) = &self.how else { return Ok(None) };
-        let mut line = template.clone();
-        for (name, value) in placeholders(host, version)? {
-            line = line.replace(&format!("{{{name}}}"), &value);
-        }
-        Ok(Some(line))
+        Ok(Some(fill(template, &placeholders(host, version)?)))
     }
 
     /// Runs the update of `host` to `version` and returns its output.
@@ -134,9 +130,10 @@ impl Updater {
                 Ok(Err(output)) => Err(failed("the updater returned an error".to_owned(), &shell::tail(&output))),
                 Err(_) => Err(Error::Timeout { what, after: self.timeout }),
             },
-            How::Command(_) => {
-                let line = self.render(host, version)?.unwrap_or_default();
-                let env = placeholders(host, version)?.into_iter().map(|(k, v)| (env_name(k), v));
+            How::Command(template) => {
+                let values = placeholders(host, version)?;
+                let line = fill(template, &values);
+                let env = values.into_iter().map(|(k, v)| (env_name(k), v));
                 match shell::run(&line, env, self.timeout).await {
                     Ok(finished) => Ok(finished.output),
                     Err(Failure::TimedOut { output, .. }) => {
@@ -154,6 +151,15 @@ impl Updater {
             }
         }
     }
+}
+
+/// `template` with each `{name}` of `values` replaced by its value.
+fn fill(template: &str, values: &[(&'static str, String)]) -> String {
+    let mut line = template.to_owned();
+    for (name, value) in values {
+        line = line.replace(&format!("{{{name}}}"), value);
+    }
+    line
 }
 
 fn env_name(placeholder: &str) -> String {

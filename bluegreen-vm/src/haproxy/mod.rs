@@ -238,6 +238,17 @@ enum Admin {
 }
 
 impl Admin {
+    /// The admin state `server` is in.
+    fn of(server: &ServerState) -> Self {
+        if server.in_maintenance() {
+            Self::Maint
+        } else if server.draining() {
+            Self::Drain
+        } else {
+            Self::Ready
+        }
+    }
+
     fn word(self) -> &'static str {
         match self {
             Self::Ready => "ready",
@@ -368,9 +379,7 @@ impl HaproxyRouter {
     /// weight (HAProxy then serves nothing from this backend).
     fn served_split(&self, servers: &[ServerState]) -> Result<Option<BTreeMap<PoolName, u32>>, HaproxyError> {
         let weights = self.pool_weights(servers)?;
-        let list: Vec<(&str, u64)> = weights.iter().map(|(p, w)| (p.as_str(), *w)).collect();
-        Ok(weights::percentages(&list)
-            .map(|percents| percents.into_iter().map(|(p, w)| (PoolName::from(p), w)).collect()))
+        Ok(weights::pool_percents(weights.iter().map(|(p, w)| (p, *w))))
     }
 
     fn to_split(percents: Option<&BTreeMap<PoolName, u32>>) -> Split {
@@ -388,28 +397,20 @@ impl HaproxyRouter {
         ready: &BTreeMap<PoolName, Vec<String>>,
         wanted: &BTreeMap<PoolName, u32>,
     ) -> Result<BTreeMap<String, u32>, HaproxyError> {
-        let kept: Vec<(&str, u64)> = self
-            .inner
-            .pools
-            .iter()
-            .map(|p| {
-                let has_servers = ready.get(p).is_some_and(|r| !r.is_empty());
-                (p.as_str(), if has_servers { u64::from(wanted.get(p).copied().unwrap_or(0)) } else { 0 })
-            })
-            .collect();
-        let Some(percents) = weights::percentages(&kept) else {
+        let kept = self.inner.pools.iter().map(|p| {
+            let has_servers = ready.get(p).is_some_and(|r| !r.is_empty());
+            (p, if has_servers { u64::from(wanted.get(p).copied().unwrap_or(0)) } else { 0 })
+        });
+        let Some(percents) = weights::pool_percents(kept) else {
             // Nothing serves: zero weights keep a later re-enable from bringing back stale ones.
             return Ok(ready.values().flatten().map(|s| (s.clone(), 0)).collect());
         };
         let shares: Vec<PoolShare<'_>> = percents
             .iter()
             .map(|(pool, percent)| PoolShare {
-                pool,
+                pool: pool.as_str(),
                 percent: *percent,
-                ready: ready
-                    .get(&PoolName::from(pool.as_str()))
-                    .map(|r| r.iter().map(String::as_str).collect())
-                    .unwrap_or_default(),
+                ready: ready.get(pool).map(|r| r.iter().map(String::as_str).collect()).unwrap_or_default(),
             })
             .collect();
         weights::spread(&shares).map_err(|what| HaproxyError::Conflict { what })
@@ -495,24 +496,17 @@ impl HaproxyRouter {
         }
     }
 
-    /// Reads back the admin state of `names`: `expect(None)` for absent servers.
+    /// Reads back the admin state of `names`: `expect(None)` for absent servers. Returns the
+    /// servers read, for further checks on the same read.
     async fn verify(
         &self,
         names: &[(String, Option<Admin>)],
         split: Option<&BTreeMap<PoolName, u32>>,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<ServerState>, Error> {
         let servers = self.servers().await?;
         for (name, expected) in names {
             let found = servers.iter().find(|s| s.name == *name);
-            let observed = found.map(|s| {
-                if s.in_maintenance() {
-                    Admin::Maint
-                } else if s.draining() {
-                    Admin::Drain
-                } else {
-                    Admin::Ready
-                }
-            });
+            let observed = found.map(Admin::of);
             if observed != *expected {
                 let word = |a: Option<Admin>| a.map_or("absent", Admin::word).to_owned();
                 return Err(Error::ReadBackMismatch {
@@ -533,7 +527,7 @@ impl HaproxyRouter {
                 });
             }
         }
-        Ok(())
+        Ok(servers)
     }
 
     /// The split that should hold after a membership change: the current one, or (nothing
@@ -559,16 +553,11 @@ impl HaproxyRouter {
         ready: &BTreeMap<PoolName, Vec<String>>,
         weights: &BTreeMap<String, u32>,
     ) -> Option<BTreeMap<PoolName, u32>> {
-        let sums: Vec<(&str, u64)> = self
-            .inner
-            .pools
-            .iter()
-            .map(|p| {
-                let sum = ready.get(p).into_iter().flatten().map(|s| u64::from(weights.get(s).copied().unwrap_or(0)));
-                (p.as_str(), sum.sum())
-            })
-            .collect();
-        weights::percentages(&sums).map(|v| v.into_iter().map(|(p, w)| (PoolName::from(p), w)).collect())
+        let sums = self.inner.pools.iter().map(|p| {
+            let sum = ready.get(p).into_iter().flatten().map(|s| u64::from(weights.get(s).copied().unwrap_or(0)));
+            (p, sum.sum())
+        });
+        weights::pool_percents(sums)
     }
 
     async fn drain_impl(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<DrainReport> {
@@ -722,7 +711,8 @@ impl Router for HaproxyRouter {
         for (name, weight) in up.into_iter().chain(down) {
             self.set_weight(&name, weight).await?;
         }
-        self.verify(&[], Some(&wanted)).await
+        self.verify(&[], Some(&wanted)).await?;
+        Ok(())
     }
 
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
@@ -825,8 +815,7 @@ impl Router for HaproxyRouter {
         }
         let names: Vec<(String, Option<Admin>)> =
             wanted_addresses.iter().map(|(n, _)| (n.clone(), Some(Admin::Ready))).collect();
-        self.verify(&names, expected.as_ref()).await?;
-        let servers = self.servers().await?;
+        let servers = self.verify(&names, expected.as_ref()).await?;
         for (name, address) in &wanted_addresses {
             let observed = servers.iter().find(|s| s.name == *name).map(ServerState::address).unwrap_or_default();
             if observed.parse::<SocketAddr>().ok() != Some(*address) {
@@ -902,7 +891,8 @@ impl Router for HaproxyRouter {
             }
         }
         let names: Vec<(String, Option<Admin>)> = present.iter().map(|s| (s.name.clone(), None)).collect();
-        self.verify(&names, expected.as_ref()).await
+        self.verify(&names, expected.as_ref()).await?;
+        Ok(())
     }
 
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
@@ -914,12 +904,10 @@ impl Router for HaproxyRouter {
             .filter_map(|s| {
                 let (owner, id) = self.owner(&s.name)?;
                 (owner == pool).then(|| {
-                    let state = if s.in_maintenance() {
-                        MemberState::Disabled
-                    } else if s.draining() {
-                        MemberState::Draining
-                    } else {
-                        MemberState::Serving
+                    let state = match Admin::of(s) {
+                        Admin::Maint => MemberState::Disabled,
+                        Admin::Drain => MemberState::Draining,
+                        Admin::Ready => MemberState::Serving,
                     };
                     let in_flight = stats.iter().find(|st| st.name == s.name).map(ServerStat::in_flight);
                     Member { id: TargetId::from(id), state, in_flight }

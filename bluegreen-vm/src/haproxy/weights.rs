@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use bluegreen_core::{PoolName, Split};
+
 /// HAProxy's largest server weight.
 pub(crate) const MAX_WEIGHT: u32 = 256;
 
@@ -49,28 +51,22 @@ pub(crate) fn spread(shares: &[PoolShare<'_>]) -> Result<BTreeMap<String, u32>, 
     Ok(weights)
 }
 
-/// Percentages from pool weights (largest-remainder rounding, summing to 100); `None` when
-/// no ready server has any weight (HAProxy then serves nothing from this backend).
-pub(crate) fn percentages(weights: &[(&str, u64)]) -> Option<Vec<(String, u32)>> {
-    let total: u64 = weights.iter().map(|(_, w)| w).sum();
-    if total == 0 {
-        return None;
-    }
-    let mut out: Vec<(String, u32, u64)> =
-        weights.iter().map(|(pool, w)| ((*pool).to_owned(), (w * 100 / total) as u32, (w * 100) % total)).collect();
-    let mut missing = 100 - out.iter().map(|(_, p, _)| p).sum::<u32>();
-    let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_by(|a, b| out[*b].2.cmp(&out[*a].2).then(a.cmp(b)));
-    for i in order {
-        if missing == 0 {
-            break;
-        }
-        if out[i].2 > 0 {
-            out[i].1 += 1;
-            missing -= 1;
-        }
-    }
-    Some(out.into_iter().map(|(pool, p, _)| (pool, p)).collect())
+/// Percentages from pool weights, by [`Split::from_weights`] (largest-remainder rounding,
+/// summing to 100, ties to the earlier pool); `None` when no ready server has any weight
+/// (HAProxy then serves nothing from this backend).
+pub(crate) fn pool_percents<'a>(
+    weights: impl IntoIterator<Item = (&'a PoolName, u64)>,
+) -> Option<BTreeMap<PoolName, u32>> {
+    let split = Split::from_weights(weights.into_iter().map(|(pool, w)| (pool.clone(), w)))?;
+    Some(split.iter().map(|(pool, percent)| (pool.clone(), percent)).collect())
+}
+
+/// [`pool_percents`] over pool names, as `(pool, percent)` in pool-name order.
+#[cfg(test)]
+fn percentages(weights: &[(&str, u64)]) -> Option<Vec<(String, u32)>> {
+    let pools: Vec<(PoolName, u64)> = weights.iter().map(|(pool, w)| (PoolName::from(*pool), *w)).collect();
+    let percents = pool_percents(pools.iter().map(|(pool, w)| (pool, *w)))?;
+    Some(percents.into_iter().map(|(pool, percent)| (pool.to_string(), percent)).collect())
 }
 
 #[cfg(test)]

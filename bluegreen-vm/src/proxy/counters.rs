@@ -111,6 +111,13 @@ pub(super) struct Ticket {
 }
 
 impl Ticket {
+    /// Counts a retry of this ticket's request on its counters.
+    pub(super) fn retried(&self) {
+        if let Some(counters) = &self.counters {
+            counters.retried();
+        }
+    }
+
     pub(super) fn finish(mut self, outcome: Outcome) {
         if let Some(counters) = self.counters.take() {
             counters.finish(outcome);

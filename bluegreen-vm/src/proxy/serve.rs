@@ -136,7 +136,9 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _open = ConnectionGuard::new(shared.clone());
-    let service = service_fn(move |request| handle(shared.clone(), peer, request));
+    // The peer's `X-Forwarded-For` value, made once for every request of the connection.
+    let forwarded_for = HeaderValue::from_str(&peer.ip().to_string()).ok();
+    let service = service_fn(move |request| handle(shared.clone(), forwarded_for.clone(), request));
     let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -155,7 +157,7 @@ async fn serve_connection(
 /// Relays one request to a member chosen by the table.
 async fn handle(
     shared: Arc<Shared>,
-    peer: SocketAddr,
+    forwarded_for: Option<HeaderValue>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let routed = shared.table().route();
@@ -177,7 +179,9 @@ async fn handle(
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
-    append_forwarded_for(&mut headers, peer);
+    if let Some(peer) = forwarded_for {
+        headers.append(HeaderName::from_static("x-forwarded-for"), peer);
+    }
     let first_body = if replayable { empty_body() } else { body.boxed_unsync() };
 
     let Some(upstream) = upstream_request(&parts.method, &route.address, &path, &headers, first_body) else {
@@ -193,9 +197,7 @@ async fn handle(
                 let retry = shared.table().route_again(&route.pool, &route.target);
                 if let Some(next) = retry {
                     tracing::debug!(from = %route.target, to = %next.target, %error, "local proxy: retrying elsewhere");
-                    if let Some(pool) = shared.table().pool_counters(&route.pool) {
-                        pool.retried();
-                    }
+                    pool_ticket.retried();
                     let failed = std::mem::replace(&mut route, next);
                     failed.member.finish(Outcome::Failed);
                     if let Some(again) = upstream_request(&parts.method, &route.address, &path, &headers, empty_body())
@@ -290,12 +292,6 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(hyper::header::TRANSFER_ENCODING);
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    if let Ok(value) = HeaderValue::from_str(&peer.ip().to_string()) {
-        headers.append(HeaderName::from_static("x-forwarded-for"), value);
-    }
 }
 
 /// The innermost error's message.

@@ -85,10 +85,6 @@ impl Table {
         self.pools.get_mut(name).ok_or_else(|| Error::not_found(format!("pool {name:?}")))
     }
 
-    pub(super) fn pool_counters(&self, name: &PoolName) -> Option<Arc<Counters>> {
-        self.pools.get(name).map(|p| p.counters.clone())
-    }
-
     pub(super) fn split(&self) -> Split {
         // The weights always sum to 100: they are only ever written from a validated split.
         Split::new(self.pools.iter().map(|(name, pool)| (name.clone(), pool.weight))).unwrap_or_default()
