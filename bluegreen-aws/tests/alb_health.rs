@@ -6,11 +6,10 @@
 
 mod moto;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::config::interceptors::{
     BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextMut,
 };
@@ -23,8 +22,8 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use bluegreen_aws::{AlbRouter, CallLog};
 use bluegreen_core::sim::Sim;
 use bluegreen_core::{
-    BlueGreen, EventKind, Executor, Fleet, HealthPolicy, MemorySink, PoolName, ProvisionRequest, Result, Router, Spec,
-    Split, Status, Strategy, Target, TargetId, Version,
+    BlueGreen, EventKind, Executor, HealthPolicy, MemorySink, PoolName, ProvisionRequest, Router, Spec, Split, Status,
+    Strategy,
 };
 use moto::{Alb, Moto};
 
@@ -133,51 +132,6 @@ impl Intercept for GreenHealth {
     }
 }
 
-/// The simulator's fleet with ALB-style targets: the id is the address `172.31.9.N:8080`.
-#[derive(Debug)]
-struct IpFleet {
-    inner: Arc<dyn Fleet>,
-    names: Mutex<BTreeMap<TargetId, TargetId>>,
-}
-
-impl IpFleet {
-    fn rename(&self, mut t: Target) -> Target {
-        let mut names = self.names.lock().unwrap();
-        let next = format!("172.31.9.{}:8080", names.len() + 1);
-        let id = names.entry(t.id.clone()).or_insert_with(|| TargetId::from(next.as_str())).clone();
-        t.address = id.as_str().to_owned();
-        t.id = id;
-        t
-    }
-
-    fn sim_ids(&self, ids: &[TargetId]) -> Vec<TargetId> {
-        let names = self.names.lock().unwrap();
-        ids.iter()
-            .map(|id| names.iter().find(|(_, ip)| *ip == id).map_or_else(|| id.clone(), |(s, _)| s.clone()))
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Fleet for IpFleet {
-    fn name(&self) -> &str {
-        "sim-ip"
-    }
-    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
-        Ok(self.inner.provision(request).await?.into_iter().map(|t| self.rename(t)).collect())
-    }
-    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target> {
-        let id = self.sim_ids(std::slice::from_ref(target)).remove(0);
-        Ok(self.rename(self.inner.update(&id, version).await?))
-    }
-    async fn retire(&self, targets: &[TargetId]) -> Result<()> {
-        self.inner.retire(&self.sim_ids(targets)).await
-    }
-    async fn list(&self) -> Result<Vec<Target>> {
-        Ok(self.inner.list().await?.into_iter().map(|t| self.rename(t)).collect())
-    }
-}
-
 struct Setup {
     _moto: Moto,
     alb: Alb,
@@ -210,8 +164,9 @@ async fn setup_with(script: Script) -> Option<Setup> {
     .expect("router")
     .drain_poll_interval(Duration::from_millis(50));
     // Two blue targets serve v1 (moto: healthy at once).
-    let sim = Sim::builder().build();
-    let fleet = Arc::new(IpFleet { inner: sim.fleet(), names: Mutex::default() });
+    // The simulator's fleet with ALB-style targets: the id is the address `172.31.9.N:8080`.
+    let sim = Sim::builder().ipv4_addresses([172, 31, 9, 1].into(), 8080).named_by_address().build();
+    let fleet = sim.fleet();
     let request = ProvisionRequest { version: "v1".into(), count: 2, zones: Vec::new(), tag: "web/v1/initial".into() };
     let blue = fleet.provision(&request).await.expect("blue targets");
     script.lock().unwrap().blue =

@@ -16,7 +16,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use aws_sdk_elasticloadbalancingv2::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 use bluegreen_aws::AlbRouter;
-use bluegreen_core::{PoolName, Router, TargetId};
+use bluegreen_core::{DrainReport, PoolName, Router, TargetId};
 
 const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/2";
 const BLUE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/blue/1";
@@ -69,6 +69,28 @@ fn router(rules: &[&Rule]) -> AlbRouter {
     AlbRouter::from_client(client(rules), LISTENER, [("blue", BLUE.to_owned())]).expect("router")
 }
 
+/// Drains the target with `timeout`, the ELB answering `DescribeTargetHealth` by `health_rule`
+/// and the group's deregistration delay being `delay_seconds`; polls every 2 s.
+async fn drain(health_rule: &Rule, delay_seconds: u32, timeout: Duration) -> DrainReport {
+    let quiet = quiet_calls(delay_seconds);
+    let rules: Vec<&Rule> = quiet.iter().chain([health_rule]).collect();
+    router(&rules)
+        .drain_poll_interval(Duration::from_secs(2))
+        .drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], timeout)
+        .await
+        .expect("drain")
+}
+
+/// Healthy before the drain, then `draining` for ever.
+fn stuck_draining() -> Rule {
+    mock!(Client::describe_target_health)
+        .sequence()
+        .output(|| health(Some(TargetHealthStateEnum::Healthy)))
+        .output(|| health(Some(TargetHealthStateEnum::Draining)))
+        .repeatedly()
+        .build()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_drain_ends_when_the_alb_says_the_target_is_gone() {
     // Healthy before the drain, draining for four polls, then gone.
@@ -80,15 +102,7 @@ async fn a_drain_ends_when_the_alb_says_the_target_is_gone() {
         .output(|| health(None))
         .repeatedly()
         .build();
-    let quiet = quiet_calls(300);
-    let mut rules: Vec<&Rule> = quiet.iter().collect();
-    rules.push(&health_rule);
-    let router = router(&rules).drain_poll_interval(Duration::from_secs(2));
-
-    let report = router
-        .drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], Duration::from_secs(600))
-        .await
-        .expect("drain");
+    let report = drain(&health_rule, 300, Duration::from_secs(600)).await;
     assert!(!report.timed_out, "{report:?}");
     // Four answers said `draining` (at 0, 2, 4 and 6 s), the fifth (8 s) said gone: the drain
     // waited for exactly that, not for the 300 s delay.
@@ -100,21 +114,8 @@ async fn a_drain_ends_when_the_alb_says_the_target_is_gone() {
 async fn a_drain_is_bounded_by_the_deregistration_delay_not_only_by_its_timeout() {
     // The ALB keeps saying `draining` (a stuck report): the drain gives up 10 s after the
     // group's 60 s delay, although the caller allowed 10 minutes.
-    let health_rule = mock!(Client::describe_target_health)
-        .sequence()
-        .output(|| health(Some(TargetHealthStateEnum::Healthy)))
-        .output(|| health(Some(TargetHealthStateEnum::Draining)))
-        .repeatedly()
-        .build();
-    let quiet = quiet_calls(60);
-    let mut rules: Vec<&Rule> = quiet.iter().collect();
-    rules.push(&health_rule);
-    let router = router(&rules).drain_poll_interval(Duration::from_secs(2));
-
-    let report = router
-        .drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], Duration::from_secs(600))
-        .await
-        .expect("drain");
+    let health_rule = stuck_draining();
+    let report = drain(&health_rule, 60, Duration::from_secs(600)).await;
     assert!(report.timed_out, "{report:?}");
     assert_eq!(report.elapsed, Duration::from_secs(70), "{report:?}");
     // Polled every 2 s, not faster: the delay is whole seconds.
@@ -123,17 +124,6 @@ async fn a_drain_is_bounded_by_the_deregistration_delay_not_only_by_its_timeout(
 
 #[tokio::test(start_paused = true)]
 async fn a_short_timeout_still_wins_over_a_long_delay() {
-    let health_rule = mock!(Client::describe_target_health)
-        .sequence()
-        .output(|| health(Some(TargetHealthStateEnum::Healthy)))
-        .output(|| health(Some(TargetHealthStateEnum::Draining)))
-        .repeatedly()
-        .build();
-    let quiet = quiet_calls(300);
-    let mut rules: Vec<&Rule> = quiet.iter().collect();
-    rules.push(&health_rule);
-    let router = router(&rules).drain_poll_interval(Duration::from_secs(2));
-    let report =
-        router.drain(&PoolName::from("blue"), &[TargetId::from(TARGET)], Duration::from_secs(30)).await.expect("drain");
+    let report = drain(&stuck_draining(), 300, Duration::from_secs(30)).await;
     assert!(report.timed_out && report.elapsed == Duration::from_secs(30), "{report:?}");
 }

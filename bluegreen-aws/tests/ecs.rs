@@ -21,11 +21,11 @@ use bluegreen_aws::{AlbRouter, EcsFleet};
 use bluegreen_core::conformance::FleetFixture;
 use bluegreen_core::conformance::{provision_is_ensure, retire_is_idempotent, update_of_unknown_target_is_not_found};
 use bluegreen_core::{
-    BatchSize, BlueGreen, Error, Executor, Fleet, FnProbe, Health, HealthPolicy, MemorySink, PoolName,
-    ProvisionRequest, Rolling, RollingMode, Router, Spec, Split, Status, Strategy,
+    BatchSize, BlueGreen, Error, Executor, Fleet, FnProbe, Health, HealthPolicy, MemorySink, Outcome, PoolName,
+    ProvisionRequest, Rolling, RollingMode, Router, Spec, Split, Status, Strategy, Target,
 };
 use moto::ecs::{EcsService, CONTAINER, IMAGE, PORT};
-use moto::Moto;
+use moto::{Alb, Moto};
 
 /// Records the ECS operations a client sends (`CreateTaskSet`, ...).
 #[derive(Debug, Clone, Default)]
@@ -120,6 +120,46 @@ fn request(version: &str, count: usize, tag: &str) -> ProvisionRequest {
     ProvisionRequest { version: version.into(), count, zones: Vec::new(), tag: tag.into() }
 }
 
+/// An ALB in moto and a router on its blue and green target groups (drains polled every 20 ms).
+async fn alb_router(setup: &Setup, moto: &Moto) -> (aws_sdk_elasticloadbalancingv2::Client, Alb, AlbRouter) {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&setup.sdk);
+    let alb = moto.create_alb(&elb).await;
+    let router = AlbRouter::new(
+        &setup.sdk,
+        &alb.listener_arn,
+        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
+    )
+    .expect("router")
+    .drain_poll_interval(Duration::from_millis(20));
+    (elb, alb, router)
+}
+
+/// `spec` with health checks every 20 ms, one pass enough.
+fn quick(mut spec: Spec) -> Spec {
+    spec.health = HealthPolicy {
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_millis(20),
+        healthy_threshold: 1,
+        min_healthy_time: Duration::ZERO,
+        ..HealthPolicy::default()
+    };
+    spec
+}
+
+/// Registers the fleet's (v1) tasks in blue, then deploys `spec` through the executor with a
+/// probe that answers healthy (moto's tasks run nothing): the v1 targets, the outcome, the log.
+async fn deploy(router: &AlbRouter, fleet: &EcsFleet, spec: &Spec) -> (Vec<Target>, Outcome, MemorySink) {
+    let v1 = fleet.list().await.expect("list");
+    router.add_targets(&PoolName::from("blue"), &v1).await.expect("register v1 in blue");
+    let sink = MemorySink::new();
+    let probe = FnProbe::new("healthy", |_| async { Health::Healthy });
+    let executor = Executor::builder(Arc::new(router.clone()), Arc::new(fleet.clone()), Arc::new(probe))
+        .sink(sink.clone())
+        .build();
+    let outcome = executor.deploy(spec).await.expect("deploy");
+    (v1, outcome, sink)
+}
+
 /// Real moto: the service's first task set lists as targets; a provision of another version
 /// registers one revision, creates one task set and returns its running tasks as `ip:port`
 /// targets; retire deletes that set and stops its tasks.
@@ -206,35 +246,11 @@ async fn ecs_fleet_passes_the_fleet_conformance_checks_it_can() {
 async fn blue_green_deploy_moves_the_rule_to_the_new_task_set_and_retires_the_old_one() {
     let Some(moto) = Moto::start() else { return };
     let setup = Setup::new(&moto, 2).await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&setup.sdk);
-    let alb = moto.create_alb(&elb).await;
-    let router = AlbRouter::new(
-        &setup.sdk,
-        &alb.listener_arn,
-        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
-    )
-    .expect("router")
-    .on_rule(&alb.rule_arn)
-    .expect("rule")
-    .drain_poll_interval(Duration::from_millis(20));
+    let (elb, alb, router) = alb_router(&setup, &moto).await;
+    let router = router.on_rule(&alb.rule_arn).expect("rule");
     let fleet = setup.fleet();
-    let blue = fleet.list().await.expect("list");
-    router.add_targets(&PoolName::from("blue"), &blue).await.expect("register v1 in blue");
-
-    let sink = MemorySink::new();
-    let probe = FnProbe::new("healthy", |_| async { Health::Healthy });
-    let executor = Executor::builder(Arc::new(router.clone()), Arc::new(fleet.clone()), Arc::new(probe))
-        .sink(sink.clone())
-        .build();
-    let mut spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default()));
-    spec.health = HealthPolicy {
-        interval: Duration::from_millis(20),
-        timeout: Duration::from_millis(20),
-        healthy_threshold: 1,
-        min_healthy_time: Duration::ZERO,
-        ..HealthPolicy::default()
-    };
-    let outcome = executor.deploy(&spec).await.expect("deploy");
+    let spec = quick(Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default())));
+    let (_, outcome, sink) = deploy(&router, &fleet, &spec).await;
     assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}\n{}", sink.lines().join("\n"));
 
     let rules = elb.describe_rules().rule_arns(&alb.rule_arn).send().await.expect("rules");
@@ -344,34 +360,11 @@ async fn retiring_part_of_a_task_set_is_refused_before_any_write() {
 async fn a_rolling_replace_is_refused_at_its_first_retire_and_rolls_back_with_nothing_lost() {
     let Some(moto) = Moto::start() else { return };
     let setup = Setup::new(&moto, 2).await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&setup.sdk);
-    let alb = moto.create_alb(&elb).await;
-    let router = AlbRouter::new(
-        &setup.sdk,
-        &alb.listener_arn,
-        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
-    )
-    .expect("router")
-    .drain_poll_interval(Duration::from_millis(20));
+    let (_, _, router) = alb_router(&setup, &moto).await;
     let fleet = setup.fleet();
-    router.add_targets(&PoolName::from("blue"), &fleet.list().await.expect("list")).await.expect("register v1");
-
-    let sink = MemorySink::new();
-    let probe = FnProbe::new("healthy", |_| async { Health::Healthy });
-    let executor = Executor::builder(Arc::new(router.clone()), Arc::new(fleet.clone()), Arc::new(probe))
-        .sink(sink.clone())
-        .build();
     let rolling = Rolling { batch: BatchSize::Count(1), mode: RollingMode::Replace, ..Rolling::in_place(1) };
-    let mut spec = Spec::new("web", "v2", Strategy::Rolling(rolling));
-    spec.health = HealthPolicy {
-        interval: Duration::from_millis(20),
-        timeout: Duration::from_millis(20),
-        healthy_threshold: 1,
-        min_healthy_time: Duration::ZERO,
-        ..HealthPolicy::default()
-    };
-    let v1 = fleet.list().await.expect("list");
-    let outcome = executor.deploy(&spec).await.expect("deploy");
+    let spec = quick(Spec::new("web", "v2", Strategy::Rolling(rolling)));
+    let (v1, outcome, sink) = deploy(&router, &fleet, &spec).await;
     assert_eq!(outcome.status, Status::RolledBack, "{outcome:?}\n{}", sink.lines().join("\n"));
     assert!(outcome.reason.unwrap_or_default().contains("blue_green, canary or linear"));
     let now = fleet.list().await.expect("list");
@@ -429,15 +422,7 @@ impl Intercept for GreenCannotPull {
 async fn a_deploy_whose_tasks_cannot_pull_rolls_back_and_the_log_says_why() {
     let Some(moto) = Moto::start() else { return };
     let setup = Setup::new(&moto, 2).await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&setup.sdk);
-    let alb = moto.create_alb(&elb).await;
-    let router = AlbRouter::new(
-        &setup.sdk,
-        &alb.listener_arn,
-        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
-    )
-    .expect("router")
-    .drain_poll_interval(Duration::from_millis(20));
+    let (_, _, router) = alb_router(&setup, &moto).await;
     let conf = aws_sdk_ecs::config::Builder::from(&setup.sdk).interceptor(GreenCannotPull).build();
     let fleet = EcsFleet::builder_from_client(Client::from_conf(conf), &setup.service.cluster, &setup.service.service)
         .container(CONTAINER)
@@ -446,16 +431,8 @@ async fn a_deploy_whose_tasks_cannot_pull_rolls_back_and_the_log_says_why() {
         .start_timeout(Duration::from_secs(20))
         .build()
         .expect("fleet");
-    let blue = fleet.list().await.expect("list");
-    router.add_targets(&PoolName::from("blue"), &blue).await.expect("register v1");
-
-    let sink = MemorySink::new();
-    let probe = FnProbe::new("healthy", |_| async { Health::Healthy });
-    let executor = Executor::builder(Arc::new(router.clone()), Arc::new(fleet.clone()), Arc::new(probe))
-        .sink(sink.clone())
-        .build();
     let spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default()));
-    let outcome = executor.deploy(&spec).await.expect("deploy");
+    let (blue, outcome, sink) = deploy(&router, &fleet, &spec).await;
     let log = sink.lines().join("\n");
     assert_eq!(outcome.status, Status::RolledBack, "{outcome:?}\n{log}");
     assert!(log.contains("CannotPullContainerError") && log.contains("Task failed to start"), "{log}");

@@ -25,7 +25,7 @@ use bluegreen_core::{
     BlueGreen, Canary, DrainPolicy, Error, EventKind, Executor, FnAnalysis, HealthPolicy, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target, Verdict,
 };
-use moto::route53::{weights_at, zone_listing, Counting, Ipv4Fleet, NAME, ZONE};
+use moto::route53::{weights_at, zone_listing, Counting, IPV4_FROM, NAME, ZONE};
 use moto::Moto;
 
 const TTL: Duration = Duration::from_secs(1);
@@ -71,11 +71,11 @@ fn health() -> HealthPolicy {
 }
 
 /// A sim fleet with two v1 targets serving as pool blue at 100%.
-async fn serving_blue(router: &Route53Router) -> (Sim, Arc<Ipv4Fleet>) {
-    let sim = Sim::builder().build();
-    let fleet = Ipv4Fleet::new(sim.fleet());
+async fn serving_blue(router: &Route53Router) -> (Sim, Arc<dyn bluegreen_core::Fleet>) {
+    let sim = Sim::builder().ipv4_addresses(IPV4_FROM, 8080).build();
+    let fleet = sim.fleet();
     let request = ProvisionRequest { version: "v1".into(), count: 2, zones: Vec::new(), tag: "web/v1/initial".into() };
-    let initial = bluegreen_core::Fleet::provision(fleet.as_ref(), &request).await.unwrap();
+    let initial = fleet.provision(&request).await.unwrap();
     router.add_targets(&blue(), &initial).await.unwrap();
     router.set_split(&Split::all_to(&blue())).await.unwrap();
     (sim, fleet)

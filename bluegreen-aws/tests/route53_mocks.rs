@@ -29,10 +29,10 @@ use bluegreen_aws::Route53Router;
 use bluegreen_core::sim::Sim;
 use bluegreen_core::state::Clock;
 use bluegreen_core::{
-    Canary, DrainPolicy, Error, Event, EventKind, Executor, Fleet, HealthPolicy, MemberState, MemorySink, PoolName,
+    Canary, DrainPolicy, Error, Event, EventKind, Executor, HealthPolicy, MemberState, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target,
 };
-use moto::route53::{Ipv4Fleet, NAME, ZONE};
+use moto::route53::{IPV4_FROM, NAME, ZONE};
 use tokio::time::Instant;
 
 const ZONE_ID: &str = "ZFAKE0000001";
@@ -350,8 +350,8 @@ fn health() -> HealthPolicy {
 
 /// Blue serving two sim targets (with IPv4 addresses) at 100%, and an executor on `router`.
 async fn executor(router: &Route53Router) -> (Executor, MemorySink) {
-    let sim = Sim::builder().build();
-    let fleet = Ipv4Fleet::new(sim.fleet());
+    let sim = Sim::builder().ipv4_addresses(IPV4_FROM, 8080).build();
+    let fleet = sim.fleet();
     let request = ProvisionRequest { version: "v1".into(), count: 2, zones: Vec::new(), tag: "web/v1/initial".into() };
     let initial = fleet.provision(&request).await.unwrap();
     router.add_targets(&blue(), &initial).await.unwrap();

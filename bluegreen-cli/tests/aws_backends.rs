@@ -9,29 +9,22 @@
 #[path = "../../bluegreen-aws/tests/moto/mod.rs"]
 mod moto;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
 use moto::Moto;
 use serde_json::Value;
 
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+mod common;
+
+use common::{temp_dir, BLUEGREEN};
+
 const HOSTS: [&str; 2] = ["172.31.1.10:8080", "172.31.1.11:8080"];
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(name: &str) -> Dir {
-    let path = std::env::temp_dir().join(format!("bluegreen-aws-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).unwrap();
-    Dir(path)
+fn dir(name: &str) -> TempDir {
+    temp_dir(&format!("aws-{name}"))
 }
 
 fn bluegreen(dir: &Path, args: &[&str]) -> Output {
@@ -43,6 +36,29 @@ fn bluegreen(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run bluegreen")
+}
+
+/// Writes `dir/deploy.toml`: `body`, then quick health checks with `deadline`, then
+/// `[backend.aws]` pointing at `moto`.
+fn write_deploy_file(dir: &Path, moto: &Moto, deadline: &str, body: &str) {
+    let file = format!(
+        "{body}\n[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nhealthy_threshold = 1\nmin_healthy_time = \"0s\"\n\
+         deadline = \"{deadline}\"\n\n[backend.aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        moto.endpoint
+    );
+    std::fs::write(dir.join("deploy.toml"), file).unwrap();
+}
+
+/// `bluegreen deploy -f deploy.toml --output json` plus `args`, which must exit 0: its JSON lines
+/// and the outcome (the last one).
+fn deploy_json(dir: &Path, args: &[&str]) -> (String, Value) {
+    let mut all = vec!["deploy", "-f", "deploy.toml", "--output", "json"];
+    all.extend_from_slice(args);
+    let deploy = bluegreen(dir, &all);
+    let stdout = String::from_utf8_lossy(&deploy.stdout).into_owned();
+    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    let outcome: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("outcome json");
+    (stdout, outcome)
 }
 
 async fn blue_members(client: &ElbClient, arn: &str) -> Vec<String> {
@@ -90,21 +106,14 @@ async fn alb_backend_with_dynamodb_state_plans_and_deploys_a_rolling_update() {
         "blue_tg_arn": { "value": alb.blue_arn, "type": "string", "sensitive": false },
         "green_tg_arn": { "value": alb.green_arn, "type": "string", "sensitive": false },
     });
-    std::fs::write(dir.0.join("tf.json"), tf.to_string()).unwrap();
-    let file = format!(
+    std::fs::write(dir.path().join("tf.json"), tf.to_string()).unwrap();
+    let body = format!(
         r#"service = "sales-area-graphql"
 version = "v87"
 
 [strategy]
 kind = "rolling"
 batch = 1
-
-[health]
-interval = "100ms"
-timeout = "100ms"
-healthy_threshold = 1
-min_healthy_time = "0s"
-deadline = "10s"
 
 [backend]
 kind = "alb"
@@ -119,10 +128,6 @@ listener_arn = "${{tf.listener_arn}}"
 target_groups = {{ blue = "${{tf.blue_tg_arn}}", green = "${{tf.green_tg_arn}}" }}
 drain_poll = "50ms"
 
-[backend.aws]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-
 [state]
 kind = "dynamodb"
 table = "bluegreen-state"
@@ -135,17 +140,14 @@ endpoint_url = "{endpoint}"
         h1 = HOSTS[1],
         endpoint = moto.endpoint,
     );
-    std::fs::write(dir.0.join("deploy.toml"), file).unwrap();
+    write_deploy_file(dir.path(), &moto, "10s", &body);
 
-    let plan = bluegreen(&dir.0, &["plan", "-f", "deploy.toml", "--tf-outputs", "tf.json"]);
+    let plan = bluegreen(dir.path(), &["plan", "-f", "deploy.toml", "--tf-outputs", "tf.json"]);
     let text = String::from_utf8_lossy(&plan.stdout);
     assert_eq!(plan.status.code(), Some(0), "plan: {text}\n{}", String::from_utf8_lossy(&plan.stderr));
     assert!(text.contains("sales-area-graphql v86 → v87 (rolling)"), "plan: {text}");
 
-    let deploy = bluegreen(&dir.0, &["deploy", "-f", "deploy.toml", "--tf-outputs", "tf.json", "--output", "json"]);
-    let stdout = String::from_utf8_lossy(&deploy.stdout);
-    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
-    let outcome: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("outcome json");
+    let (stdout, outcome) = deploy_json(dir.path(), &["--tf-outputs", "tf.json"]);
     assert_eq!(outcome["outcome"]["status"], "succeeded", "{outcome}");
     assert_eq!(outcome["outcome"]["serving_versions"], serde_json::json!(["v87"]), "{outcome}");
     assert_eq!(stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count(), 2, "{stdout}");
@@ -153,7 +155,7 @@ endpoint_url = "{endpoint}"
     assert_eq!(blue_members(&elb, &alb.blue_arn).await, HOSTS.to_vec());
 
     // The record is in DynamoDB: `status` from another process reads it.
-    let status = bluegreen(&dir.0, &["status", "-f", "deploy.toml", "--tf-outputs", "tf.json", "--output", "json"]);
+    let status = bluegreen(dir.path(), &["status", "-f", "deploy.toml", "--tf-outputs", "tf.json", "--output", "json"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(status.status.code(), Some(0), "status: {text}\n{}", String::from_utf8_lossy(&status.stderr));
     assert!(text.contains("v87") && text.contains("succeeded"), "status: {text}");
@@ -191,19 +193,12 @@ async fn ecs_backend_deploys_blue_green_on_a_rule() {
     router.add_targets(&"blue".into(), &v86).await.expect("register");
 
     let dir = dir("ecs");
-    let file = format!(
+    let body = format!(
         r#"service = "sales-area-graphql"
 version = "v87"
 
 [strategy]
 kind = "blue_green"
-
-[health]
-interval = "100ms"
-timeout = "100ms"
-healthy_threshold = 1
-min_healthy_time = "0s"
-deadline = "20s"
 
 [drain]
 timeout = "5s"
@@ -223,10 +218,6 @@ rule_arn = "{rule}"
 target_groups = {{ blue = "{blue}", green = "{green}" }}
 drain_poll = "100ms"
 
-[backend.aws]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-
 [state]
 path = "state"
 "#,
@@ -238,13 +229,9 @@ path = "state"
         rule = alb.rule_arn,
         blue = alb.blue_arn,
         green = alb.green_arn,
-        endpoint = moto.endpoint,
     );
-    std::fs::write(dir.0.join("deploy.toml"), file).unwrap();
-    let deploy = bluegreen(&dir.0, &["deploy", "-f", "deploy.toml", "--output", "json"]);
-    let stdout = String::from_utf8_lossy(&deploy.stdout);
-    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
-    let outcome: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("outcome json");
+    write_deploy_file(dir.path(), &moto, "20s", &body);
+    let (_, outcome) = deploy_json(dir.path(), &[]);
     assert_eq!(outcome["outcome"]["status"], "succeeded", "{outcome}");
     assert_eq!(outcome["outcome"]["serving_versions"], serde_json::json!(["v87"]), "{outcome}");
     assert!(router.split().await.expect("split").same_traffic(&bluegreen_core::Split::all_to(&"green".into())));
@@ -294,20 +281,13 @@ async fn route53_backend_deploys_a_rolling_update() {
     router.set_split(&bluegreen_core::Split::all_to(&"blue".into())).await.expect("all to blue");
 
     let dir = dir("route53");
-    let file = format!(
+    let body = format!(
         r#"service = "www"
 version = "v2"
 
 [strategy]
 kind = "rolling"
 batch = 1
-
-[health]
-interval = "100ms"
-timeout = "100ms"
-healthy_threshold = 1
-min_healthy_time = "0s"
-deadline = "10s"
 
 [backend]
 kind = "route53"
@@ -324,23 +304,16 @@ hosts = [
 [backend.probe]
 kind = "tcp"
 
-[backend.aws]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-
 [state]
 path = "state"
 "#,
         h0 = hosts[0],
         h1 = hosts[1],
-        endpoint = moto.endpoint,
     );
-    std::fs::write(dir.0.join("deploy.toml"), file).unwrap();
+    write_deploy_file(dir.path(), &moto, "10s", &body);
     let started = std::time::Instant::now();
-    let deploy = bluegreen(&dir.0, &["deploy", "-f", "deploy.toml", "--output", "json"]);
+    let (stdout, _) = deploy_json(dir.path(), &[]);
     let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&deploy.stdout);
-    assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
     assert_eq!(stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count(), 2, "{stdout}");
     // Each of the two drains waited the TTL (1 s) after its change was in sync.
     assert!(took >= std::time::Duration::from_secs(2), "{took:?}\n{stdout}");

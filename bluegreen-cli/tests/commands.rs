@@ -2,27 +2,19 @@
 //! several invocations share it): JSON outputs, exit codes, control from a second process,
 //! Ctrl-C and resume, history, rollback and the report.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 use bluegreen_core::sim::Sim;
 use serde_json::Value;
 
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+mod common;
 
-struct Dir(PathBuf);
+use common::{temp_dir, BLUEGREEN};
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(name: &str, strategy: &str) -> Dir {
-    let path = std::env::temp_dir().join(format!("bluegreen-cmd-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).unwrap();
+fn dir(name: &str, strategy: &str) -> TempDir {
+    let dir = temp_dir(&format!("cmd-{name}"));
     let file = format!(
         r#"service = "checkout"
 version = "v2"
@@ -46,32 +38,38 @@ versions = {{ v9 = "never_healthy" }}
 path = "state"
 "#
     );
-    std::fs::write(path.join("deploy.toml"), file).unwrap();
-    Dir(path)
+    std::fs::write(dir.path().join("deploy.toml"), file).unwrap();
+    dir
 }
 
 const QUICK_CANARY: &str = "kind = \"canary\"\nsteps = [{ percent = 20, bake = \"200ms\" }]";
 const SLOW_CANARY: &str = "kind = \"canary\"\nsteps = [{ percent = 20, bake = \"30s\" }]";
 
-fn bluegreen(d: &Dir, args: &[&str]) -> Output {
-    Command::new(BLUEGREEN).current_dir(&d.0).args(args).output().unwrap()
+fn bluegreen(d: &TempDir, args: &[&str]) -> Output {
+    Command::new(BLUEGREEN).current_dir(d.path()).args(args).output().unwrap()
 }
 
-fn spawn(d: &Dir, args: &[&str]) -> Child {
-    Command::new(BLUEGREEN).current_dir(&d.0).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+fn spawn(d: &TempDir, args: &[&str]) -> Child {
+    Command::new(BLUEGREEN)
+        .current_dir(d.path())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn world(d: &Dir) -> Sim {
-    Sim::builder().shared_file(d.0.join("world.json")).build()
+fn world(d: &TempDir) -> Sim {
+    Sim::builder().shared_file(d.path().join("world.json")).build()
 }
 
-fn green_weight(d: &Dir) -> u32 {
+fn green_weight(d: &TempDir) -> u32 {
     // Opening a world that does not exist yet would create an empty one under the deploy.
-    if !d.0.join("world.json").exists() {
+    if !d.path().join("world.json").exists() {
         return 0;
     }
     world(d).split().weight(&"green".into())
@@ -86,7 +84,7 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
-fn running_id(d: &Dir) -> Option<String> {
+fn running_id(d: &TempDir) -> Option<String> {
     let out = bluegreen(d, &["status", "--output", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     Some(v["deployment"]["id"].as_str()?.to_owned())
@@ -161,8 +159,8 @@ fn a_failed_deploy_exits_1_rolled_back_and_history_and_rollback_work() {
     assert_eq!(to.status.code(), Some(2), "no good v7 in the history: {to:?}");
 }
 
-fn events_of(d: &Dir, id: &str) -> Vec<Value> {
-    let path = d.0.join("state/checkout/events").join(format!("{id}.jsonl"));
+fn events_of(d: &TempDir, id: &str) -> Vec<Value> {
+    let path = d.path().join("state/checkout/events").join(format!("{id}.jsonl"));
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
@@ -226,7 +224,7 @@ fn report_writes_an_svg_of_the_deploy() {
     assert_eq!(bluegreen(&d, &["deploy"]).status.code(), Some(0));
     let out = bluegreen(&d, &["report", "-o", "report.svg"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let svg = std::fs::read_to_string(d.0.join("report.svg")).unwrap();
+    let svg = std::fs::read_to_string(d.path().join("report.svg")).unwrap();
     assert!(svg.starts_with("<svg") || svg.contains("<svg"), "not an SVG");
     for text in ["traffic (%)", "serving targets", "blue", "green", "checkout v1 → v2"] {
         assert!(svg.contains(text), "the report lacks {text:?}");

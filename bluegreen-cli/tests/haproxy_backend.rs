@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use bluegreen_testkit::free_port;
 
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+mod common;
+
+use common::{temp_dir, Hosts, BLUEGREEN};
 
 /// `Some(binary)`, or `None` (skip) locally; fails in CI.
 fn require_haproxy(test: &str) -> Option<PathBuf> {
@@ -26,13 +28,11 @@ fn require_haproxy(test: &str) -> Option<PathBuf> {
     )
 }
 
-/// The test's directory, HAProxy and the target processes (their pids are in `*.pid` files
-/// written by the updater script); all stopped and removed when dropped.
+/// The test's directory, HAProxy and the target processes; all stopped and removed when dropped.
 struct World {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     haproxy: Option<Child>,
-    /// The hosts' ids: their pids are in `<id>.pid`.
-    hosts: Vec<String>,
+    hosts: Option<Hosts>,
 }
 
 impl Drop for World {
@@ -41,75 +41,32 @@ impl Drop for World {
             let _ = haproxy.kill();
             let _ = haproxy.wait();
         }
-        // Only the targets' pid files (the updater script's): knotd keeps its own in the
-        // directory too.
-        for id in &self.hosts {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{id}.pid"))) {
-                let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).stderr(Stdio::null()).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Before the directory goes: the hosts' pid files are in it.
+        drop(self.hosts.take());
     }
 }
-
-/// `update.sh ID ADDRESS VERSION`: stops the host's process (SIGTERM, waits until it is gone),
-/// starts `bluegreen serve-target` with the new version on the same address in the background
-/// and waits until it listens.
-const UPDATE_SH: &str = r#"#!/bin/sh
-set -u
-dir=$(dirname "$0")
-id=$1; address=$2; version=$3
-alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z'; }
-if [ -f "$dir/$id.pid" ]; then
-    old=$(cat "$dir/$id.pid")
-    kill "$old" 2>/dev/null || true
-    i=0
-    while alive "$old"; do
-        i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: process $old did not stop"; exit 1; }
-        sleep 0.05
-    done
-fi
-log="$dir/$id-$version.log"
-nohup "@BLUEGREEN@" serve-target --version "$version" --listen "$address" >"$log" 2>&1 </dev/null &
-echo $! >"$dir/$id.pid"
-i=0
-until grep -q "listening on" "$log" 2>/dev/null; do
-    i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: $version does not listen"; cat "$log"; exit 1; }
-    sleep 0.05
-done
-echo "$id now runs $version on $address"
-"#;
 
 const HOSTS: usize = 4;
 
 impl World {
     /// Starts the hosts on v1 and HAProxy in front of them (backend `web`, servers `blue.web-N`).
     fn start(binary: &Path) -> (Self, u16, Vec<(String, String)>) {
-        let dir = std::env::temp_dir().join(format!("bluegreen-cli-haproxy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut world = Self { dir: dir.clone(), haproxy: None, hosts: Vec::new() };
-        std::fs::write(dir.join("update.sh"), UPDATE_SH.replace("@BLUEGREEN@", BLUEGREEN)).expect("update.sh");
+        let dir = temp_dir("cli-haproxy");
         let hosts: Vec<(String, String)> =
             (1..=HOSTS).map(|i| (format!("web-{i}"), format!("127.0.0.1:{}", free_port()))).collect();
-        world.hosts = hosts.iter().map(|(id, _)| id.clone()).collect();
-        for (id, address) in &hosts {
-            let out = Command::new("sh").arg(dir.join("update.sh")).args([id, address, "v1"]).output().expect("sh");
-            assert!(out.status.success(), "starting {id}: {}", String::from_utf8_lossy(&out.stdout));
-        }
+        let started = Hosts::start(dir.path(), &hosts);
         // A free port can be taken by another test's server before HAProxy binds it: try another.
         let (child, frontend) = (0..5)
             .find_map(|_| {
                 let frontend = free_port();
-                start_haproxy(binary, &dir, &hosts, frontend).map(|child| (child, frontend))
+                start_haproxy(binary, dir.path(), &hosts, frontend).map(|child| (child, frontend))
             })
             .unwrap_or_else(|| panic!("haproxy found its frontend port taken 5 times"));
-        world.haproxy = Some(child);
-        (world, frontend, hosts)
+        (Self { dir, haproxy: Some(child), hosts: Some(started) }, frontend, hosts)
     }
 
     fn bluegreen(&self, args: &[&str]) -> Output {
-        Command::new(BLUEGREEN).current_dir(&self.dir).args(args).output().expect("run bluegreen")
+        Command::new(BLUEGREEN).current_dir(self.dir.path()).args(args).output().expect("run bluegreen")
     }
 }
 
@@ -228,7 +185,7 @@ haproxy_backend = "web"
     );
     file.push_str(&format!(
         "updater = \"sh {}/update.sh {{id}} {{address}} {{version}}\"\nupdate_timeout = \"30s\"\n",
-        world.dir.display()
+        world.dir.path().display()
     ));
     for (id, address) in &hosts {
         file.push_str(&format!(
@@ -236,7 +193,7 @@ haproxy_backend = "web"
         ));
     }
     file.push_str("\n[backend.probe]\npath = \"/healthz\"\nexpect_status = 200\ntimeout = \"500ms\"\n\n[state]\npath = \"state\"\n");
-    std::fs::write(world.dir.join("deploy.toml"), &file).expect("deploy.toml");
+    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
 
     // Before: everything serves v1 through HAProxy.
     for _ in 0..8 {

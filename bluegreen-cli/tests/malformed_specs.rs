@@ -1,26 +1,18 @@
 //! A table of malformed or impossible deploy files: each one exits with code 2, says where
 //! (`deploy.toml:LINE:COLUMN`) and what, and makes no backend write.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+use tempfile::TempDir;
 
 use bluegreen_core::sim::Sim;
 
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+mod common;
 
-struct Dir(PathBuf);
+use common::{temp_dir, BLUEGREEN};
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(name: &str) -> Dir {
-    let path = std::env::temp_dir().join(format!("bluegreen-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&path);
-    std::fs::create_dir_all(&path).unwrap();
-    Dir(path)
+fn dir(name: &str) -> TempDir {
+    temp_dir(&format!("specs-{name}"))
 }
 
 /// A valid canary file with the sim backend; `{X}` lines are replaced per case.
@@ -691,10 +683,11 @@ fn every_malformed_or_impossible_spec_exits_2_naming_where_and_what_and_changes_
     println!("{} cases", cases.len());
     for case in cases {
         let d = dir("malformed");
-        let file = d.0.join("deploy.toml");
+        let file = d.path().join("deploy.toml");
         std::fs::write(&file, &case.text).unwrap();
         for command in ["plan", "deploy"] {
-            let out = Command::new(BLUEGREEN).current_dir(&d.0).args([command, "-f", "deploy.toml"]).output().unwrap();
+            let out =
+                Command::new(BLUEGREEN).current_dir(d.path()).args([command, "-f", "deploy.toml"]).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{} ({command}): {stderr}\n{}", case.name, case.text);
             if let Some(line) = expected_line(&case.text) {
@@ -706,7 +699,12 @@ fn every_malformed_or_impossible_spec_exits_2_naming_where_and_what_and_changes_
             for word in case.words {
                 assert!(stderr.contains(word), "{} ({command}): expected {word:?} in: {stderr}", case.name);
             }
-            assert_eq!(world_writes(&d.0.join("world.json")), 0, "{} ({command}): a backend was changed", case.name);
+            assert_eq!(
+                world_writes(&d.path().join("world.json")),
+                0,
+                "{} ({command}): a backend was changed",
+                case.name
+            );
         }
     }
 }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use bluegreen_core::{MemberState, PoolName, Router, Split, Target};
 use bluegreen_dns::{PropagationCheck, Rfc2136Router, TsigKey};
 
-const BLUEGREEN: &str = env!("CARGO_BIN_EXE_bluegreen");
+mod common;
+
+use common::{temp_dir, Hosts, BLUEGREEN};
 const ZONE: &str = "example.test.";
 const NAME: &str = "www.example.test.";
 const KEY_NAME: &str = "bluegreen-cli-test-key.";
@@ -37,13 +39,11 @@ fn knot_or_skip(test: &str) -> bool {
         .is_some()
 }
 
-/// The test's directory, knotd and the target processes (pids in `*.pid`); all stopped and
-/// removed when dropped.
+/// The test's directory, knotd and the target processes; all stopped and removed when dropped.
 struct World {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     knot: Option<Child>,
-    /// The hosts' ids: their pids are in `<id>.pid`.
-    hosts: Vec<String>,
+    hosts: Option<Hosts>,
 }
 
 impl Drop for World {
@@ -52,68 +52,29 @@ impl Drop for World {
             if std::thread::panicking() {
                 eprintln!(
                     "--- knotd log ---\n{}",
-                    std::fs::read_to_string(self.dir.join("knotd.log")).unwrap_or_default()
+                    std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
                 );
             }
             let _ = knot.kill();
             let _ = knot.wait();
         }
-        // Only the targets' pid files (the updater script's): knotd keeps its own in the
-        // directory too.
-        for id in &self.hosts {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(format!("{id}.pid"))) {
-                let _ = Command::new("kill").arg("-TERM").arg(pid.trim()).stderr(Stdio::null()).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Before the directory goes: the hosts' pid files are in it.
+        drop(self.hosts.take());
     }
 }
-
-/// `update.sh ID ADDRESS VERSION`: stops the host's process, starts `bluegreen serve-target`
-/// with the new version on the same address and waits until it listens.
-const UPDATE_SH: &str = r#"#!/bin/sh
-set -u
-dir=$(dirname "$0")
-id=$1; address=$2; version=$3
-alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z'; }
-if [ -f "$dir/$id.pid" ]; then
-    old=$(cat "$dir/$id.pid")
-    kill "$old" 2>/dev/null || true
-    i=0
-    while alive "$old"; do
-        i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: process $old did not stop"; exit 1; }
-        sleep 0.05
-    done
-fi
-log="$dir/$id-$version.log"
-nohup "@BLUEGREEN@" serve-target --version "$version" --listen "$address" >"$log" 2>&1 </dev/null &
-echo $! >"$dir/$id.pid"
-i=0
-until grep -q "listening on" "$log" 2>/dev/null; do
-    i=$((i + 1)); [ "$i" -gt 200 ] && { echo "$id: $version does not listen"; cat "$log"; exit 1; }
-    sleep 0.05
-done
-echo "$id now runs $version on $address"
-"#;
 
 impl World {
     /// Starts knotd with an empty `www` and the two hosts on v1.
     fn start() -> (Self, SocketAddr, Vec<(String, String)>) {
-        let dir = std::env::temp_dir().join(format!("bluegreen-cli-rfc2136-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = temp_dir("cli-rfc2136");
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("db")).expect("temp dir");
-        let mut world = Self { dir: dir.clone(), knot: None, hosts: Vec::new() };
-        std::fs::write(dir.join("update.sh"), UPDATE_SH.replace("@BLUEGREEN@", BLUEGREEN)).expect("update.sh");
         let hosts: Vec<(String, String)> = ["127.0.0.11", "127.0.0.12"]
             .iter()
             .enumerate()
             .map(|(i, ip)| (format!("b{}", i + 1), format!("{ip}:{}", free_port_on(ip))))
             .collect();
-        world.hosts = hosts.iter().map(|(id, _)| id.clone()).collect();
-        for (id, address) in &hosts {
-            let out = Command::new("sh").arg(dir.join("update.sh")).args([id, address, "v1"]).output().expect("sh");
-            assert!(out.status.success(), "starting {id}: {}", String::from_utf8_lossy(&out.stdout));
-        }
+        let started = Hosts::start(dir, &hosts);
 
         std::fs::write(
             dir.join("zone"),
@@ -125,15 +86,14 @@ impl World {
         .expect("zone");
         // A free port can be taken by another test's server before knotd binds it: try another.
         let (child, addr) = (0..5)
-            .find_map(|_| start_knotd(&dir, free_dns_port()))
+            .find_map(|_| start_knotd(dir, free_dns_port()))
             .unwrap_or_else(|| panic!("knotd found its port taken 5 times"));
-        world.knot = Some(child);
-        (world, addr, hosts)
+        (Self { dir: tmp, knot: Some(child), hosts: Some(started) }, addr, hosts)
     }
 
     fn bluegreen(&self, args: &[&str]) -> Output {
         Command::new(BLUEGREEN)
-            .current_dir(&self.dir)
+            .current_dir(self.dir.path())
             .env(SECRET_VAR, KEY_SECRET)
             .args(args)
             .output()
@@ -262,13 +222,13 @@ tsig_secret = "${{env.{SECRET_VAR}}}"
 updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
 update_timeout = "30s"
 "#,
-        dir = world.dir.display()
+        dir = world.dir.path().display()
     );
     for (id, address) in &hosts {
         file.push_str(&format!("\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\n"));
     }
     file.push_str("\n[backend.probe]\nkind = \"http\"\npath = \"/healthz\"\n\n[state]\npath = \"state\"\n");
-    std::fs::write(world.dir.join("deploy.toml"), &file).expect("deploy.toml");
+    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
 
     let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
     let text = String::from_utf8_lossy(&plan.stdout);
@@ -296,7 +256,7 @@ update_timeout = "30s"
 
     // Without the secret in the environment, the file is refused before anything is sent.
     let out = Command::new(BLUEGREEN)
-        .current_dir(&world.dir)
+        .current_dir(world.dir.path())
         .env_remove(SECRET_VAR)
         .args(["plan", "-f", "deploy.toml"])
         .output()

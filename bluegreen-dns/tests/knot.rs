@@ -2,17 +2,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bluegreen_core::conformance::{router_suite, RouterFixture};
 use bluegreen_core::sim::Sim;
 use bluegreen_core::{
-    BlueGreen, DrainPolicy, Error, EventKind, Executor, Fleet, HealthPolicy, MemorySink, PoolName, ProvisionRequest,
-    Result, Router, Spec, Split, Status, Strategy, Target, TargetId, Version,
+    BlueGreen, DrainPolicy, Error, EventKind, Executor, HealthPolicy, MemorySink, PoolName, ProvisionRequest, Router,
+    Spec, Split, Status, Strategy, Target,
 };
 use bluegreen_dns::{PropagationCheck, Rfc2136Router, Rfc2136RouterBuilder, TsigKey};
 use common::{ips, key, knot_or_skip, Knot, KEY_NAME, NAME, WRONG_SECRET, ZONE};
@@ -233,42 +232,6 @@ async fn the_rfc2136_router_conforms() {
     router_suite(&router, &RouterFixture { pools: [blue(), green()], targets }).await;
 }
 
-/// The simulator's fleet with loopback addresses, so its targets can be A records.
-#[derive(Debug)]
-struct LoopbackFleet {
-    inner: Arc<dyn Fleet>,
-    addresses: Mutex<BTreeMap<TargetId, Ipv4Addr>>,
-}
-
-impl LoopbackFleet {
-    fn with_address(&self, mut t: Target) -> Target {
-        let mut map = self.addresses.lock().unwrap();
-        let next = Ipv4Addr::new(127, 0, 1, u8::try_from(map.len() + 1).unwrap());
-        let ip = *map.entry(t.id.clone()).or_insert(next);
-        t.address = format!("{ip}:8080");
-        t
-    }
-}
-
-#[async_trait]
-impl Fleet for LoopbackFleet {
-    fn name(&self) -> &str {
-        "sim-loopback"
-    }
-    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
-        Ok(self.inner.provision(request).await?.into_iter().map(|t| self.with_address(t)).collect())
-    }
-    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target> {
-        Ok(self.with_address(self.inner.update(target, version).await?))
-    }
-    async fn retire(&self, targets: &[TargetId]) -> Result<()> {
-        self.inner.retire(targets).await
-    }
-    async fn list(&self) -> Result<Vec<Target>> {
-        Ok(self.inner.list().await?.into_iter().map(|t| self.with_address(t)).collect())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_blue_green_between_two_record_sets_waits_the_ttl() {
     if !knot_or_skip("executor_blue_green_between_two_record_sets_waits_the_ttl") {
@@ -279,8 +242,9 @@ async fn executor_blue_green_between_two_record_sets_waits_the_ttl() {
     let (primary, secondary) = Knot::primary_and_secondary(&[]);
     let servers = [(primary.label.clone(), primary.addr), (secondary.label.clone(), secondary.addr)];
     let router = router_for(&primary).authoritatives(servers, Duration::from_secs(10)).build().unwrap();
-    let sim = Sim::builder().build();
-    let fleet = Arc::new(LoopbackFleet { inner: sim.fleet(), addresses: Mutex::new(BTreeMap::new()) });
+    // The simulator's fleet with loopback addresses (127.0.1.x), so its targets can be A records.
+    let sim = Sim::builder().ipv4_addresses(Ipv4Addr::new(127, 0, 1, 1), 8080).build();
+    let fleet = sim.fleet();
     let request = ProvisionRequest { version: "v1".into(), count: 2, zones: Vec::new(), tag: "web/v1/initial".into() };
     let initial = fleet.provision(&request).await.unwrap();
     router.add_targets(&blue(), &initial).await.unwrap();

@@ -1,5 +1,5 @@
 //! Route53 set-up in moto for the tests, and the helpers the Route53 router tests share: a
-//! sim fleet with real IPv4 addresses, a router wrapper that counts change batches per call, and
+//! range of IPv4 addresses for the simulated targets, a router wrapper that counts change batches per call, and
 //! listings of the zone as Route53 serves it.
 
 use std::collections::BTreeMap;
@@ -9,10 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use aws_sdk_route53::types::RrType;
 use bluegreen_aws::Route53Router;
-use bluegreen_core::{
-    Capabilities, DrainReport, Fleet, Member, PoolName, ProvisionRequest, Result, Router, Split, Target, TargetId,
-    Version,
-};
+use bluegreen_core::{Capabilities, DrainReport, Member, PoolName, Result, Router, Split, Target, TargetId};
 
 use super::Moto;
 
@@ -133,42 +130,6 @@ impl Router for Counting {
     }
 }
 
-/// The simulator's fleet with IPv4 addresses (10.1.0.x), so its targets can be A records.
-#[derive(Debug)]
-pub(crate) struct Ipv4Fleet {
-    inner: Arc<dyn Fleet>,
-    addresses: Mutex<BTreeMap<TargetId, Ipv4Addr>>,
-}
-
-impl Ipv4Fleet {
-    pub(crate) fn new(inner: Arc<dyn Fleet>) -> Arc<Self> {
-        Arc::new(Self { inner, addresses: Mutex::new(BTreeMap::new()) })
-    }
-
-    fn with_address(&self, mut t: Target) -> Target {
-        let mut map = self.addresses.lock().unwrap();
-        let next = Ipv4Addr::new(10, 1, 0, u8::try_from(map.len() + 1).unwrap());
-        let ip = *map.entry(t.id.clone()).or_insert(next);
-        t.address = format!("{ip}:8080");
-        t
-    }
-}
-
-#[async_trait]
-impl Fleet for Ipv4Fleet {
-    fn name(&self) -> &str {
-        "sim-ipv4"
-    }
-    async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
-        Ok(self.inner.provision(request).await?.into_iter().map(|t| self.with_address(t)).collect())
-    }
-    async fn update(&self, target: &TargetId, version: &Version) -> Result<Target> {
-        Ok(self.with_address(self.inner.update(target, version).await?))
-    }
-    async fn retire(&self, targets: &[TargetId]) -> Result<()> {
-        self.inner.retire(targets).await
-    }
-    async fn list(&self) -> Result<Vec<Target>> {
-        Ok(self.inner.list().await?.into_iter().map(|t| self.with_address(t)).collect())
-    }
-}
+/// Where the tests' simulated targets take their IPv4 addresses from (`10.1.0.1`, `10.1.0.2`, …),
+/// so they can be A records.
+pub(crate) const IPV4_FROM: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
