@@ -254,12 +254,34 @@ async fn targets_the_alb_never_finds_healthy_roll_back_without_moving_traffic() 
     assert!(s.router.members(&"green".into()).await.expect("members").is_empty(), "the new targets were removed");
 }
 
+/// The 10 % → 100 % canary used below.
+fn canary() -> Spec {
+    use bluegreen_core::{Canary, ShiftStep};
+    let steps =
+        vec![ShiftStep { percent: 10, bake: Duration::from_secs(1) }, ShiftStep { percent: 100, bake: Duration::ZERO }];
+    let mut spec = spec();
+    spec.strategy = Strategy::Canary(Canary { steps, ..Canary::default() });
+    spec
+}
+
+/// A canary 10 % → 100 % whose new targets stay healthy: the listener is written at 10 %, then
+/// 100 %, each read back, and green serves everything in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_moves_the_listener_to_10_then_100_percent() {
+    let Some(s) = setup(Some(0)).await else { return };
+    let outcome = s.executor.deploy(&canary()).await.expect("deploy");
+    assert_eq!(outcome.status, Status::Succeeded, "{:?}", outcome.reason);
+    let log = s.script.lock().unwrap().log.clone();
+    let weights: Vec<&str> = log.iter().filter_map(|l| l.strip_prefix("green weight ")).collect();
+    assert_eq!(weights, ["10", "100"], "{log:?}");
+    assert!(s.router.split().await.expect("split").same_traffic(&Split::all_to(&PoolName::from("green"))));
+}
+
 /// A canary 10 % → 100 % whose new targets turn unhealthy during the 10 % bake: the rollback
 /// puts the listener's actions back exactly as they were (their full description compared),
 /// and green never had more than 10 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_failing_in_its_bake_restores_the_listener_actions_exactly() {
-    use bluegreen_core::{Canary, ShiftStep};
     let Some(s) =
         setup_with(Script { initial_answers: Some(0), fail_after_traffic: Some(4), ..Script::default() }).await
     else {
@@ -270,10 +292,10 @@ async fn a_canary_failing_in_its_bake_restores_the_listener_actions_exactly() {
         format!("{:?}", out.listeners()[0].default_actions())
     };
     let before = listener().await;
-    let steps =
-        vec![ShiftStep { percent: 10, bake: Duration::from_secs(5) }, ShiftStep { percent: 100, bake: Duration::ZERO }];
-    let mut spec = spec();
-    spec.strategy = Strategy::Canary(Canary { steps, ..Canary::default() });
+    let mut spec = canary();
+    if let Strategy::Canary(canary) = &mut spec.strategy {
+        canary.steps[0].bake = Duration::from_secs(5);
+    }
     let outcome = s.executor.deploy(&spec).await.expect("deploy");
     assert_eq!(outcome.status, Status::RolledBack, "{:?}", outcome.reason);
     let log = s.script.lock().unwrap().log.clone();
