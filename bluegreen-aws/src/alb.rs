@@ -3,18 +3,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, Tag, TargetDescription, TargetGroup, TargetGroupTuple,
-    TargetHealthStateEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, Listener, ProtocolEnum, Rule, Tag, TargetDescription, TargetGroup,
+    TargetGroupTuple, TargetHealthStateEnum,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use bluegreen_core::{
     Capabilities, DrainReport, Error, Member, MemberState, PoolName, Result, Router, Split, Target, TargetId,
 };
+use tokio::sync::OnceCell;
 
 use crate::alb_health::AlbTargetHealth;
 use crate::alb_place::Place;
@@ -30,6 +32,10 @@ const DRAIN_SLACK: Duration = Duration::from_secs(10);
 /// Tags on a target group that mark a target as drained but still a member (the ALB itself
 /// forgets a target once it is deregistered).
 const DRAINED_TAG: &str = "bluegreen:drained:";
+
+/// Rules asked for per `DescribeRules` page (the API's largest page; a listener holds 100 rules
+/// unless its quota was raised).
+const RULES_PAGE: i32 = 400;
 
 /// Moves traffic on an AWS Application Load Balancer.
 ///
@@ -54,20 +60,36 @@ const DRAINED_TAG: &str = "bluegreen:drained:";
 /// - **Health**: [`health_probe`](Self::health_probe) is the ALB's own view as a probe.
 /// - **Test listener** (optional, [`test_listener`](Self::test_listener)): kept forwarding to
 ///   the idle pool, for pre-traffic checks on another port.
+/// - **The backend is checked before anything else**: the first call of any [`Router`] method
+///   (the executor's first read, before any write) checks that the listener (and the test
+///   listener) exists, that the rule exists and is one of the listener's rules, that every
+///   target group exists (and can be weighted by one ALB: `HTTP` / `HTTPS`, one VPC), and that
+///   the forward action gives traffic to no target group outside the pools. One
+///   `DescribeListeners`, one `DescribeRules` of the listener (with a rule) and one
+///   `DescribeTargetGroups`; the result is kept for the router and its clones, so it runs once.
+///   A missing listener, rule or target group is [`Error::NotFound`], a rule of another
+///   listener or traffic on a group no pool names is [`Error::Drift`]; their messages carry
+///   the ARNs as given. A rule ARN naming another listener than `listener_arn`, or a test
+///   listener that is the listener itself or on another load balancer, is refused when the
+///   router is built, with no call.
 ///
-/// IAM actions: `elasticloadbalancing:DescribeListeners` (or `DescribeRules` with a rule),
+/// IAM actions: `elasticloadbalancing:DescribeListeners`, `DescribeRules` (with a rule),
 /// `ModifyListener` (or `ModifyRule`), `DescribeTargetGroups`,
 /// `DescribeTargetGroupAttributes`, `DescribeTargetHealth`, `RegisterTargets`,
 /// `DeregisterTargets`, `DescribeTags`, `AddTags`, `RemoveTags`.
 #[derive(Debug, Clone)]
 pub struct AlbRouter {
     client: Client,
+    /// `listener_arn`: the listener whose default actions, or one of whose rules, hold the split.
+    listener: String,
     /// Where the production split lives.
     place: Place,
     /// A test listener, kept forwarding to the idle pool.
     test: Option<Place>,
     pools: BTreeMap<PoolName, String>,
     drain_poll: Duration,
+    /// Set once [`check_backend`](Self::check_backend) passed; shared by clones.
+    checked: Arc<OnceCell<()>>,
 }
 
 impl AlbRouter {
@@ -76,7 +98,8 @@ impl AlbRouter {
     ///
     /// # Errors
     /// [`Error::Invalid`] for an ARN of the wrong kind, no pools, more than five, or one target
-    /// group under two names. No AWS call is made.
+    /// group under two names. No AWS call is made: whether the listener and the target groups
+    /// exist is checked by the first call of a [`Router`] method (see the type's docs).
     pub fn new<P: Into<PoolName>>(
         config: &SdkConfig,
         listener_arn: impl Into<String>,
@@ -110,18 +133,43 @@ impl AlbRouter {
                 return Err(Error::invalid(format!("pools.{pool}"), format!("target group {arn} is named twice")));
             }
         }
-        Ok(Self { client, place: Place::Listener(listener_arn), test: None, pools, drain_poll: Duration::from_secs(2) })
+        Ok(Self {
+            client,
+            listener: listener_arn.clone(),
+            place: Place::Listener(listener_arn),
+            test: None,
+            pools,
+            drain_poll: Duration::from_secs(2),
+            checked: Arc::default(),
+        })
     }
 
-    /// Weights the `forward` action of this listener rule instead of the listener's default
-    /// actions (a path or host rule, or a test listener's rule).
+    /// Weights the `forward` action of this rule of the listener instead of the listener's
+    /// default actions (a path or host rule).
     ///
     /// # Errors
-    /// [`Error::Invalid`] if `rule_arn` is not a listener rule ARN.
+    /// [`Error::Invalid`] (`rule_arn`) if `rule_arn` is not a listener rule ARN, or if it names
+    /// another listener than the router's `listener_arn` (a rule ARN is
+    /// `…:listener-rule/app/LB/LB-ID/LISTENER-ID/RULE-ID`, its listener's
+    /// `…:listener/app/LB/LB-ID/LISTENER-ID`). No AWS call is made; an ARN of another layout is
+    /// looked for among the listener's rules by the first call (see the type's docs).
     pub fn on_rule(mut self, rule_arn: impl Into<String>) -> Result<Self> {
         let rule_arn = rule_arn.into();
         check_arn("rule_arn", &rule_arn, ":listener-rule/")?;
+        if let Some(named) = listener_of_rule(&rule_arn) {
+            if named != self.listener {
+                return Err(Error::invalid(
+                    "rule_arn",
+                    format!(
+                        "{rule_arn} names listener {named}, not listener_arn {}: a rule is weighted on its own \
+                         listener (set listener_arn to that listener, or name a rule of this one)",
+                        self.listener
+                    ),
+                ));
+            }
+        }
         self.place = Place::Rule(rule_arn);
+        self.checked = Arc::default();
         Ok(self)
     }
 
@@ -134,11 +182,36 @@ impl AlbRouter {
     /// pool until it is drained.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if `listener_arn` is not a listener ARN.
+    /// [`Error::Invalid`] (`test_listener_arn`) if `listener_arn` is not a listener ARN, is the
+    /// router's own listener, or names another load balancer than the router's listener (a
+    /// target group serves one load balancer). No AWS call is made.
     pub fn test_listener(mut self, listener_arn: impl Into<String>) -> Result<Self> {
         let listener_arn = listener_arn.into();
         check_arn("test_listener_arn", &listener_arn, ":listener/")?;
+        if listener_arn == self.listener {
+            return Err(Error::invalid(
+                "test_listener_arn",
+                format!(
+                    "{listener_arn} is listener_arn itself: the test listener is a second listener of the load \
+                     balancer (another port), kept forwarding to the idle pool"
+                ),
+            ));
+        }
+        if let (Some(theirs), Some(ours)) =
+            (load_balancer_of_listener(&listener_arn), load_balancer_of_listener(&self.listener))
+        {
+            if theirs != ours {
+                return Err(Error::invalid(
+                    "test_listener_arn",
+                    format!(
+                        "{listener_arn} names load balancer {theirs}, not listener_arn's {ours}: a target group \
+                         serves one load balancer, so the test listener must be one of {ours}'s"
+                    ),
+                ));
+            }
+        }
         self.test = Some(Place::Listener(listener_arn));
+        self.checked = Arc::default();
         Ok(self)
     }
 
@@ -204,7 +277,7 @@ impl AlbRouter {
         let forward = actions
             .iter()
             .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-            .ok_or_else(|| Error::conflict(format!("{} has no forward action to weight", self.where_())))?;
+            .ok_or_else(|| Error::drift(format!("{} has no forward action to weight", self.where_())))?;
         let tuples = forward.forward_config().map(ForwardActionConfig::target_groups).unwrap_or_default();
         if tuples.is_empty() {
             let arn = forward.target_group_arn().unwrap_or_default();
@@ -264,11 +337,110 @@ impl AlbRouter {
             .collect())
     }
 
-    /// The configured pools whose target group does not exist; and, when all exist, a refusal
-    /// of groups one forward action cannot weight together: an ALB forwards only to `HTTP` /
-    /// `HTTPS` groups of its own VPC (the API refuses others at the write; some emulators accept
-    /// them, so look first).
-    async fn missing_target_groups(&self) -> Result<Vec<PoolName>> {
+    /// Checks, once per router (its clones share the answer), that the backend is the one the
+    /// router was given, before anything reads the split or writes: see
+    /// [`check_backend`](Self::check_backend). A failed check is not kept: the next call asks again.
+    async fn checked(&self) -> Result<()> {
+        self.checked.get_or_try_init(|| self.check_backend()).await.copied()
+    }
+
+    /// The listener and the test listener exist, the rule is one of the listener's, every
+    /// target group exists and one ALB can weight them together, and the forward action gives
+    /// no traffic to a group outside the pools. Reads only: one `DescribeListeners`, one
+    /// `DescribeRules` of the listener (with a rule; more only past 400 rules) and one
+    /// `DescribeTargetGroups` (more only on the way to naming a missing group).
+    async fn check_backend(&self) -> Result<()> {
+        let listeners = self.listeners().await?;
+        let actions = match &self.place {
+            Place::Listener(arn) => listeners.get(arn).map(|l| l.default_actions().to_vec()).unwrap_or_default(),
+            Place::Rule(arn) => self.rule_of_listener(arn).await?.actions.unwrap_or_default(),
+        };
+        self.check_target_groups().await?;
+        self.check_forward(&actions)
+    }
+
+    /// The listener and the test listener by ARN, both found: one `DescribeListeners`.
+    async fn listeners(&self) -> Result<BTreeMap<String, Listener>> {
+        let mut wanted = vec![("listener_arn", self.listener.clone())];
+        if let Some(Place::Listener(test) | Place::Rule(test)) = &self.test {
+            wanted.push(("test_listener_arn", test.clone()));
+        }
+        // `None`: the API refused the whole call because a listener asked for does not exist.
+        let describe = |arns: Vec<String>| async move {
+            match self.client.describe_listeners().set_listener_arns(Some(arns.clone())).send().await {
+                Ok(out) => Ok(Some(out.listeners.unwrap_or_default())),
+                Err(e) => {
+                    let resource = format!("listener {}", arns.join(", "));
+                    match AwsError::from_sdk("elasticloadbalancing:DescribeListeners", &resource, e) {
+                        err if err.code() == Some("ListenerNotFound") => Ok(None),
+                        err => Err(Error::from(err)),
+                    }
+                }
+            }
+        };
+        let by_arn =
+            |listeners: Vec<Listener>| listeners.into_iter().filter_map(|l| Some((l.listener_arn.clone()?, l)));
+        let mut found: BTreeMap<String, Listener> = BTreeMap::new();
+        match describe(wanted.iter().map(|(_, arn)| arn.clone()).collect()).await? {
+            Some(listeners) => found.extend(by_arn(listeners)),
+            // One at a time, to name the missing one.
+            None if wanted.len() > 1 => {
+                for (_, arn) in &wanted {
+                    found.extend(by_arn(describe(vec![arn.clone()]).await?.unwrap_or_default()));
+                }
+            }
+            None => {}
+        }
+        match wanted.iter().find(|(_, arn)| !found.contains_key(arn)) {
+            Some((field, arn)) => Err(Error::not_found(format!("listener {arn} ({field})"))),
+            None => Ok(found),
+        }
+    }
+
+    /// Rule `rule_arn` among the listener's rules (`DescribeRules` of the listener, by pages of
+    /// 400); if it is not there, whether it is a rule of another listener ([`Error::Drift`]) or
+    /// none at all ([`Error::NotFound`]).
+    async fn rule_of_listener(&self, rule_arn: &str) -> Result<Rule> {
+        let resource = format!("listener {}", self.listener);
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_rules()
+                .listener_arn(&self.listener)
+                .page_size(RULES_PAGE)
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("elasticloadbalancing:DescribeRules", &resource, e))?;
+            let next = out.next_marker.clone().filter(|m| !m.is_empty());
+            if let Some(rule) = out.rules.unwrap_or_default().into_iter().find(|r| r.rule_arn() == Some(rule_arn)) {
+                return Ok(rule);
+            }
+            if next.is_none() || next == marker {
+                break;
+            }
+            marker = next;
+        }
+        let missing = || Error::not_found(format!("rule {rule_arn} (rule_arn)"));
+        match self.client.describe_rules().rule_arns(rule_arn).send().await {
+            Ok(out) if out.rules().iter().any(|r| r.rule_arn() == Some(rule_arn)) => Err(Error::drift(format!(
+                "rule {rule_arn} (rule_arn) is not a rule of listener {} (listener_arn): it belongs to another \
+                 listener, whose traffic the deploy would move instead",
+                self.listener
+            ))),
+            Ok(_) => Err(missing()),
+            Err(e) => match AwsError::from_sdk("elasticloadbalancing:DescribeRules", &format!("rule {rule_arn}"), e) {
+                err if err.code() == Some("RuleNotFound") => Err(missing()),
+                err => Err(err.into()),
+            },
+        }
+    }
+
+    /// Every configured target group exists ([`Error::NotFound`] naming the missing ones), and
+    /// one forward action can weight them together (HTTP / HTTPS, one VPC: the API refuses
+    /// others at the write; some emulators accept them, so look first).
+    async fn check_target_groups(&self) -> Result<()> {
         let describe = |arns: Vec<String>| async move {
             match self.client.describe_target_groups().set_target_group_arns(Some(arns)).send().await {
                 Ok(out) => Ok(Some(out.target_groups.unwrap_or_default())),
@@ -278,18 +450,46 @@ impl AlbRouter {
                 },
             }
         };
+        let answered = |groups: &[TargetGroup], arn: &str| groups.iter().any(|g| g.target_group_arn() == Some(arn));
         if let Some(groups) = describe(self.pools.values().cloned().collect()).await? {
-            self.check_compatible(&groups)?;
-            return Ok(Vec::new());
-        }
-        // One at a time, to name the missing ones.
-        let mut missing = Vec::new();
-        for (pool, arn) in &self.pools {
-            if describe(vec![arn.clone()]).await?.is_none() {
-                missing.push(pool.clone());
+            if self.pools.values().all(|arn| answered(&groups, arn)) {
+                return self.check_compatible(&groups);
             }
         }
-        Ok(missing)
+        // One at a time, to name the missing ones.
+        let (mut missing, mut found) = (Vec::new(), Vec::new());
+        for (pool, arn) in &self.pools {
+            match describe(vec![arn.clone()]).await? {
+                Some(groups) if answered(&groups, arn) => found.extend(groups),
+                _ => missing.push(format!("target group {arn} of pool {pool}")),
+            }
+        }
+        if missing.is_empty() {
+            return self.check_compatible(&found);
+        }
+        Err(Error::not_found(missing.join(", ")))
+    }
+
+    /// The forward action in `actions` gives traffic only to the pools' target groups.
+    fn check_forward(&self, actions: &[Action]) -> Result<()> {
+        let weights = self.weights(actions)?;
+        let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+        let foreign: Vec<String> = weights
+            .iter()
+            .filter(|(arn, weight)| *weight > 0 && !self.pools.values().any(|a| a == arn))
+            .map(|(arn, weight)| format!("{arn} ({} %)", u64::from(*weight) * 100 / total.max(1)))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        let pools: Vec<String> = self.pools.iter().map(|(pool, arn)| format!("{pool} = {arn}")).collect();
+        Err(Error::drift(format!(
+            "{} forwards to target group {}, which no pool names ({}): the deploy would take that traffic \
+             away; name the group as a pool, or move its traffic first",
+            self.where_(),
+            foreign.join(" and "),
+            pools.join(", ")
+        )))
     }
 
     /// Refuses target groups of another protocol than HTTP / HTTPS, or of different VPCs.
@@ -339,9 +539,8 @@ impl AlbRouter {
         let named = self.weights(actions)?.into_iter().map(|(arn, w)| {
             (names.get(arn.as_str()).map_or_else(|| PoolName::from(arn.clone()), |p| (*p).clone()), u64::from(w))
         });
-        Split::from_weights(named).ok_or_else(|| {
-            Error::conflict(format!("{} forwards with every weight 0: it serves nothing", self.where_()))
-        })
+        Split::from_weights(named)
+            .ok_or_else(|| Error::drift(format!("{} forwards with every weight 0: it serves nothing", self.where_())))
     }
 
     /// Whether every pool's target group is in the forward action (at weight 0 or more).
@@ -360,14 +559,11 @@ impl AlbRouter {
         if self.all_attached(&actions)? {
             return Ok(());
         }
-        if let Some(pool) = self.missing_target_groups().await?.first() {
-            return Err(Error::not_found(format!("target group {} of pool {pool}", self.pools[pool])));
-        }
         let current = self.split_of(&actions)?;
         if let Some((foreign, _)) = current.iter().find(|(pool, _)| !self.pools.contains_key(pool)) {
             // Adding all pools would drop this group from the action (a traffic change), and
             // without the write the new targets would never be health-checked: refuse first.
-            return Err(Error::conflict(format!(
+            return Err(Error::drift(format!(
                 "{} forwards to target group {foreign}, which is none of the router's pools: name it as a pool, \
                  or set a split first",
                 self.where_()
@@ -387,7 +583,7 @@ impl AlbRouter {
         let forward_at = actions
             .iter()
             .position(|a| a.r#type() == Some(&ActionTypeEnum::Forward))
-            .ok_or_else(|| Error::conflict(format!("{place} has no forward action to weight")))?;
+            .ok_or_else(|| Error::drift(format!("{place} has no forward action to weight")))?;
         let old = &actions[forward_at];
         let tuples = self
             .pools
@@ -416,7 +612,7 @@ impl AlbRouter {
         if self.test.is_none() {
             return Ok(());
         }
-        self.sync_test_listener_to(&self.split().await?).await
+        self.sync_test_listener_to(&self.split_of(&self.actions().await?)?).await
     }
 
     /// [`sync_test_listener`](Self::sync_test_listener), with the production split as just read.
@@ -502,11 +698,12 @@ impl Router for AlbRouter {
     }
 
     async fn pools(&self) -> Result<Vec<PoolName>> {
-        let missing = self.missing_target_groups().await?;
-        Ok(self.pools.keys().filter(|p| !missing.contains(p)).cloned().collect())
+        self.checked().await?;
+        Ok(self.pools.keys().cloned().collect())
     }
 
     async fn split(&self) -> Result<Split> {
+        self.checked().await?;
         self.split_of(&self.actions().await?)
     }
 
@@ -516,16 +713,14 @@ impl Router for AlbRouter {
             self.target_group(pool)?;
         }
         // Every configured target group goes into the forward action: all must exist (the ALB
-        // API of some emulators accepts unknown ARNs; look first).
-        if let Some(pool) = self.missing_target_groups().await?.first() {
-            return Err(Error::not_found(format!("target group {} of pool {pool}", self.pools[pool])));
-        }
+        // API of some emulators accepts unknown ARNs), which the check looked at.
+        self.checked().await?;
         let actions = self.actions().await?;
         if self.split_of(&actions)?.same_traffic(split) && self.all_attached(&actions)? {
             return Ok(());
         }
         self.write_forward(actions, split).await?;
-        let read = self.split().await?;
+        let read = self.split_of(&self.actions().await?)?;
         if !read.same_traffic(split) {
             return Err(Error::ReadBackMismatch {
                 what: format!("the split of {}", self.where_()),
@@ -547,6 +742,7 @@ impl Router for AlbRouter {
                 ));
             }
         }
+        self.checked().await?;
         self.attach_pools().await?;
         let (registered, drained) = self.observe(pool).await?;
         let todo: Vec<String> = targets
@@ -586,6 +782,8 @@ impl Router for AlbRouter {
         for id in targets {
             description(id.as_str())?;
         }
+        self.group(pool)?;
+        self.checked().await?;
         let (registered, drained) = self.observe(pool).await?;
         if let Some(unknown) =
             targets.iter().find(|id| !registered.contains_key(id.as_str()) && !drained.contains(id.as_str()))
@@ -621,6 +819,8 @@ impl Router for AlbRouter {
     }
 
     async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
+        self.group(pool)?;
+        self.checked().await?;
         let (registered, drained) = self.observe(pool).await?;
         let ids: Vec<String> = targets.iter().map(|id| id.as_str().to_owned()).collect();
         let present: Vec<String> = ids.iter().filter(|id| registered.contains_key(*id)).cloned().collect();
@@ -641,6 +841,8 @@ impl Router for AlbRouter {
     }
 
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
+        self.group(pool)?;
+        self.checked().await?;
         let (registered, drained) = self.observe(pool).await?;
         let mut members: Vec<Member> = registered
             .iter()
@@ -697,6 +899,24 @@ fn description(id: &str) -> Result<TargetDescription> {
     }
 }
 
+/// The listener a listener rule ARN names: `…:listener-rule/app/LB/LB-ID/LISTENER-ID/RULE-ID` →
+/// `…:listener/app/LB/LB-ID/LISTENER-ID`; `None` for an ARN of another layout.
+fn listener_of_rule(rule_arn: &str) -> Option<String> {
+    let (head, resource) = rule_arn.split_once(":listener-rule/")?;
+    let parts: Vec<&str> = resource.split('/').collect();
+    (parts.len() == 5 && parts.iter().all(|p| !p.is_empty()))
+        .then(|| format!("{head}:listener/{}", parts[..4].join("/")))
+}
+
+/// The load balancer a listener ARN names: `…:listener/app/LB/LB-ID/LISTENER-ID` →
+/// `…:loadbalancer/app/LB/LB-ID`; `None` for an ARN of another layout.
+fn load_balancer_of_listener(listener_arn: &str) -> Option<String> {
+    let (head, resource) = listener_arn.split_once(":listener/")?;
+    let parts: Vec<&str> = resource.split('/').collect();
+    (parts.len() == 4 && parts.iter().all(|p| !p.is_empty()))
+        .then(|| format!("{head}:loadbalancer/{}", parts[..3].join("/")))
+}
+
 fn check_arn(field: &str, arn: &str, kind: &str) -> Result<()> {
     let ok = arn.starts_with("arn:") && arn.contains(":elasticloadbalancing:") && arn.contains(kind);
     if ok {
@@ -742,6 +962,38 @@ mod tests {
         let six = (0..6).map(|i| (format!("p{i}"), format!("{tg}{i}")));
         assert!(AlbRouter::from_client(client.clone(), listener, six).is_err());
         let router = AlbRouter::from_client(client, listener, [("blue", tg.to_owned())]).unwrap();
-        assert_eq!(router.on_rule(tg).unwrap_err().field(), Some("rule_arn"));
+        assert_eq!(router.clone().on_rule(tg).unwrap_err().field(), Some("rule_arn"));
+        // A rule of listener 3 on listener 2, a test listener that is the listener, one of
+        // another load balancer.
+        let rule = |listener: &str, id: &str| format!("{}/{id}", listener.replace(":listener/", ":listener-rule/"));
+        let other = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb/1/3";
+        let err = router.clone().on_rule(rule(other, "9")).unwrap_err();
+        assert_eq!(err.field(), Some("rule_arn"));
+        assert!(err.to_string().contains(other) && err.to_string().contains(listener), "{err}");
+        router.clone().on_rule(rule(listener, "9")).expect("a rule of the listener");
+        router.clone().on_rule(format!("{}/9", other.replace(":listener/", ":listener-rule/x/"))).expect("unreadable");
+        assert_eq!(router.clone().test_listener(listener).unwrap_err().field(), Some("test_listener_arn"));
+        let elsewhere = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/lb2/7/3";
+        let err = router.clone().test_listener(elsewhere).unwrap_err();
+        assert!(err.field() == Some("test_listener_arn") && err.to_string().contains("load balancer"), "{err}");
+        router.test_listener(other).expect("another listener of the load balancer");
+    }
+
+    #[test]
+    fn arns_name_their_listener_and_load_balancer() {
+        let listener =
+            "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2";
+        let rule = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener-rule/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2/9683b2d02a6cabee";
+        assert_eq!(listener_of_rule(rule).as_deref(), Some(listener));
+        assert_eq!(
+            load_balancer_of_listener(listener).as_deref(),
+            Some("arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188")
+        );
+        for odd in
+            ["arn:aws:elasticloadbalancing:x:1:listener-rule/app/web/1/2", "arn:x:listener-rule/a//b/c/d", "junk"]
+        {
+            assert_eq!(listener_of_rule(odd), None, "{odd}");
+        }
+        assert_eq!(load_balancer_of_listener("arn:aws:elasticloadbalancing:x:1:listener/app/web/1"), None);
     }
 }

@@ -1,6 +1,8 @@
 //! `AlbRouter` with the real aws-sdk-elasticloadbalancingv2 client against moto server (see
 //! `moto/mod.rs`): the core router conformance suite on a listener's default action and on a
-//! path rule, exact read-back of the weights, and bad input refused before any write.
+//! path rule, exact read-back of the weights, bad input refused before any write, and an ALB
+//! that is not what the router was given (a rule of another listener, a listener, rule or target
+//! group that does not exist, traffic on a group no pool names) refused before any write.
 //!
 //! Moto registers targets `healthy` at once and forgets deregistered ones at once (no
 //! `draining`), so these tests see drains end on the first observation; the timing of real
@@ -111,9 +113,10 @@ async fn bad_input_is_refused_before_anything_changes() {
 
     // A target group ARN that does not exist (moto accepts it in a forward action; we look first).
     let ghost = alb.green_arn.replace("/green/", "/ghost/");
-    let router =
-        AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), ("ghost", ghost)]).expect("router");
-    assert_eq!(router.pools().await.expect("pools"), vec![PoolName::from("blue")], "the ghost pool is not listed");
+    let router = AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), ("ghost", ghost.clone())])
+        .expect("router");
+    let err = router.pools().await.expect_err("the ghost pool's group does not exist");
+    assert!(matches!(&err, Error::NotFound { what } if what.contains(&ghost)), "{err}");
     let err = router.set_split(&Split::between(&"blue".into(), &"ghost".into(), 10)).await.expect_err("ghost pool");
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert_eq!(actions(&client, &alb).await, before, "a refused call changed the listener or the rule");
@@ -168,8 +171,8 @@ async fn adding_targets_while_the_action_forwards_to_a_foreign_group_is_refused_
     use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum};
     let Some(moto) = Moto::start() else { return };
     let (client, alb, sdk) = setup(&moto).await;
-    // The listener forwards to green only; a router knowing only blue cannot join blue at
-    // weight 0 without dropping green from the action.
+    // The listener forwards to green only; a router knowing only blue would take green's
+    // traffic away (and cannot join blue at weight 0 without dropping green from the action).
     let forward_green = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&alb.green_arn).build();
     client
         .modify_listener()
@@ -178,12 +181,11 @@ async fn adding_targets_while_the_action_forwards_to_a_foreign_group_is_refused_
         .send()
         .await
         .expect("modify");
-    let before = actions(&client, &alb).await;
+    let before = alb.state(&client, &[&alb.blue_arn, &alb.green_arn]).await;
     let router = AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone())]).expect("router");
     let err = router.add_targets(&"blue".into(), &targets()[..1]).await.expect_err("foreign group");
-    assert!(matches!(&err, Error::Conflict { .. }) && err.to_string().contains("none of the router's pools"), "{err}");
-    assert!(router.members(&"blue".into()).await.expect("members").is_empty(), "a refused add registered targets");
-    assert_eq!(actions(&client, &alb).await, before);
+    assert!(matches!(&err, Error::Drift { .. }) && err.to_string().contains(&alb.green_arn), "{err}");
+    assert_eq!(alb.state(&client, &[&alb.blue_arn, &alb.green_arn]).await, before, "a refused add changed the ALB");
 }
 
 /// A test listener (a second port of the load balancer) follows the idle pool: the new pool
@@ -237,4 +239,166 @@ async fn a_test_listener_forwards_to_the_idle_pool() {
         .test_listener(&alb.blue_arn)
         .expect_err("a target group is not a listener");
     assert_eq!(err.field(), Some("test_listener_arn"));
+}
+
+// ---- The backend is what the router was given (before any write) ----------------------------
+
+/// A configuration counting its calls, and a router on `listener` over `pools` built from it.
+async fn logged(moto: &Moto) -> (bluegreen_aws::CallLog, aws_config::SdkConfig) {
+    let log = bluegreen_aws::CallLog::new();
+    let sdk = moto.config().call_log(&log).load().await;
+    (log, sdk)
+}
+
+/// Runs every `Router` call on `router`, each of which must fail with an error `expected`
+/// accepts and whose message names `arn`.
+async fn every_call_fails(router: &AlbRouter, arn: &str, expected: impl Fn(&Error) -> bool) {
+    let blue = PoolName::from("blue");
+    let ids: Vec<_> = targets()[..1].iter().map(|t| t.id.clone()).collect();
+    let results = [
+        ("split", router.split().await.map(drop)),
+        ("pools", router.pools().await.map(drop)),
+        ("members", router.members(&blue).await.map(drop)),
+        ("add_targets", router.add_targets(&blue, &targets()[..1]).await),
+        ("set_split", router.set_split(&Split::between(&blue, &"green".into(), 10)).await),
+        ("drain", router.drain(&blue, &ids, Duration::from_secs(1)).await.map(drop)),
+        ("remove_targets", router.remove_targets(&blue, &ids).await),
+    ];
+    for (call, result) in results {
+        let err = result.expect_err(call);
+        assert!(expected(&err), "{call}: {err:?}");
+        assert!(err.to_string().contains(arn), "{call}: the error does not name {arn}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_rule_of_another_listener_is_refused_when_the_router_is_built() {
+    let Some(moto) = Moto::start() else { return };
+    let (log, sdk) = logged(&moto).await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    let (listener_b, rule_b) = alb.add_listener(&client, 8081).await;
+    log.reset();
+    // Listener A with B's rule: the rule ARN names B.
+    let err = router(&sdk, &alb).on_rule(&rule_b).expect_err("a rule of listener B on listener A");
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "rule_arn"), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&listener_b) && text.contains(&alb.listener_arn), "names both listeners: {text}");
+    // The other way round too, and a test listener that is the production listener itself.
+    let on_b = AlbRouter::new(&sdk, &listener_b, [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())])
+        .expect("router on B");
+    assert_eq!(on_b.clone().on_rule(&alb.rule_arn).expect_err("A's rule on B").field(), Some("rule_arn"));
+    on_b.on_rule(&rule_b).expect("B's own rule");
+    let err = router(&sdk, &alb).test_listener(&alb.listener_arn).expect_err("test listener = listener");
+    assert_eq!(err.field(), Some("test_listener_arn"), "{err}");
+    router(&sdk, &alb).test_listener(&listener_b).expect("another listener of the same load balancer");
+    assert_eq!(log.total(), 0, "refused by the ARNs, with no call: {:?}", log.counts());
+}
+
+#[tokio::test]
+async fn a_listener_that_does_not_exist_is_not_found_before_any_write() {
+    let Some(moto) = Moto::start() else { return };
+    let (log, sdk) = logged(&moto).await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    let groups = [alb.blue_arn.as_str(), alb.green_arn.as_str()];
+    let before = alb.state(&client, &groups).await;
+    // Same load balancer, another listener id (a listener deleted since, or a typo).
+    let (prefix, _) = alb.listener_arn.rsplit_once('/').expect("listener id");
+    let ghost = format!("{prefix}/0123456789abcdef");
+    log.reset();
+    let pools = [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())];
+    let router =
+        AlbRouter::new(&sdk, &ghost, pools.clone()).expect("router").drain_poll_interval(Duration::from_millis(10));
+    every_call_fails(&router, &ghost, |e| matches!(e, Error::NotFound { .. })).await;
+    // A rule that does not exist on a listener that does.
+    let ghost_rule = format!("{}/0123456789abcdef", alb.listener_arn.replace(":listener/", ":listener-rule/"));
+    let router = router_on(&sdk, &alb).on_rule(&ghost_rule).expect("router on a ghost rule");
+    every_call_fails(&router, &ghost_rule, |e| matches!(e, Error::NotFound { .. })).await;
+    // A test listener that does not exist.
+    let router = router_on(&sdk, &alb).test_listener(&ghost).expect("router with a ghost test listener");
+    every_call_fails(&router, &ghost, |e| matches!(e, Error::NotFound { .. })).await;
+    assert_eq!(log.writes(), 0, "{:?}", log.counts());
+    assert_eq!(alb.state(&client, &groups).await, before, "a refused call changed the load balancer");
+}
+
+#[tokio::test]
+async fn a_target_group_that_does_not_exist_is_not_found_before_any_write() {
+    let Some(moto) = Moto::start() else { return };
+    let (log, sdk) = logged(&moto).await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    let groups = [alb.blue_arn.as_str(), alb.green_arn.as_str()];
+    let before = alb.state(&client, &groups).await;
+    let (prefix, _) = alb.green_arn.rsplit_once('/').expect("group id");
+    let ghost = format!("{prefix}/0123456789abcdef");
+    log.reset();
+    for rule in [None, Some(&alb.rule_arn)] {
+        let mut router =
+            AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), ("green", ghost.clone())])
+                .expect("router")
+                .drain_poll_interval(Duration::from_millis(10));
+        if let Some(rule) = rule {
+            router = router.on_rule(rule).expect("rule");
+        }
+        every_call_fails(&router, &ghost, |e| matches!(e, Error::NotFound { .. })).await;
+    }
+    assert_eq!(log.writes(), 0, "{:?}", log.counts());
+    assert_eq!(alb.state(&client, &groups).await, before, "a refused call changed the load balancer");
+}
+
+#[tokio::test]
+async fn a_listener_forwarding_to_a_group_of_no_pool_is_drift_before_any_write() {
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple};
+    let Some(moto) = Moto::start() else { return };
+    let (log, sdk) = logged(&moto).await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    let other = alb.add_target_group(&client, "other").await;
+    // The listener sends 90 % to a group that is none of the pools, 10 % to blue; the rule all
+    // to it.
+    let tuple = |arn: &str, weight| TargetGroupTuple::builder().target_group_arn(arn).weight(weight).build();
+    let split = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .target_groups(tuple(&other, 90))
+                .target_groups(tuple(&alb.blue_arn, 10))
+                .build(),
+        )
+        .build();
+    client.modify_listener().listener_arn(&alb.listener_arn).default_actions(split).send().await.expect("modify");
+    let forward_other = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&other).build();
+    client.modify_rule().rule_arn(&alb.rule_arn).actions(forward_other).send().await.expect("modify rule");
+    let groups = [alb.blue_arn.as_str(), alb.green_arn.as_str(), other.as_str()];
+    let before = alb.state(&client, &groups).await;
+    log.reset();
+    let drift = |e: &Error| matches!(e, Error::Drift { .. });
+    every_call_fails(&router_on(&sdk, &alb), &other, drift).await;
+    every_call_fails(&router_on(&sdk, &alb).on_rule(&alb.rule_arn).expect("rule"), &other, drift).await;
+    assert_eq!(log.writes(), 0, "{:?}", log.counts());
+    assert_eq!(alb.state(&client, &groups).await, before, "a refused call changed the load balancer");
+}
+
+#[tokio::test]
+async fn the_backend_is_checked_once_per_router() {
+    let Some(moto) = Moto::start() else { return };
+    let (log, sdk) = logged(&moto).await;
+    let client = Client::new(&sdk);
+    let alb = moto.create_alb(&client).await;
+    log.reset();
+    let router = router_on(&sdk, &alb).on_rule(&alb.rule_arn).expect("rule");
+    let blue = PoolName::from("blue");
+    router.pools().await.expect("pools");
+    router.split().await.expect("split");
+    router.add_targets(&blue, &targets()[..1]).await.expect("add");
+    router.set_split(&Split::all_to(&blue)).await.expect("split");
+    router.clone().members(&blue).await.expect("members of a clone");
+    let counts = log.counts();
+    assert_eq!(counts.get("elasticloadbalancing:DescribeTargetGroups"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("elasticloadbalancing:DescribeListeners"), Some(&1), "{counts:?}");
+}
+
+fn router_on(sdk: &aws_config::SdkConfig, alb: &Alb) -> AlbRouter {
+    router(sdk, alb).drain_poll_interval(Duration::from_millis(10))
 }

@@ -171,6 +171,7 @@ async fn a_drain_that_outlasts_its_timeout_reports_timed_out() {
 async fn throttling_is_retried_and_the_call_succeeds() {
     let Some(moto) = Moto::start() else { return };
     let (router, faults) = setup(&moto).await;
+    router.split().await.expect("the router's first call checks the listener and the groups");
     faults.state().throttle = 1;
     let before = faults.state().attempts;
     let members = router.members(&"blue".into()).await.expect("members after one throttled attempt");

@@ -46,9 +46,23 @@ fn health(state: Option<TargetHealthStateEnum>) -> DescribeTargetHealthOutput {
 }
 
 /// Everything a drain calls besides `DescribeTargetHealth`, answered "done"; the target group's
-/// deregistration delay is `delay_seconds`.
+/// deregistration delay is `delay_seconds`. The listener forwards to blue, which exists.
 fn quiet_calls(delay_seconds: u32) -> Vec<Rule> {
+    use aws_sdk_elasticloadbalancingv2::operation::describe_listeners::DescribeListenersOutput;
+    use aws_sdk_elasticloadbalancingv2::operation::describe_target_groups::DescribeTargetGroupsOutput;
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Listener, TargetGroup};
     vec![
+        mock!(Client::describe_listeners).then_output(|| {
+            let forward = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(BLUE).build();
+            DescribeListenersOutput::builder()
+                .listeners(Listener::builder().listener_arn(LISTENER).default_actions(forward).build())
+                .build()
+        }),
+        mock!(Client::describe_target_groups).then_output(|| {
+            DescribeTargetGroupsOutput::builder()
+                .target_groups(TargetGroup::builder().target_group_arn(BLUE).build())
+                .build()
+        }),
         mock!(Client::describe_tags).then_output(|| DescribeTagsOutput::builder().build()),
         mock!(Client::add_tags).then_output(|| AddTagsOutput::builder().build()),
         mock!(Client::deregister_targets).then_output(|| DeregisterTargetsOutput::builder().build()),
@@ -126,4 +140,45 @@ async fn a_drain_is_bounded_by_the_deregistration_delay_not_only_by_its_timeout(
 async fn a_short_timeout_still_wins_over_a_long_delay() {
     let report = drain(&stuck_draining(), 300, Duration::from_secs(30)).await;
     assert!(report.timed_out && report.elapsed == Duration::from_secs(30), "{report:?}");
+}
+
+/// A rule ARN whose layout does not name its listener (an emulator's or a proxy's, say) passes
+/// the builder's ARN check; the first read then finds it among another listener's rules only,
+/// and refuses (`Error::Drift`) before any write.
+#[tokio::test]
+async fn a_rule_the_arn_cannot_place_is_looked_for_on_the_listener_before_any_write() {
+    use aws_sdk_elasticloadbalancingv2::operation::describe_rules::DescribeRulesOutput;
+    use aws_sdk_elasticloadbalancingv2::operation::modify_rule::ModifyRuleOutput;
+    use aws_sdk_elasticloadbalancingv2::operation::register_targets::RegisterTargetsOutput;
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Rule as ElbRule};
+    const RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/1/elsewhere-7";
+    const OTHER_RULE: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/lb/1/2/8";
+    fn forward_blue() -> Action {
+        Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(BLUE).build()
+    }
+    fn rule(arn: &str) -> ElbRule {
+        ElbRule::builder().rule_arn(arn).priority("10").actions(forward_blue()).build()
+    }
+    let on_listener = mock!(Client::describe_rules)
+        .match_requests(|r| r.listener_arn() == Some(LISTENER))
+        .then_output(move || DescribeRulesOutput::builder().rules(rule(OTHER_RULE)).build());
+    let by_arn = mock!(Client::describe_rules)
+        .match_requests(|r| r.rule_arns().contains(&RULE.to_owned()))
+        .then_output(move || DescribeRulesOutput::builder().rules(rule(RULE)).build());
+    let writes = [
+        mock!(Client::modify_rule).then_output(|| ModifyRuleOutput::builder().build()),
+        mock!(Client::register_targets).then_output(|| RegisterTargetsOutput::builder().build()),
+    ];
+    let mut rules = vec![&on_listener, &by_arn];
+    rules.extend(writes.iter());
+    let quiet = quiet_calls(300);
+    rules.extend(quiet.iter());
+    let router = router(&rules).on_rule(RULE).expect("the ARN does not say which listener");
+    let err = router.split().await.expect_err("a rule of another listener");
+    assert!(matches!(err, bluegreen_core::Error::Drift { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(RULE) && text.contains(LISTENER), "names the rule and the listener: {text}");
+    let err = router.set_split(&bluegreen_core::Split::all_to(&PoolName::from("blue"))).await.expect_err("set_split");
+    assert!(matches!(err, bluegreen_core::Error::Drift { .. }), "{err:?}");
+    assert!(writes.iter().all(|w| w.num_calls() == 0), "a write was sent");
 }

@@ -322,3 +322,178 @@ path = "state"
     assert!(members.iter().all(|m| m.state == bluegreen_core::MemberState::Serving), "{members:?}");
     assert!(router.split().await.expect("split").same_traffic(&bluegreen_core::Split::all_to(&"blue".into())));
 }
+
+// ---- A deploy file that names the wrong ALB resources: refused, nothing changed -------------
+
+/// An ALB whose blue group serves both hosts, all traffic on blue.
+async fn alb_serving_blue(moto: &Moto) -> (ElbClient, moto::Alb) {
+    use bluegreen_core::Router as _;
+    let sdk = moto.config().load().await;
+    let elb = ElbClient::new(&sdk);
+    let alb = moto.create_alb(&elb).await;
+    let router = bluegreen_aws::AlbRouter::new(
+        &sdk,
+        &alb.listener_arn,
+        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
+    )
+    .expect("router");
+    let targets: Vec<bluegreen_core::Target> = HOSTS
+        .iter()
+        .map(|a| bluegreen_core::Target {
+            id: (*a).into(),
+            address: (*a).into(),
+            zone: None,
+            version: "v1".into(),
+            tag: None,
+        })
+        .collect();
+    router.add_targets(&"blue".into(), &targets).await.expect("register");
+    (elb, alb)
+}
+
+/// Runs `bluegreen plan` and `bluegreen deploy` on a rolling deploy of the two hosts whose
+/// `[backend.alb]` section is `alb_section`: both must exit `code`, and nothing may have
+/// changed — every listener's and rule's actions, the groups' registrations and tags (so no
+/// write reached moto), no host updated (the updater would leave a file), no deployment in
+/// `bluegreen history`, the service's lock free. Returns the deploy's stderr and the file.
+async fn refused(moto: &Moto, elb: &ElbClient, alb: &moto::Alb, alb_section: &str, code: i32) -> (String, String) {
+    let dir = dir("refused");
+    let body = format!(
+        r#"service = "sales-area-graphql"
+version = "v87"
+
+[strategy]
+kind = "rolling"
+batch = 1
+
+[backend]
+kind = "alb"
+updater = "touch updated-{{id}}"
+hosts = [
+  {{ id = "{h0}", address = "{h0}", version = "v86" }},
+  {{ id = "{h1}", address = "{h1}", version = "v86" }},
+]
+
+[backend.alb]
+{alb_section}
+drain_poll = "50ms"
+
+[state]
+path = "state"
+"#,
+        h0 = HOSTS[0],
+        h1 = HOSTS[1],
+    );
+    write_deploy_file(dir.path(), moto, "10s", &body);
+    let groups = [alb.blue_arn.as_str(), alb.green_arn.as_str()];
+    let before = alb.state(elb, &groups).await;
+    for command in ["plan", "deploy", "deploy"] {
+        let out = bluegreen(dir.path(), &[command, "-f", "deploy.toml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        // The second deploy would exit 4 (lock conflict) had the first kept the lock.
+        assert_eq!(out.status.code(), Some(code), "{command}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert_eq!(alb.state(elb, &groups).await, before, "a refused deploy changed the load balancer");
+    let files: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!files.iter().any(|f| f.starts_with("updated-")), "a host was updated: {files:?}");
+    if code == 2 {
+        // The file is refused, so `history` cannot read it either: look at the store itself.
+        let records = std::fs::read_dir(dir.path().join("state/sales-area-graphql/deployments"))
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        assert_eq!(records, 0, "a refused deploy left a record");
+    } else {
+        let history = bluegreen(dir.path(), &["history", "-f", "deploy.toml", "--output", "json"]);
+        assert_eq!(history.status.code(), Some(0), "{history:?}");
+        let history: Value = serde_json::from_slice(&history.stdout).expect("history json");
+        assert_eq!(history["history"], serde_json::json!([]), "a refused deploy left a record");
+    }
+    let lock = dir.path().join("state/sales-area-graphql/lock.json");
+    if let Ok(text) = std::fs::read_to_string(&lock) {
+        let lock: Value = serde_json::from_str(&text).expect("lock json");
+        let held = lock.get("content").unwrap_or(&lock).get("held");
+        assert_ne!(held, Some(&Value::Bool(true)), "the lock is still held: {text}");
+    }
+    let out = bluegreen(dir.path(), &["deploy", "-f", "deploy.toml"]);
+    let file = std::fs::read_to_string(dir.path().join("deploy.toml")).unwrap();
+    (String::from_utf8_lossy(&out.stderr).into_owned(), file)
+}
+
+/// The 1-based line of `file` that starts with `key` (the command points at the value on it).
+fn line_of(file: &str, key: &str) -> usize {
+    file.lines().position(|l| l.starts_with(key)).map(|i| i + 1).expect("the key is in the file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_of_another_listener_is_refused_at_its_line() {
+    let Some(moto) = Moto::start() else { return };
+    let (elb, alb) = alb_serving_blue(&moto).await;
+    let (listener_b, rule_b) = alb.add_listener(&elb, 8081).await;
+    let section = format!(
+        "listener_arn = \"{}\"\nrule_arn = \"{rule_b}\"\ntarget_groups = {{ blue = \"{}\", green = \"{}\" }}",
+        alb.listener_arn, alb.blue_arn, alb.green_arn
+    );
+    let (stderr, file) = refused(&moto, &elb, &alb, &section, 2).await;
+    let at = format!("deploy.toml:{}:", line_of(&file, "rule_arn"));
+    assert!(stderr.contains(&at), "not pointed at {at}: {stderr}");
+    assert!(stderr.contains("backend.alb.rule_arn") && stderr.contains(&listener_b), "{stderr}");
+    // The test listener is the production listener itself.
+    let section = format!(
+        "listener_arn = \"{0}\"\ntest_listener_arn = \"{0}\"\ntarget_groups = {{ blue = \"{1}\", green = \"{2}\" }}",
+        alb.listener_arn, alb.blue_arn, alb.green_arn
+    );
+    let (stderr, file) = refused(&moto, &elb, &alb, &section, 2).await;
+    let at = format!("deploy.toml:{}:", line_of(&file, "test_listener_arn"));
+    assert!(stderr.contains(&at) && stderr.contains("backend.alb.test_listener_arn"), "not pointed at {at}: {stderr}");
+}
+
+/// Exit 6 needs the command to map `Error::NotFound` / `Error::Drift` from a backend to
+/// "the backend is not in the state the deploy file describes".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_does_not_exist_exits_6_with_nothing_changed() {
+    let Some(moto) = Moto::start() else { return };
+    let (elb, alb) = alb_serving_blue(&moto).await;
+    let (prefix, _) = alb.listener_arn.rsplit_once('/').expect("listener id");
+    let ghost = format!("{prefix}/0123456789abcdef");
+    let section = format!(
+        "listener_arn = \"{ghost}\"\ntarget_groups = {{ blue = \"{}\", green = \"{}\" }}",
+        alb.blue_arn, alb.green_arn
+    );
+    let (stderr, _) = refused(&moto, &elb, &alb, &section, 6).await;
+    assert!(stderr.contains(&ghost), "the listener is not named: {stderr}");
+}
+
+/// Exit 6: as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_group_that_does_not_exist_exits_6_with_nothing_changed() {
+    let Some(moto) = Moto::start() else { return };
+    let (elb, alb) = alb_serving_blue(&moto).await;
+    let (prefix, _) = alb.green_arn.rsplit_once('/').expect("group id");
+    let ghost = format!("{prefix}/0123456789abcdef");
+    let section = format!(
+        "listener_arn = \"{}\"\ntarget_groups = {{ blue = \"{}\", green = \"{ghost}\" }}",
+        alb.listener_arn, alb.blue_arn
+    );
+    let (stderr, _) = refused(&moto, &elb, &alb, &section, 6).await;
+    assert!(stderr.contains(&ghost), "the target group is not named: {stderr}");
+}
+
+/// Exit 6: as above. The live traffic goes to a group the file does not name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_forwarding_to_a_group_the_file_does_not_name_exits_6_with_nothing_changed() {
+    let Some(moto) = Moto::start() else { return };
+    let (elb, alb) = alb_serving_blue(&moto).await;
+    let other = alb.add_target_group(&elb, "other").await;
+    let forward_other = aws_sdk_elasticloadbalancingv2::types::Action::builder()
+        .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+        .target_group_arn(&other)
+        .build();
+    elb.modify_listener().listener_arn(&alb.listener_arn).default_actions(forward_other).send().await.expect("modify");
+    let section = format!(
+        "listener_arn = \"{}\"\ntarget_groups = {{ blue = \"{}\", green = \"{}\" }}",
+        alb.listener_arn, alb.blue_arn, alb.green_arn
+    );
+    let (stderr, _) = refused(&moto, &elb, &alb, &section, 6).await;
+    assert!(stderr.contains(&other), "the group with the traffic is not named: {stderr}");
+}

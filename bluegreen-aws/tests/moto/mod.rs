@@ -232,6 +232,97 @@ impl Moto {
     }
 }
 
+impl Alb {
+    /// The load balancer's ARN.
+    pub(crate) async fn load_balancer_arn(&self, client: &aws_sdk_elasticloadbalancingv2::Client) -> String {
+        let out = client.describe_listeners().listener_arns(&self.listener_arn).send().await.expect("listener");
+        out.listeners()[0].load_balancer_arn().expect("load balancer arn").to_owned()
+    }
+
+    /// Adds a second listener (port `port`) to the load balancer, forwarding to blue, with a
+    /// `/b*` rule forwarding to blue too: returns its ARN and the rule's.
+    pub(crate) async fn add_listener(
+        &self,
+        client: &aws_sdk_elasticloadbalancingv2::Client,
+        port: i32,
+    ) -> (String, String) {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, PathPatternConditionConfig, ProtocolEnum, RuleCondition,
+        };
+        let forward_blue =
+            || Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&self.blue_arn).build();
+        let listener = client
+            .create_listener()
+            .load_balancer_arn(self.load_balancer_arn(client).await)
+            .protocol(ProtocolEnum::Http)
+            .port(port)
+            .default_actions(forward_blue())
+            .send()
+            .await
+            .expect("create_listener")
+            .listeners()[0]
+            .listener_arn()
+            .expect("listener arn")
+            .to_owned();
+        let rule = client
+            .create_rule()
+            .listener_arn(&listener)
+            .priority(20)
+            .conditions(
+                RuleCondition::builder()
+                    .field("path-pattern")
+                    .path_pattern_config(PathPatternConditionConfig::builder().values("/b*").build())
+                    .build(),
+            )
+            .actions(forward_blue())
+            .send()
+            .await
+            .expect("create_rule")
+            .rules()[0]
+            .rule_arn()
+            .expect("rule arn")
+            .to_owned();
+        (listener, rule)
+    }
+
+    /// Creates another empty `ip` target group `name` in blue's VPC: its ARN.
+    pub(crate) async fn add_target_group(&self, client: &aws_sdk_elasticloadbalancingv2::Client, name: &str) -> String {
+        use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+        let blue = client.describe_target_groups().target_group_arns(&self.blue_arn).send().await.expect("blue");
+        let vpc = blue.target_groups()[0].vpc_id().expect("vpc").to_owned();
+        let out = client
+            .create_target_group()
+            .name(name)
+            .protocol(ProtocolEnum::Http)
+            .port(8080)
+            .vpc_id(vpc)
+            .target_type(TargetTypeEnum::Ip)
+            .send()
+            .await
+            .expect("create_target_group");
+        out.target_groups()[0].target_group_arn().expect("target group arn").to_owned()
+    }
+
+    /// Every action of every listener and rule of the load balancer, and the registrations and
+    /// tags of `groups`: everything a write of an `AlbRouter` could change, as text.
+    pub(crate) async fn state(&self, client: &aws_sdk_elasticloadbalancingv2::Client, groups: &[&str]) -> String {
+        let mut out = String::new();
+        let lb = self.load_balancer_arn(client).await;
+        let listeners = client.describe_listeners().load_balancer_arn(lb).send().await.expect("listeners");
+        for listener in listeners.listeners() {
+            let arn = listener.listener_arn().expect("listener arn");
+            let rules = client.describe_rules().listener_arn(arn).send().await.expect("rules");
+            out += &format!("{arn}: {:?}\n{:?}\n", listener.default_actions(), rules.rules());
+        }
+        for group in groups {
+            let health = client.describe_target_health().target_group_arn(*group).send().await.expect("health");
+            let tags = client.describe_tags().resource_arns(*group).send().await.expect("tags");
+            out += &format!("{group}: {:?} {:?}\n", health.target_health_descriptions(), tags.tag_descriptions());
+        }
+        out
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
