@@ -83,6 +83,9 @@ fn is_read(call: &str) -> bool {
     ["Describe", "List", "Get", "Query", "Scan", "BatchGet"].iter().any(|p| operation.starts_with(p))
 }
 
+/// The longest wait for one token (at [`MIN_RATE_LIMIT`](crate::config::MIN_RATE_LIMIT)).
+const MAX_TOKEN_WAIT: Duration = Duration::from_secs(100);
+
 /// A token bucket: `per_second` tokens a second, at most `burst` saved.
 #[derive(Debug)]
 struct Bucket {
@@ -107,7 +110,9 @@ impl Bucket {
             self.tokens -= 1.0;
             return None;
         }
-        Some(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+        // Bounded: rates are at least `MIN_RATE_LIMIT`, and a bucket never waits longer than
+        // one token takes at that rate.
+        Some(Duration::try_from_secs_f64((1.0 - self.tokens) / self.per_second).unwrap_or(MAX_TOKEN_WAIT))
     }
 }
 
@@ -296,6 +301,17 @@ mod tests {
         // Ten more calls at five a second: two seconds (to the millisecond, float rounding).
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(1_999) && elapsed <= Duration::from_millis(2_010), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tiny_rate_waits_a_bounded_time_instead_of_panicking() {
+        // 1e-300 calls a second: the wait for a token does not fit a Duration.
+        let mut bucket = Bucket::new(1e-300, 1);
+        assert_eq!(bucket.take(Instant::now()), None, "the burst");
+        assert_eq!(bucket.take(Instant::now()), Some(MAX_TOKEN_WAIT));
+        let config = crate::AwsConfig::new().rate_limit("route53", 1e-300, 1).rate_limit("ecs", f64::NAN, 1);
+        assert_eq!(config.rate_limits["route53"].0, crate::MIN_RATE_LIMIT, "raised to the floor");
+        assert_eq!(config.rate_limits["ecs"].0, 0.0, "not a number: no limit");
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,9 @@ use aws_sdk_dynamodb::config::Credentials;
 
 use crate::calls::{CallLog, RateLimits, SharedCalls};
 
+/// The lowest rate limit [`AwsConfig::rate_limit`] sets: one call in 100 s.
+pub const MIN_RATE_LIMIT: f64 = 0.01;
+
 /// Where and how the AWS clients connect: the SDK's default chain plus explicit overrides.
 ///
 /// Everything left unset comes from the SDK's default provider chain: `AWS_REGION` /
@@ -37,7 +40,7 @@ pub struct AwsConfig {
     credentials: Option<Credentials>,
     max_attempts: Option<u32>,
     operation_timeout: Option<Duration>,
-    rate_limits: BTreeMap<String, (f64, u32)>,
+    pub(crate) rate_limits: BTreeMap<String, (f64, u32)>,
     call_log: Option<CallLog>,
 }
 
@@ -99,10 +102,13 @@ impl AwsConfig {
 
     /// Allows `service` (the SigV4 signing name: `route53`, `elasticloadbalancing`, `ecs`,
     /// `dynamodb`) `per_second` calls a second in bursts of up to `burst`, shared by every
-    /// client of this configuration; SDK retries count too. `per_second` 0 turns the limit off.
+    /// client of this configuration; SDK retries count too. `per_second` 0 (or anything not a
+    /// positive number) turns the limit off; a positive rate below [`MIN_RATE_LIMIT`] is raised
+    /// to it, so a wait for a token stays bounded (100 s).
     #[must_use]
     pub fn rate_limit(mut self, service: impl Into<String>, per_second: f64, burst: u32) -> Self {
-        self.rate_limits.insert(service.into(), (per_second.max(0.0), burst));
+        let per_second = if per_second.is_finite() && per_second > 0.0 { per_second.max(MIN_RATE_LIMIT) } else { 0.0 };
+        self.rate_limits.insert(service.into(), (per_second, burst));
         self
     }
 

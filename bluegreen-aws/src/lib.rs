@@ -31,7 +31,7 @@ mod route53;
 pub use alb::AlbRouter;
 pub use alb_health::AlbTargetHealth;
 pub use calls::CallLog;
-pub use config::AwsConfig;
+pub use config::{AwsConfig, MIN_RATE_LIMIT};
 pub use dynamodb::DynamoDbStore;
 pub use ecs::{EcsFleet, EcsFleetBuilder};
 pub use route53::{Route53RecordType, Route53Router, Route53RouterBuilder};

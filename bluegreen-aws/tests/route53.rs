@@ -399,11 +399,11 @@ async fn record_sets_bluegreen_does_not_own_are_kept_reported_or_refused() {
     let before = router.change_batches_sent();
     let err = router.set_split(&Split::all_to(&green())).await.expect_err("legacy gets traffic");
     println!("refused: {err}");
-    assert!(matches!(&err, Error::Conflict { what } if what.contains("legacy")), "{err}");
+    assert!(matches!(&err, Error::Drift { what } if what.contains("legacy")), "{err}");
     assert_eq!(router.change_batches_sent(), before);
 
     // A simple record at the name (moto accepts it next to weighted ones; Route53 does not).
     put(&client, &zone, None, 0, "10.0.9.2").await;
     let err = router.split().await.expect_err("a simple record");
-    assert!(matches!(&err, Error::Conflict { what } if what.contains("simple")), "{err}");
+    assert!(matches!(&err, Error::Drift { what } if what.contains("simple")), "{err}");
 }

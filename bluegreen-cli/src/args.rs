@@ -17,7 +17,8 @@ Examples:
 
 Exit codes: 0 done, 1 failed and rolled back, 2 bad input (nothing changed),
 3 the rollback failed (a human is needed), 4 another deploy holds the lock,
-5 stopped by Ctrl-C (resume with `bluegreen resume-deploy ID`).")]
+5 stopped by Ctrl-C (resume with `bluegreen resume-deploy -f FILE ID`),
+6 the backend is not as the deploy file describes (nothing changed).")]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

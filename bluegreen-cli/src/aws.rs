@@ -130,6 +130,17 @@ pub(crate) struct AlbBackend {
 }
 
 impl AlbBackend {
+    /// The inventory, its updater and `[backend.probe]` (default: the ALB's own view).
+    pub(crate) fn hosts(&self) -> Hosts<'_> {
+        static ALB_PROBE: std::sync::LazyLock<ProbeConfig> = std::sync::LazyLock::new(ProbeConfig::alb);
+        Hosts {
+            updater: &self.updater,
+            update_timeout: self.update_timeout,
+            hosts: &self.hosts,
+            probe: self.probe.as_ref().unwrap_or(&ALB_PROBE),
+        }
+    }
+
     pub(crate) async fn build(&self, pools: &[PoolName]) -> Result<Backends, Error> {
         self.assemble(&self.aws.load().await, pools)
     }
@@ -153,14 +164,7 @@ impl AlbBackend {
             }
         }
         let router = self.alb.router(config, pools)?;
-        let default_probe = ProbeConfig::alb();
-        let hosts = Hosts {
-            updater: &self.updater,
-            update_timeout: self.update_timeout,
-            hosts: &self.hosts,
-            probe: self.probe.as_ref().unwrap_or(&default_probe),
-        };
-        let fleet = hosts.fleet()?;
+        let fleet = self.hosts().fleet()?;
         let probe = alb_probe(&router, self.probe.as_ref())?;
         Ok(Backends { router: Arc::new(router), fleet: Arc::new(fleet), probe })
     }
@@ -292,13 +296,12 @@ impl Route53Backend {
             "record_name" => "backend.name".to_owned(),
             f => format!("backend.{f}"),
         }))?;
-        let hosts = Hosts {
-            updater: &self.updater,
-            update_timeout: self.update_timeout,
-            hosts: &self.hosts,
-            probe: &self.probe,
-        };
-        hosts.with_router(router)
+        self.hosts().with_router(router)
+    }
+
+    /// The inventory, its updater and `[backend.probe]`.
+    pub(crate) fn hosts(&self) -> Hosts<'_> {
+        Hosts { updater: &self.updater, update_timeout: self.update_timeout, hosts: &self.hosts, probe: &self.probe }
     }
 }
 

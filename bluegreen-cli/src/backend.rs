@@ -279,6 +279,8 @@ impl Hosts<'_> {
         let updater = Updater::command(self.updater).with_timeout(self.update_timeout);
         let mut targets = Vec::new();
         for (i, host) in self.hosts.iter().enumerate() {
+            check_address(&host.address)
+                .map_err(|reason| Error::invalid(format!("backend.hosts[{i}].address"), reason))?;
             let target = Target {
                 id: host.id.as_str().into(),
                 address: host.address.clone(),
@@ -305,6 +307,23 @@ impl Hosts<'_> {
 
     pub(crate) fn probe(&self) -> Result<Arc<dyn HealthProbe>, Error> {
         Self::probe_of(self.probe)
+    }
+
+    /// Refuses a version the updater command could not take (`Error::Invalid` on `version`),
+    /// so a deploy to it fails while the file is read, not after the first host was drained.
+    pub(crate) fn check_version(&self, version: &bluegreen_core::Version) -> Result<(), Error> {
+        let Some(host) = self.hosts.first() else { return Ok(()) };
+        let target = Target {
+            id: host.id.as_str().into(),
+            address: host.address.clone(),
+            zone: None,
+            version: host.version.as_str().into(),
+            tag: None,
+        };
+        Updater::command(self.updater).render(&target, version).map(drop).map_err(|e| match e {
+            Error::Invalid { reason, .. } => Error::invalid("version", reason),
+            other => other,
+        })
     }
 
     /// `router` with this inventory's fleet and probe.
@@ -351,6 +370,22 @@ impl Hosts<'_> {
     }
 }
 
+/// Checks a host address is `host:port` (IPv6 as `[addr]:port`) with a port of 1–65535: the
+/// probes and the router need the port.
+fn check_address(address: &str) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("{address:?} has no port: write host:port (10.0.1.1:8080)"));
+    };
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.is_empty() || (host.contains(':') && !bracketed) {
+        return Err(format!("{address:?} is not host:port (an IPv6 address is written [fd00::1]:8080)"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{address:?}: the port {port:?} is not a number from 1 to 65535")),
+    }
+}
+
 /// Refuses `{name}` placeholders the updater does not know (a typo would reach the shell).
 fn check_template(template: &str) -> Result<(), Error> {
     if template.trim().is_empty() {
@@ -388,13 +423,13 @@ impl HaproxyBackend {
             (Some(path), None) => HaproxyEndpoint::unix(path.clone()),
             (None, Some(address)) => HaproxyEndpoint::tcp(address),
             (Some(_), Some(_)) => {
-                return Err(Error::invalid("backend.address", "give either `socket` or `address`, not both"))
+                return Err(Error::invalid("backend.address", "give either `socket` or `address`, not both"));
             }
             (None, None) => {
                 return Err(Error::invalid(
                     "backend",
                     "missing `socket` (the runtime API's unix socket) or `address` (its TCP address)",
-                ))
+                ));
             }
         };
         let mut builder = HaproxyRouter::builder(endpoint, self.haproxy_backend.as_str())
@@ -418,10 +453,13 @@ impl Rfc2136Backend {
         // DNS carries addresses only: each host needs an IPv4 one (its A record).
         for (i, host) in self.hosts.iter().enumerate() {
             let address = host.address.as_str();
-            if address.parse::<std::net::SocketAddrV4>().is_err() && address.parse::<std::net::Ipv4Addr>().is_err() {
+            check_address(address).map_err(|reason| Error::invalid(format!("backend.hosts[{i}].address"), reason))?;
+            if address.parse::<std::net::SocketAddrV4>().is_err() {
                 return Err(Error::invalid(
                     format!("backend.hosts[{i}].address"),
-                    format!("{address:?} is not an IPv4 address (10.0.0.7 or 10.0.0.7:8080): it becomes an A record"),
+                    format!(
+                        "{address:?} is not an IPv4 address and port (10.0.0.7:8080): the address becomes an A record"
+                    ),
                 ));
             }
         }
@@ -534,7 +572,7 @@ impl BackendConfig {
                 for (pool, count) in pools {
                     builder = builder.pool(pool.as_str(), *count, initial_version.as_str());
                 }
-                let sim = builder.build();
+                let sim = builder.try_build()?;
                 for (version, behaviour) in versions {
                     sim.set_behaviour(version.as_str(), behaviour_of(version, behaviour)?);
                 }
@@ -545,6 +583,29 @@ impl BackendConfig {
             Self::Alb(alb, pools) => Ok(alb.build(pools).await?),
             Self::Ecs(ecs, pools) => Ok(ecs.build(pools).await?),
             Self::Route53(route53, pools) => Ok(route53.build(pools).await?),
+        }
+    }
+
+    /// The kind's name when it drives a fixed inventory of hosts (which can only be updated in
+    /// place), `None` for kinds that start targets (the simulator, ECS).
+    pub(crate) fn fixed_inventory(&self) -> Option<&'static str> {
+        match self {
+            Self::Sim(_) | Self::Ecs(..) => None,
+            Self::Haproxy(..) => Some("haproxy"),
+            Self::Rfc2136(..) => Some("rfc2136"),
+            Self::Alb(..) => Some("alb"),
+            Self::Route53(..) => Some("route53"),
+        }
+    }
+
+    /// The host inventory and its updater, for the kinds that have one.
+    pub(crate) fn hosts(&self) -> Option<Hosts<'_>> {
+        match self {
+            Self::Sim(_) | Self::Ecs(..) => None,
+            Self::Haproxy(b, _) => Some(hosts_of!(b)),
+            Self::Rfc2136(b, _) => Some(hosts_of!(b)),
+            Self::Alb(b, _) => Some(b.hosts()),
+            Self::Route53(b, _) => Some(b.hosts()),
         }
     }
 

@@ -69,7 +69,7 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
     let file = load(args)?;
     let store = file.state.open().await?;
     let (sink, receiver) = bluegreen_core::ChannelSink::new();
-    let exec = executor(&file, args, Some(store)).await?.sink(sink).build();
+    let exec = executor(&file, args, Some(store.clone())).await?.sink(sink).build();
     let display = progress::start(receiver, args.output);
     let control = exec.control();
     let interrupts = tokio::spawn(async move {
@@ -82,6 +82,10 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
             }
         }
     });
+    if let Some(id) = resume {
+        // An unknown id is bad input, before anything else is read.
+        store.load(id).await.map_err(CliError::unknown)?;
+    }
     let result = match resume {
         Some(id) => exec.resume_deployment(id).await,
         None => exec.deploy(&file.spec).await,
@@ -90,12 +94,36 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
     drop(exec);
     display.finish().await;
     let outcome = result.map_err(|e| file.locate(e))?;
-    print_outcome(&outcome, args.output);
+    print_outcome(&outcome, args);
     Ok(Code::of(outcome.status))
 }
 
-fn print_outcome(outcome: &Outcome, output: Output) {
-    match output {
+/// The command that resumes deployment `id` of the file `args` names, as the user can paste it.
+fn resume_command(args: &FileArgs, id: &str) -> String {
+    let mut words =
+        vec!["bluegreen".to_owned(), "resume-deploy".to_owned(), "-f".to_owned(), shell_word(&args.file.display())];
+    if let Some(tf) = &args.tf_outputs {
+        words.extend(["--tf-outputs".to_owned(), shell_word(&tf.display())]);
+    }
+    if let Some(owner) = &args.owner {
+        words.extend(["--owner".to_owned(), shell_word(owner)]);
+    }
+    words.push(id.to_owned());
+    words.join(" ")
+}
+
+/// `text` as one shell word: as it is when it is plain, else single-quoted.
+fn shell_word(text: &impl std::fmt::Display) -> String {
+    let text = text.to_string();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c)) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+fn print_outcome(outcome: &Outcome, args: &FileArgs) {
+    match args.output {
         Output::Json => println!("{}", json!({ "outcome": outcome })),
         Output::Text => {
             let versions: Vec<String> = outcome.serving_versions.iter().map(ToString::to_string).collect();
@@ -111,7 +139,7 @@ fn print_outcome(outcome: &Outcome, output: Output) {
                 println!("reason: {reason}");
             }
             if outcome.status == bluegreen_core::Status::Interrupted {
-                println!("resume with: bluegreen resume-deploy {}", outcome.deployment_id);
+                println!("resume with: {}", resume_command(args, &outcome.deployment_id));
             }
         }
     }
@@ -120,7 +148,7 @@ fn print_outcome(outcome: &Outcome, output: Output) {
 /// The deployment `args` names, or the service's newest one (running first).
 async fn target(store: &dyn StateStore, file: &DeployFile, id: Option<&str>) -> Result<DeploymentRecord, CliError> {
     if let Some(id) = id {
-        return Ok(store.load(id).await?);
+        return store.load(id).await.map_err(CliError::unknown);
     }
     let history = store.history(&file.spec.service).await?;
     history.iter().rev().find(|r| r.phase != Phase::Finished).or_else(|| history.last()).cloned().ok_or_else(|| {
@@ -226,7 +254,7 @@ pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, 
     let exec = executor(&file, args, Some(store)).await?.build();
     let version = to.map(Version::from);
     let outcome = exec.rollback_to(&file.spec.service, version.as_ref()).await?;
-    print_outcome(&outcome, args.output);
+    print_outcome(&outcome, args);
     Ok(Code::of(outcome.status))
 }
 

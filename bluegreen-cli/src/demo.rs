@@ -38,6 +38,13 @@ pub(crate) struct DemoArgs {
     pub(crate) report: PathBuf,
 }
 
+/// The most servers per version the demo starts.
+const MAX_TARGETS: usize = 64;
+/// The highest request rate the demo sends through its proxy.
+const DEMO_MAX_RATE: f64 = 20_000.0;
+/// The longest bake the demo takes.
+const MAX_BAKE: Duration = Duration::from_secs(600);
+
 fn failed(e: impl std::fmt::Display) -> CliError {
     CliError::needs_human(format!("demo: {e}"))
 }
@@ -55,6 +62,24 @@ struct Phase {
 pub(crate) async fn run(args: &DemoArgs) -> Result<Code, CliError> {
     if args.targets < 2 {
         return Err(CliError::bad_input("--targets: the demo needs at least 2 servers (it updates 2 at a time)"));
+    }
+    if args.targets > MAX_TARGETS {
+        return Err(CliError::bad_input(format!(
+            "--targets: at most {MAX_TARGETS} servers per version (each is a local process)"
+        )));
+    }
+    let (min, max) = (bluegreen_vm::MIN_RATE, DEMO_MAX_RATE);
+    if !(args.rate.is_finite() && (min..=max).contains(&args.rate)) {
+        return Err(CliError::bad_input(format!(
+            "--rate: {} requests per second is not within {min}–{max}",
+            args.rate
+        )));
+    }
+    if args.bake > MAX_BAKE {
+        return Err(CliError::bad_input(format!(
+            "--bake: at most {} (the demo runs four bakes)",
+            humantime::format_duration(MAX_BAKE)
+        )));
     }
     let exe = std::env::current_exe().map_err(failed)?;
     let (fleet, first) = LocalProcessFleet::builder()

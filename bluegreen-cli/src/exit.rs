@@ -18,8 +18,11 @@ pub(crate) enum Code {
     NeedsHuman = 3,
     /// Another deployment of the service holds its lock.
     LockConflict = 4,
-    /// Stopped at a safe point (Ctrl-C); resume with `bluegreen resume-deploy ID`.
+    /// Stopped at a safe point (Ctrl-C); resume with `bluegreen resume-deploy -f FILE ID`.
     Interrupted = 5,
+    /// The backend is not in the state the deploy file describes (something it names does not
+    /// exist, or the backend holds what no pool describes): nothing was changed.
+    Drift = 6,
 }
 
 impl Code {
@@ -52,6 +55,14 @@ impl CliError {
         Self { code: Code::BadInput, message: message.into() }
     }
 
+    /// A deployment or version the user named that the state store does not hold: bad input.
+    pub(crate) fn unknown(error: Error) -> Self {
+        match error {
+            Error::NotFound { .. } => Self::bad_input(error.to_string()),
+            other => other.into(),
+        }
+    }
+
     pub(crate) fn needs_human(message: impl Into<String>) -> Self {
         Self { code: Code::NeedsHuman, message: message.into() }
     }
@@ -66,7 +77,11 @@ impl fmt::Display for CliError {
 impl From<Error> for CliError {
     fn from(error: Error) -> Self {
         let code = match &error {
-            Error::Invalid { .. } | Error::NotFound { .. } | Error::Corrupt { .. } => Code::BadInput,
+            Error::Invalid { .. } | Error::Corrupt { .. } => Code::BadInput,
+            // What the file names is not on the backend (a listener, a target group, a pool).
+            // Deployments and versions looked up in the state store are mapped to bad input
+            // where they are looked up.
+            Error::NotFound { .. } | Error::Drift { .. } => Code::Drift,
             Error::Conflict { .. } => Code::LockConflict,
             _ => Code::NeedsHuman,
         };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use bluegreen_core::{Error, Spec};
+use bluegreen_core::{Error, RollingMode, Spec, Strategy};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use toml_edit::{Document, Item, Table};
@@ -29,10 +29,30 @@ impl DeployFile {
     /// An error from the library, pointed at the spec field it names (for refusals that need
     /// the backends' state, such as a batch larger than the pool).
     pub(crate) fn locate(&self, error: Error) -> CliError {
-        let map =
-            SourceMap { file: &self.locations.file, text: &self.locations.text, spans: self.locations.spans.clone() };
+        let map = SourceMap {
+            file: &self.locations.file,
+            text: &self.locations.text,
+            spans: self.locations.spans.clone(),
+            values: Vec::new(),
+        };
         match &error {
             Error::Invalid { .. } => spec_error(&map, error),
+            Error::NotFound { .. } | Error::Drift { .. } => {
+                // Point at the value the backend names (an ARN, a backend name), when the
+                // message quotes one of the file's values.
+                let message = error.to_string();
+                let quoted = self
+                    .locations
+                    .values
+                    .iter()
+                    .filter(|(_, value)| value.len() >= 8 && message.contains(value.as_str()))
+                    .max_by_key(|(_, value)| value.len());
+                let mut located = CliError::from(error);
+                if let Some((path, _)) = quoted {
+                    located.message = format!("{}: {path}: {message}", map.locate(path));
+                }
+                located
+            }
             _ => error.into(),
         }
     }
@@ -44,6 +64,8 @@ struct Locations {
     file: std::path::PathBuf,
     text: String,
     spans: BTreeMap<String, Range<usize>>,
+    /// Every string value as resolved (`${…}` replaced), by its path.
+    values: Vec<(String, String)>,
 }
 
 /// Where each value came from: JSON path → byte range in the file.
@@ -51,6 +73,7 @@ struct SourceMap<'a> {
     file: &'a Path,
     text: &'a str,
     spans: BTreeMap<String, Range<usize>>,
+    values: Vec<(String, String)>,
 }
 
 impl SourceMap<'_> {
@@ -163,10 +186,10 @@ pub(crate) fn parse(
 ) -> Result<DeployFile, CliError> {
     let document = Document::parse(text).map_err(|e| {
         let at = e.span().map_or(0, |s| s.start);
-        let map = SourceMap { file: path, text, spans: BTreeMap::new() };
+        let map = SourceMap { file: path, text, spans: BTreeMap::new(), values: Vec::new() };
         CliError::bad_input(format!("{}: TOML syntax error: {}", map.at(at), e.message()))
     })?;
-    let mut map = SourceMap { file: path, text, spans: BTreeMap::new() };
+    let mut map = SourceMap { file: path, text, spans: BTreeMap::new(), values: Vec::new() };
     let mut root = table_to_json(document.as_table(), "", &mut map, subs)?;
     let object = root.as_object_mut().expect("a document is a table");
     let backend = object.remove("backend").unwrap_or_else(|| Value::Object(Map::new()));
@@ -177,7 +200,29 @@ pub(crate) fn parse(
     let spec = Spec::from_value(&root).map_err(|e| spec_error(&map, e))?;
     spec.validate().map_err(|e| spec_error(&map, e))?;
     let backend = backend_section(&map, backend, &spec.pools)?;
-    if matches!(backend, BackendConfig::Ecs(..)) && matches!(spec.strategy, bluegreen_core::Strategy::Rolling(_)) {
+    if let Some(kind) = backend.fixed_inventory() {
+        let in_place = matches!(&spec.strategy, Strategy::Rolling(r) if r.mode == RollingMode::InPlace);
+        if !in_place {
+            // Blue-green, canary and linear start the new version's targets, and a rolling
+            // replace starts new ones: a fixed inventory of hosts can do neither.
+            let what = match &spec.strategy {
+                Strategy::Rolling(_) => "strategy.mode",
+                _ => "strategy.kind",
+            };
+            return Err(map.bad_input(
+                what,
+                format!(
+                    "invalid {what}: kind = \"{kind}\" updates a fixed inventory of hosts in place: use kind = \"rolling\" \
+                     with mode = \"in_place\" (the default); {} would need to start new hosts",
+                    spec.strategy.name()
+                ),
+            ));
+        }
+    }
+    if let Some(hosts) = backend.hosts() {
+        hosts.check_version(&spec.version).map_err(|e| spec_error(&map, e))?;
+    }
+    if matches!(backend, BackendConfig::Ecs(..)) && matches!(spec.strategy, Strategy::Rolling(_)) {
         // A rolling deploy retires part of a task set, and ECS picks which task a lower scale
         // stops (maybe a serving one): refused before anything runs.
         return Err(map.bad_input(
@@ -189,7 +234,7 @@ pub(crate) fn parse(
     if state.kind == crate::backend::StateKind::Dynamodb && state.table.is_none() {
         return Err(map.bad_input("state.kind", "invalid state: kind = \"dynamodb\" needs `table` (the state table)"));
     }
-    let locations = Locations { file: path.to_owned(), text: text.to_owned(), spans: map.spans };
+    let locations = Locations { file: path.to_owned(), text: text.to_owned(), spans: map.spans, values: map.values };
     Ok(DeployFile { spec, backend, state, locations })
 }
 
@@ -308,7 +353,11 @@ fn value_to_json(
         map.spans.insert(path.to_owned(), span);
     }
     Ok(match value {
-        V::String(s) => Value::String(subs.apply(s.value()).map_err(|message| map.bad_input(path, message))?),
+        V::String(s) => {
+            let resolved = subs.apply(s.value()).map_err(|message| map.bad_input(path, message))?;
+            map.values.push((path.to_owned(), resolved.clone()));
+            Value::String(resolved)
+        }
         V::Integer(i) => Value::from(*i.value()),
         V::Float(f) => serde_json::Number::from_f64(*f.value()).map_or(Value::Null, Value::Number),
         V::Boolean(b) => Value::Bool(*b.value()),

@@ -85,7 +85,11 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 }
 
 fn running_id(d: &TempDir) -> Option<String> {
-    let out = bluegreen(d, &["status", "--output", "json"]);
+    running_id_in(d, "deploy.toml")
+}
+
+fn running_id_in(d: &TempDir, file: &str) -> Option<String> {
+    let out = bluegreen(d, &["status", "-f", file, "--output", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     Some(v["deployment"]["id"].as_str()?.to_owned())
 }
@@ -200,19 +204,29 @@ fn pause_promote_and_abort_from_a_second_process_change_a_running_deploy() {
 #[test]
 fn ctrl_c_stops_at_a_safe_point_and_resume_deploy_converges() {
     let d = dir("ctrl-c", SLOW_CANARY);
-    let deploy = spawn(&d, &["deploy"]);
+    // A file with another name than the default deploy.toml: the printed hint must name it.
+    std::fs::rename(d.path().join("deploy.toml"), d.path().join("checkout release.toml")).unwrap();
+    let file = ["-f", "checkout release.toml"];
+    let deploy = spawn(&d, &[&["deploy"], &file[..]].concat());
     wait_until("the canary to bake", || green_weight(&d) == 20);
-    let id = running_id(&d).unwrap();
+    let id = running_id_in(&d, "checkout release.toml").unwrap();
     let pid = deploy.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let out = deploy.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(5), "{out:?}");
-    assert!(stdout(&out).contains(&format!("bluegreen resume-deploy {id}")), "{}", stdout(&out));
+    let printed = stdout(&out);
+    let hint = printed.lines().find_map(|l| l.strip_prefix("resume with: ")).expect("a resume hint");
+    assert_eq!(hint, format!("bluegreen resume-deploy -f 'checkout release.toml' {id}"));
     assert_eq!(green_weight(&d), 20, "left as it was, resumable");
 
     // Promote ahead of the resume so the 30 s bake is skipped; the resumed run replays it.
-    assert_eq!(bluegreen(&d, &["promote", "--id", &id]).status.code(), Some(0));
-    let resumed = bluegreen(&d, &["resume-deploy", &id]);
+    assert_eq!(bluegreen(&d, &[&["promote"], &file[..], &["--id", &id]].concat()).status.code(), Some(0));
+    // The hint, run as printed (through a shell, as an operator pastes it).
+    let resumed = Command::new("sh")
+        .current_dir(d.path())
+        .args(["-c", &hint.replacen("bluegreen", BLUEGREEN, 1)])
+        .output()
+        .unwrap();
     assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
     assert_eq!(green_weight(&d), 100);
     assert!(world(&d).violations().is_empty());
@@ -229,4 +243,77 @@ fn report_writes_an_svg_of_the_deploy() {
     for text in ["traffic (%)", "serving targets", "blue", "green", "checkout v1 → v2"] {
         assert!(svg.contains(text), "the report lacks {text:?}");
     }
+}
+
+/// Every exit code docs/cli.md documents, provoked, and no other: the table and the command
+/// cannot drift apart.
+#[test]
+fn every_documented_exit_code_is_provoked_and_means_what_the_table_says() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).unwrap();
+    let documented: std::collections::BTreeSet<i32> =
+        docs.lines().filter_map(|l| l.strip_prefix("| ")?.split_once(" |")?.0.trim().parse().ok()).collect();
+    let mut provoked = std::collections::BTreeMap::new();
+
+    // 0: done.
+    let d = dir("exit-0", QUICK_CANARY);
+    provoked.insert(0, bluegreen(&d, &["plan"]).status.code());
+    // 1: failed and rolled back.
+    let d = dir("exit-1", QUICK_CANARY);
+    provoked.insert(1, bluegreen(&d, &["deploy", "--version", "v9"]).status.code());
+    // 2: bad input — a malformed file, an unknown deployment, a demo rate of 0 or 1e-30.
+    let d = dir("exit-2", "kind = \"canary\"\nsteps = [{ percent = 0 }]");
+    let codes: Vec<Option<i32>> = [
+        bluegreen(&d, &["plan"]),
+        bluegreen(&dir("exit-2b", QUICK_CANARY), &["status", "--id", "no-such-deployment"]),
+        bluegreen(&d, &["demo", "--rate", "0"]),
+        bluegreen(&d, &["demo", "--rate", "1e-30"]),
+    ]
+    .iter()
+    .map(|o| o.status.code())
+    .collect();
+    assert_eq!(codes, [Some(2); 4], "bad input");
+    provoked.insert(2, codes[0]);
+    // 3: a backend that cannot be reached (an HAProxy socket that does not exist).
+    let d = dir("exit-3", QUICK_CANARY);
+    let haproxy = r#"[backend]
+kind = "haproxy"
+socket = "no-such-admin.sock"
+haproxy_backend = "web"
+updater = "true"
+hosts = [{ id = "web-1", address = "127.0.0.1:18081", version = "v1" }]
+probe = { kind = "tcp" }
+"#;
+    let text = std::fs::read_to_string(d.path().join("deploy.toml")).unwrap();
+    let text = text
+        .replace("[backend]\nkind = \"sim\"\nworld = \"world.json\"\nversions = { v9 = \"never_healthy\" }\n", haproxy)
+        .replace(QUICK_CANARY, "kind = \"rolling\"\nbatch = 1");
+    std::fs::write(d.path().join("deploy.toml"), text).unwrap();
+    provoked.insert(3, bluegreen(&d, &["plan"]).status.code());
+    // 4: another deployment holds the lock; 5: Ctrl-C.
+    let d = dir("exit-4", SLOW_CANARY);
+    let first = spawn(&d, &["deploy"]);
+    wait_until("the canary to bake", || green_weight(&d) == 20);
+    provoked.insert(4, bluegreen(&d, &["deploy", "--version", "v3"]).status.code());
+    assert!(Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap().success());
+    provoked.insert(5, first.wait_with_output().unwrap().status.code());
+    // 6: the backend is not as the file describes: the router splits 50/50 (a deploy left
+    // half-way by another tool), so no pool carries all traffic.
+    let d = dir("exit-6", QUICK_CANARY);
+    let half = bluegreen_core::Split::between(&"blue".into(), &"green".into(), 50);
+    Sim::builder()
+        .pool("blue", 2, "v1")
+        .pool("green", 2, "v1")
+        .split(half)
+        .shared_file(d.path().join("world.json"))
+        .build();
+    let out = bluegreen(&d, &["deploy"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not finish"), "{out:?}");
+    provoked.insert(6, out.status.code());
+    assert_eq!(world(&d).writes(), 0, "exit 6 changed nothing");
+
+    for (code, got) in &provoked {
+        assert_eq!(*got, Some(*code), "exit code {code} was not what its case provoked");
+    }
+    let codes: std::collections::BTreeSet<i32> = provoked.keys().copied().collect();
+    assert_eq!(codes, documented, "docs/cli.md documents other exit codes than the command has");
 }

@@ -634,6 +634,55 @@ fn cases() -> Vec<Case> {
             Some(("kind = \"tcp\"", "kind = \"alb\"  # <-")),
             &["backend.probe.kind", "alb"],
         ),
+        // What a fixed inventory of hosts cannot run, and hosts it cannot reach.
+        kind_case("haproxy: blue-green on a fixed inventory", HAPROXY, &[], None, &[]).with_replace(
+            "kind = \"canary\"\nsteps = [{ percent = 10, bake = \"1s\" }]",
+            "kind = \"blue_green\"  # <-",
+            &["strategy.kind", "fixed inventory", "rolling"],
+        ),
+        kind_case("rfc2136: canary on a fixed inventory", RFC2136, &[], None, &[]).with_replace(
+            "kind = \"canary\"\n",
+            "kind = \"canary\"  # <-\n",
+            &["strategy.kind", "fixed inventory", "canary"],
+        ),
+        kind_case(
+            "haproxy: rolling replace on a fixed inventory",
+            HAPROXY,
+            &[],
+            None,
+            &["strategy.mode", "fixed inventory", "in_place"],
+        )
+        .rolling("batch = 1\nmode = \"replace\"  # <-"),
+        kind_case(
+            "haproxy: host address without a port",
+            HAPROXY,
+            &[],
+            Some(("address = \"127.0.0.1:18081\"", "address = \"127.0.0.1\"  # <-")),
+            &["backend.hosts[0].address", "no port"],
+        )
+        .rolling("batch = 1"),
+        kind_case(
+            "rfc2136: host address with a port above 65535",
+            RFC2136,
+            &[],
+            Some(("address = \"127.0.0.1:18081\"", "address = \"127.0.0.1:70000\"  # <-")),
+            &["backend.hosts[0].address", "65535"],
+        )
+        .rolling("batch = 1"),
+        kind_case(
+            "alb: host address with port 0",
+            ALB,
+            &[],
+            Some((
+                "id = \"10.0.0.1:8080\"\naddress = \"10.0.0.1:8080\"",
+                "id = \"10.0.0.1:0\"\naddress = \"10.0.0.1:0\"  # <-",
+            )),
+            &["backend.hosts[0].address", "65535"],
+        )
+        .rolling("batch = 1"),
+        kind_case("haproxy: a version the updater cannot take", HAPROXY, &[], None, &[])
+            .rolling("batch = 1")
+            .with_replace("version = \"v2\"", "version = \"v2;reboot\"  # <-", &["version", "shell command"]),
         kind_case(
             "rfc2136: unknown updater placeholder",
             RFC2136,
@@ -646,9 +695,19 @@ fn cases() -> Vec<Case> {
 
 trait Replace {
     fn with_replace(self, from: &str, to: &str, words: &'static [&'static str]) -> Case;
+    /// The base's canary as an in-place rolling update (what a fixed inventory can run),
+    /// unmarked; `strategy` replaces the lines after `kind`.
+    fn rolling(self, strategy: &str) -> Case;
 }
 
 impl Replace for Case {
+    fn rolling(mut self, strategy: &str) -> Case {
+        let canary = "kind = \"canary\"\nsteps = [{ percent = 10, bake = \"1s\" }]";
+        assert!(self.text.contains(canary), "{}: no canary to replace", self.name);
+        self.text = self.text.replacen(canary, &format!("kind = \"rolling\"\n{strategy}"), 1);
+        self
+    }
+
     fn with_replace(mut self, from: &str, to: &str, words: &'static [&'static str]) -> Case {
         assert!(self.text.contains(from), "{}: {from:?} not in the base", self.name);
         let marked = to.contains("# <-");

@@ -51,6 +51,7 @@ pub async fn router_suite(router: &dyn Router, fixture: &RouterFixture) {
     split_reads_back(router, fixture).await;
     invalid_split_is_refused(router, fixture).await;
     drain_stops_traffic_and_add_re_enables(router, fixture).await;
+    drain_lasts_the_propagation_delay(router, fixture).await;
     remove_targets_is_idempotent(router, fixture).await;
 }
 
@@ -153,11 +154,57 @@ pub async fn drain_stops_traffic_and_add_re_enables(router: &dyn Router, fixture
     let report =
         router.drain(pool, std::slice::from_ref(&target.id), Duration::from_secs(10)).await.expect("drain failed");
     assert!(!report.timed_out || report.in_flight_at_end.unwrap_or(0) > 0, "a drain with nothing in flight timed out");
+    if router.capabilities().observes_in_flight {
+        assert!(
+            report.in_flight_at_start.is_some() && report.in_flight_at_end.is_some(),
+            "{}: claims observes_in_flight but its drain report carries no counts: {report:?}",
+            router.name()
+        );
+    }
     let state = state_of(router, pool, &target.id).await;
     assert!(matches!(state, Some(MemberState::Disabled | MemberState::Draining)), "drained target is {state:?}");
     router.drain(pool, std::slice::from_ref(&target.id), Duration::from_secs(10)).await.expect("drain again failed");
     router.add_targets(pool, std::slice::from_ref(target)).await.expect("re-enable failed");
     assert_eq!(state_of(router, pool, &target.id).await, Some(MemberState::Serving), "re-enabled target not serving");
+}
+
+/// A router with a propagation delay (DNS) never reports a target drained before the delay
+/// has passed since its drain began — also when the drain call was cut short by its timeout,
+/// so that a resumed run sees it still `Draining` — and a drain asked again waits the rest.
+pub async fn drain_lasts_the_propagation_delay(router: &dyn Router, fixture: &RouterFixture) {
+    let delay = router.capabilities().propagation_delay;
+    if delay.is_zero() {
+        return;
+    }
+    let name = router.name();
+    let pool = &fixture.pools[0];
+    let target = std::slice::from_ref(&fixture.targets[0]);
+    let id = std::slice::from_ref(&fixture.targets[0].id);
+    router.add_targets(pool, target).await.expect("add_targets failed");
+    router.set_split(&Split::all_to(pool)).await.expect("set_split failed");
+    let started = tokio::time::Instant::now();
+    let report = router.drain(pool, id, delay / 4).await.expect("drain failed");
+    let state = state_of(router, pool, &id[0]).await;
+    if started.elapsed() < delay {
+        assert!(
+            report.timed_out,
+            "{name}: a drain cut short of the propagation delay ({delay:?}) must say it timed out"
+        );
+        assert_eq!(
+            state,
+            Some(MemberState::Draining),
+            "{name}: reported {state:?} {:?} after its drain began, before the propagation delay {delay:?}",
+            started.elapsed()
+        );
+    }
+    router.drain(pool, id, delay * 2).await.expect("drain again failed");
+    assert!(
+        started.elapsed() >= delay,
+        "{name}: a drain asked again returned {:?} after the first began, before the propagation delay {delay:?}",
+        started.elapsed()
+    );
+    assert_eq!(state_of(router, pool, &id[0]).await, Some(MemberState::Disabled), "{name}: drained after the delay");
+    router.add_targets(pool, target).await.expect("re-enable failed");
 }
 
 /// Removed targets are gone from the pool; removing them again succeeds.

@@ -31,11 +31,20 @@ pub enum Error {
         /// What was looked for, with its name (`pool "green"`).
         what: String,
     },
-    /// The backend or the store is in a state that conflicts with the request
-    /// (a lock held by another owner, a split left half-way by an earlier deploy, ...).
+    /// The state store refuses the request: a lock held by another owner, a lease taken over
+    /// (stale fence), a record that exists already or has ended.
     #[error("conflict: {what}")]
     Conflict {
         /// What conflicts, with names and, for locks, the owner and expiry.
+        what: String,
+    },
+    /// The backend is not in the state the deploy describes: something it names does not hold
+    /// what it should (a rule on another listener, a live pool the listener does not forward
+    /// to), or the backend holds what no pool describes (a member the fleet does not know, an
+    /// address in no pool, a split left half-way by an earlier deploy). Nothing was changed.
+    #[error("the backend does not match the deploy: {what}")]
+    Drift {
+        /// What was found, naming the resource and what was expected of it.
         what: String,
     },
     /// Targets did not become (or stay) healthy.
@@ -115,6 +124,11 @@ impl Error {
     /// Builds an [`Error::Conflict`].
     pub fn conflict(what: impl Into<String>) -> Self {
         Self::Conflict { what: what.into() }
+    }
+
+    /// Builds an [`Error::Drift`].
+    pub fn drift(what: impl Into<String>) -> Self {
+        Self::Drift { what: what.into() }
     }
 
     /// Builds a retryable [`Error::Backend`] (throttling, a transient 5xx, a dropped connection).

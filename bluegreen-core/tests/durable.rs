@@ -80,7 +80,7 @@ async fn an_interrupted_deployment_resumes_from_its_last_recorded_step() {
     assert_eq!(outcome.status, Status::Succeeded);
     assert!(log.lines().iter().any(|l| l == &format!("resumed the deployment at step {}", bake + 1)));
     assert_eq!(sim.split().weight(&"green".into()), 100);
-    assert!(matches!(exec.resume_deployment(&id).await, Err(Error::Conflict { .. })), "a finished deploy");
+    assert!(matches!(exec.resume_deployment(&id).await, Err(Error::Invalid { .. })), "a finished deploy");
     assert_no_violations(&sim, &log);
 }
 
@@ -250,7 +250,27 @@ async fn history_lists_outcomes_and_a_deploy_goes_back_to_the_previous_good_vers
     assert_eq!(back.status, Status::Succeeded);
     assert_eq!(back.serving_versions, vec!["v2".into()], "the good version before the current v3");
     let err = exec.rollback_to("shop", Some(&"v9".into())).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_version_installed_before_the_first_deploy_is_a_rollback_target() {
+    // Terraform created the service at v86; bluegreen's first deploy took it to v87.
+    let sim = Sim::builder().pool("blue", 2, "v86").pool("green", 0, "v86").build();
+    let store = Arc::new(MemoryStore::new());
+    let (exec, _) = durable(&sim, &store, "ci");
+    let bg = |v: &str| quick(Spec::new("shop", v, Strategy::BlueGreen(BlueGreen::default())));
+    assert_eq!(exec.deploy(&bg("v87")).await.unwrap().status, Status::Succeeded);
+
+    let back = exec.rollback_to("shop", None).await.unwrap();
+    assert_eq!(back.status, Status::Succeeded);
+    assert_eq!(back.serving_versions, vec!["v86".into()], "the version the first deploy started from");
+    let forward = exec.rollback_to("shop", Some(&"v87".into())).await.unwrap();
+    assert_eq!(forward.serving_versions, vec!["v87".into()]);
+    let again = exec.rollback_to("shop", Some(&"v86".into())).await.unwrap();
+    assert_eq!(again.serving_versions, vec!["v86".into()], "--to a version known only as a `from`");
+    let err = exec.rollback_to("shop", Some(&"v85".into())).await.unwrap_err();
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "to"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]

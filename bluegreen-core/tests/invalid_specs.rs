@@ -508,8 +508,8 @@ fn a_syntax_error_names_the_spec_and_the_position() {
 enum Expect {
     /// `Error::Invalid` naming this field, with these words in the message.
     Invalid(&'static str, &'static [&'static str]),
-    /// `Error::Conflict` with these words in the message.
-    Conflict(&'static [&'static str]),
+    /// `Error::Drift` with these words in the message.
+    Drift(&'static [&'static str]),
 }
 
 struct StateCase {
@@ -555,13 +555,13 @@ fn state_cases() -> Vec<StateCase> {
                 .split(Split::new([("blue", 50), ("green", 50)]).unwrap())
                 .build(),
             spec: canary(&[10, 50]),
-            expect: Expect::Conflict(&["blue 50% / green 50%", "did not finish"]),
+            expect: Expect::Drift(&["blue 50% / green 50%", "did not finish"]),
         },
         StateCase {
             name: "leftover targets in the idle pool",
             sim: Sim::builder().pool("blue", 4, "v1").pool("green", 2, "v2").build(),
             spec: blue_green(),
-            expect: Expect::Conflict(&["pool green", "2 target", "green-005", "green-006"]),
+            expect: Expect::Drift(&["pool green", "2 target", "green-005", "green-006"]),
         },
         StateCase {
             name: "no pool of the spec carries the traffic",
@@ -633,9 +633,9 @@ async fn run_state_case(case: &StateCase) -> Result<(), String> {
                 check_invalid(err, field).map_err(|e| format!("{call}: {e}"))?;
                 words
             }
-            Expect::Conflict(words) => {
-                if !matches!(err, Error::Conflict { .. }) {
-                    return Err(format!("{call}: expected Error::Conflict, got {err:?}"));
+            Expect::Drift(words) => {
+                if !matches!(err, Error::Drift { .. }) {
+                    return Err(format!("{call}: expected Error::Drift, got {err:?}"));
                 }
                 words
             }
@@ -679,7 +679,7 @@ async fn compile_refusals_on_a_hand_built_snapshot_match_the_executor() {
             .expect_err(case.name);
         match case.expect {
             Expect::Invalid(field, _) => check_invalid(&err, field).unwrap_or_else(|e| panic!("{}: {e}", case.name)),
-            Expect::Conflict(_) => assert!(matches!(err, Error::Conflict { .. }), "{}: {err:?}", case.name),
+            Expect::Drift(_) => assert!(matches!(err, Error::Drift { .. }), "{}: {err:?}", case.name),
         }
         assert_eq!(case.sim.writes(), 0);
     }

@@ -13,6 +13,7 @@
 //! See `docs/dns.md` for TTL pacing, the multiplicity approximation with a worked example, the
 //! server setup RFC 2136 needs, and the limitations.
 
+mod bookkeeping;
 mod propagation;
 mod router;
 mod tsig;

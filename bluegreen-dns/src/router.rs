@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bluegreen_core::state::Clock;
 use bluegreen_core::{
     Capabilities, DrainReport, Error, Member, MemberState, PoolName, Result, Router, Split, Target, TargetId,
 };
@@ -16,6 +17,7 @@ use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::time::Instant;
 
+use crate::bookkeeping::{self, Family, MemberRecord, FORMAT};
 use crate::propagation::PropagationCheck;
 use crate::tsig::TsigKey;
 use crate::wire::{self, BACKEND};
@@ -24,8 +26,6 @@ use crate::wire::{self, BACKEND};
 const MAX_TTL: u32 = 86_400;
 /// The label under the service name that holds bluegreen's bookkeeping records.
 const META: &str = "_bluegreen";
-/// The first string of every bookkeeping TXT record (format version).
-const FORMAT: &str = "bg1";
 
 /// Builds an [`Rfc2136Router`]; see [`Rfc2136Router::builder`].
 #[derive(Debug, Clone)]
@@ -41,9 +41,29 @@ pub struct Rfc2136RouterBuilder {
     timeout: Duration,
     authoritatives: Vec<(String, SocketAddr)>,
     sync_timeout: Duration,
+    clock: Option<WallClock>,
+}
+
+/// The wall clock drain times are recorded with (no `Debug` of its own).
+#[derive(Clone)]
+struct WallClock(Clock);
+
+impl fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WallClock")
+    }
 }
 
 impl Rfc2136RouterBuilder {
+    /// The wall clock a drain's time is recorded with and read against (the time goes into the
+    /// bookkeeping TXT record, so a resumed or other process honours the rest of the TTL wait).
+    /// Default: the system time when the router is built, advanced by tokio's clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(WallClock(clock));
+        self
+    }
+
     /// The TSIG key that signs every UPDATE (required).
     #[must_use]
     pub fn tsig(mut self, key: TsigKey) -> Self {
@@ -179,6 +199,7 @@ impl Rfc2136RouterBuilder {
                 check: (!self.authoritatives.is_empty()).then_some(check),
                 sync_timeout: self.sync_timeout,
                 updates_sent: AtomicU64::new(0),
+                clock: self.clock.map_or_else(bookkeeping::tokio_wall_clock, |c| c.0),
             }),
         })
     }
@@ -199,7 +220,7 @@ fn fqdn(s: &str, field: &str) -> Result<Name> {
 /// - **The split** is the A record set served at `<name>`: a pool's weight is its share of the
 ///   records (record multiplicity). The set is replaced in **one** UPDATE message whose
 ///   prerequisites are the exact record sets it was computed from, so a concurrent change makes
-///   the server refuse it (`Error::Conflict`) instead of being overwritten.
+///   the server refuse it (`Error::Drift`) instead of being overwritten.
 /// - **Draining** removes a target's record from the answer; resolvers may still hand it out
 ///   for one TTL, so [`drain`](Router::drain) waits TTL + margin (bounded by its timeout) when a
 ///   served record was removed. The router cannot see in-flight requests.
@@ -226,6 +247,7 @@ struct Inner {
     check: Option<PropagationCheck>,
     sync_timeout: Duration,
     updates_sent: AtomicU64,
+    clock: Clock,
 }
 
 impl fmt::Debug for Rfc2136Router {
@@ -242,48 +264,31 @@ impl fmt::Debug for Rfc2136Router {
     }
 }
 
-/// One pool member as recorded in its pool's TXT record set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MemberRecord {
-    id: TargetId,
-    address: String,
-    ip: Ipv4Addr,
-    state: MemberState,
+/// The TXT record data of a member.
+fn member_rdata(member: &MemberRecord) -> RData {
+    RData::TXT(TXT::new(member.strings()))
 }
 
-impl MemberRecord {
-    fn rdata(&self) -> RData {
-        let state = match self.state {
-            MemberState::Serving => "serving",
-            MemberState::Draining | MemberState::Disabled => "disabled",
-        };
-        RData::TXT(TXT::new(vec![FORMAT.into(), self.id.to_string(), self.address.clone(), state.into()]))
-    }
-
-    fn parse(record: &Record) -> Option<Self> {
-        let RData::TXT(txt) = record.data() else { return None };
-        let strings: Vec<String> = txt.txt_data().iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
-        let [format, id, address, state] = strings.as_slice() else { return None };
-        if format != FORMAT {
-            return None;
-        }
-        let state = match state.as_str() {
-            "serving" => MemberState::Serving,
-            "disabled" => MemberState::Disabled,
-            _ => return None,
-        };
-        Some(Self { id: id.as_str().into(), address: address.clone(), ip: ipv4_of(address)?, state })
-    }
+/// A member from its TXT record, if the record is one of ours.
+fn parse_member(record: &Record) -> Option<MemberRecord> {
+    let RData::TXT(txt) = record.data() else { return None };
+    let strings: Vec<String> = txt.txt_data().iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+    MemberRecord::parse(&strings, Family::V4)
 }
 
 /// The IPv4 address of a target address (`10.0.0.7` or `10.0.0.7:8080`).
 fn ipv4_of(address: &str) -> Option<Ipv4Addr> {
-    if let Ok(ip) = address.parse::<Ipv4Addr>() {
-        return Some(ip);
-    }
-    match address.parse::<SocketAddr>() {
-        Ok(SocketAddr::V4(v4)) => Some(*v4.ip()),
+    match Family::V4.address_of(address) {
+        Some(IpAddr::V4(ip)) => Some(ip),
         _ => None,
+    }
+}
+
+/// The IPv4 address a member's record carries (members of an A-record router are IPv4).
+fn member_ipv4(member: &MemberRecord) -> Option<Ipv4Addr> {
+    match member.ip {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -370,22 +375,26 @@ impl State {
                 out.push((ip, pool.clone()));
                 continue;
             }
-            let owners: Vec<&PoolName> =
-                self.pools.iter().filter(|(_, (_, m))| m.iter().any(|m| m.ip == ip)).map(|(p, _)| p).collect();
+            let owners: Vec<&PoolName> = self
+                .pools
+                .iter()
+                .filter(|(_, (_, m))| m.iter().any(|m| m.ip == IpAddr::V4(ip)))
+                .map(|(p, _)| p)
+                .collect();
             match owners.as_slice() {
                 [pool] => out.push((ip, (*pool).clone())),
                 [] => {
-                    return Err(Error::conflict(format!(
+                    return Err(Error::drift(format!(
                         "{} serves {ip}, which is in no pool ({}): the record set was changed outside bluegreen",
                         router.name,
                         router.pools.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                    )))
+                    )));
                 }
                 _ => {
-                    return Err(Error::conflict(format!(
+                    return Err(Error::drift(format!(
                         "{} serves {ip}, a member of several pools, without a record of which one it counts for",
                         router.name
-                    )))
+                    )));
                 }
             }
         }
@@ -426,8 +435,8 @@ fn answer_for(
     for (pool, weight) in split.iter().filter(|(_, w)| *w > 0) {
         let mut serving: Vec<Ipv4Addr> = Vec::new();
         for m in members.get(pool).into_iter().flatten().filter(|m| m.state == MemberState::Serving) {
-            if !serving.contains(&m.ip) {
-                serving.push(m.ip);
+            if let Some(ip) = member_ipv4(m).filter(|ip| !serving.contains(ip)) {
+                serving.push(ip);
             }
         }
         if serving.is_empty() {
@@ -521,6 +530,7 @@ impl Rfc2136Router {
             timeout: Duration::from_secs(5),
             authoritatives: Vec::new(),
             sync_timeout: Duration::from_secs(60),
+            clock: None,
         }
     }
 
@@ -562,6 +572,11 @@ impl Rfc2136Router {
 }
 
 impl Inner {
+    /// How long a drain lasts: TTL + margin.
+    fn delay(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ttl)) + self.margin
+    }
+
     async fn rrset(&self, name: &Name, rtype: RecordType) -> Result<RrSet> {
         let records = wire::query(self.server, name, rtype, self.timeout).await?;
         Ok(RrSet { name: name.clone(), rtype, records })
@@ -573,7 +588,7 @@ impl Inner {
         let mut pools = BTreeMap::new();
         for pool in &self.pools {
             let set = self.rrset(&self.pool_meta[pool], RecordType::TXT).await?;
-            let members = set.records.iter().filter_map(MemberRecord::parse).collect();
+            let members = set.records.iter().filter_map(parse_member).collect();
             pools.insert(pool.clone(), (set, members));
         }
         Ok(State { answer, attribution, pools })
@@ -598,7 +613,7 @@ impl Inner {
                 .collect(),
         ));
         for (pool, (set, _)) in &state.pools {
-            desired.push((set, members.get(pool).into_iter().flatten().map(MemberRecord::rdata).collect()));
+            desired.push((set, members.get(pool).into_iter().flatten().map(member_rdata).collect()));
         }
         let mut updates = Vec::new();
         for (set, data) in &desired {
@@ -637,7 +652,7 @@ impl Router for Rfc2136Router {
             .with_weight_granularity(i.granularity)
             .with_per_target_drain(false)
             .with_atomic_swap(true)
-            .with_propagation_delay(Duration::from_secs(u64::from(i.ttl)) + i.margin)
+            .with_propagation_delay(i.delay())
             .with_observes_in_flight(false)
     }
 
@@ -679,17 +694,16 @@ impl Router for Rfc2136Router {
                     format!("target {}: an A record needs an IPv4 address (or IPv4:port), not {:?}", t.id, t.address),
                 )
             })?;
-            if t.id.as_str().len() > 255 || t.address.len() > 255 {
-                return Err(Error::invalid(format!("targets[{i}]"), "ids and addresses are limited to 255 bytes"));
-            }
-            added.push(MemberRecord { id: t.id.clone(), address: t.address.clone(), ip, state: MemberState::Serving });
+            bookkeeping::storable(&format!("targets[{i}].id"), "a target id", t.id.as_str())?;
+            bookkeeping::storable(&format!("targets[{i}].address"), "a target address", &t.address)?;
+            added.push(MemberRecord::serving(t.id.clone(), t.address.clone(), IpAddr::V4(ip)));
         }
         let state = self.inner.read().await?;
         let mut members = state.members();
         for new in added {
             for (other_pool, list) in &members {
                 if let Some(m) = list.iter().find(|m| m.ip == new.ip && m.id != new.id) {
-                    return Err(Error::conflict(format!(
+                    return Err(Error::drift(format!(
                         "address {} of target {} is already target {} in pool {other_pool}",
                         new.ip, new.id, m.id
                     )));
@@ -716,30 +730,52 @@ impl Router for Rfc2136Router {
     async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: Duration) -> Result<DrainReport> {
         self.known(pool)?;
         let started = Instant::now();
-        let state = self.inner.read().await?;
+        let i = &self.inner;
+        let state = i.read().await?;
         let mut members = state.members();
         let list = members.entry(pool.clone()).or_default();
+        let mut newly = Vec::new();
         for id in targets {
             let m = list
                 .iter_mut()
                 .find(|m| m.id == *id)
                 .ok_or_else(|| Error::not_found(format!("target {id} in pool {pool}")))?;
-            m.state = MemberState::Disabled;
+            // A member drained before (a step re-run after a crash) keeps its time.
+            if m.state == MemberState::Serving {
+                m.state = MemberState::Disabled;
+                newly.push(m.id.clone());
+            }
         }
-        let current = state.split(&self.inner)?;
+        let current = state.split(i)?;
         let answer = answer_for(&current, &members, false)?;
         let before: BTreeSet<Ipv4Addr> = state.served().into_iter().collect();
         let after: BTreeSet<Ipv4Addr> = answer.iter().map(|(ip, _)| *ip).collect();
-        let withdrawn = !before.is_subset(&after);
-        self.inner.write(&state, &members, &answer).await?;
         // DNS draining is TTL-based: resolvers may hand out a withdrawn record until its TTL
-        // (plus margin) has passed. Nothing was withdrawn: nothing to wait for.
-        let delay = Duration::from_secs(u64::from(self.inner.ttl)) + self.inner.margin;
+        // (plus margin) has passed. The time goes into the bookkeeping with each member whose
+        // address this drain withdraws, so a resumed run (or another process) waits the rest.
+        let drained_at = bookkeeping::unix_secs_up(bookkeeping::unix_now(&i.clock));
+        let mut withdrawn = false;
+        for m in members.entry(pool.clone()).or_default().iter_mut().filter(|m| newly.contains(&m.id)) {
+            let gone = member_ipv4(m).is_some_and(|ip| before.contains(&ip) && !after.contains(&ip));
+            m.disabled_at = gone.then_some(drained_at);
+            withdrawn |= gone;
+        }
+        // An address withdrawn that belongs to no drained member still goes from the answer.
+        withdrawn |= !before.is_subset(&after);
+        i.write(&state, &members, &answer).await?;
+        let delay = i.delay();
+        let mut until = withdrawn.then_some(started + delay);
+        // The recorded times (rounded up, and those of members drained before) in local time.
+        let now = bookkeeping::unix_now(&i.clock);
+        if let Some(end) = bookkeeping::drain_ends(&members[pool], targets, delay) {
+            let end = Instant::now() + end.saturating_sub(now);
+            until = Some(until.map_or(end, |u| u.max(end)));
+        }
         let mut timed_out = false;
-        if withdrawn {
-            let wait = delay.min(timeout);
-            timed_out = timeout < delay;
-            tokio::time::sleep_until(started + wait).await;
+        if let Some(until) = until {
+            let deadline = started + timeout;
+            timed_out = until > deadline;
+            tokio::time::sleep_until(until.min(deadline)).await;
         }
         Ok(DrainReport { in_flight_at_start: None, in_flight_at_end: None, timed_out, elapsed: started.elapsed() })
     }
@@ -760,11 +796,12 @@ impl Router for Rfc2136Router {
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
         self.known(pool)?;
         let set = self.inner.rrset(&self.inner.pool_meta[pool], RecordType::TXT).await?;
+        let (now, delay) = (bookkeeping::unix_now(&self.inner.clock), self.inner.delay());
         Ok(set
             .records
             .iter()
-            .filter_map(MemberRecord::parse)
-            .map(|m| Member { id: m.id, state: m.state, in_flight: None })
+            .filter_map(parse_member)
+            .map(|m| Member { state: m.state_at(now, delay), id: m.id, in_flight: None })
             .collect())
     }
 }
@@ -777,12 +814,7 @@ mod tests {
         let members = ips
             .iter()
             .enumerate()
-            .map(|(i, ip)| MemberRecord {
-                id: format!("{name}-{i}").into(),
-                address: (*ip).to_owned(),
-                ip: ip.parse().unwrap(),
-                state: MemberState::Serving,
-            })
+            .map(|(i, ip)| MemberRecord::serving(format!("{name}-{i}").into(), (*ip).to_owned(), ip.parse().unwrap()))
             .collect();
         (name.into(), members)
     }

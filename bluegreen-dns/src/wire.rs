@@ -179,7 +179,7 @@ pub(crate) async fn update(
             ))
         }
         ResponseCode::NXRRSet | ResponseCode::YXRRSet | ResponseCode::NXDomain | ResponseCode::YXDomain => {
-            return Err(Error::conflict(format!(
+            return Err(Error::drift(format!(
                 "zone {zone} at {server}: the records changed since they were read (prerequisite failed: {}); \
                  another writer is active, nothing was changed",
                 rcode_name(rcode)

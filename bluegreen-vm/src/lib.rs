@@ -20,6 +20,6 @@ pub mod target;
 
 pub use haproxy::{HaproxyCheckProbe, HaproxyEndpoint, HaproxyRouter, HaproxyRouterBuilder};
 pub use host_fleet::{HostFleet, Updater};
-pub use load::{LoadGenerator, LoadGeneratorBuilder, LoadReport};
+pub use load::{LoadGenerator, LoadGeneratorBuilder, LoadReport, MAX_RATE, MIN_RATE};
 pub use process_fleet::{LocalProcessFleet, LocalProcessFleetBuilder, TARGET_BINARY, TARGET_BINARY_ENV};
 pub use proxy::{Counts, LocalProxyRouter, LocalProxyRouterBuilder, MemberStats, PoolStats, ProxyStats};

@@ -19,6 +19,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// The lowest rate a generator takes: one request in 100 s (a slower one would not show a
+/// deploy's effect, and its interval must fit a `Duration`).
+pub const MIN_RATE: f64 = 0.01;
+/// The highest rate a generator takes, in requests per second.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 /// Sends GET requests to a URL at a steady rate until stopped, and counts what happened to
 /// each: succeeded (a 2xx answer read to its end), failed (any other status, a connection
 /// error, a broken body or a timeout), and which version served it (the `x-version` header).
@@ -277,7 +283,8 @@ impl LoadGeneratorBuilder {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a base URL that is not `http://host:port[/prefix]`, a path not
-    /// starting with `/`, a rate or concurrency of 0, a share outside 0–1, or a zero timeout.
+    /// starting with `/`, a rate outside [`MIN_RATE`]–[`MAX_RATE`], a concurrency of 0, a share
+    /// outside 0–1, or a zero timeout.
     pub fn start(self) -> Result<LoadGenerator> {
         let base = self.base.trim_end_matches('/').to_owned();
         let parsed: Uri = base.parse().map_err(|e| Error::invalid("url", format!("{:?}: {e}", self.base)))?;
@@ -287,10 +294,10 @@ impl LoadGeneratorBuilder {
         if !self.path.starts_with('/') {
             return Err(Error::invalid("path", format!("{:?} must start with '/'", self.path)));
         }
-        if !(self.rate.is_finite() && self.rate > 0.0) {
+        if !(self.rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&self.rate)) {
             return Err(Error::invalid(
                 "rate",
-                format!("{} is not a positive number of requests per second", self.rate),
+                format!("{} requests per second is not within {MIN_RATE}–{MAX_RATE}", self.rate),
             ));
         }
         if self.concurrency == 0 {

@@ -551,7 +551,8 @@ async fn rolling_ten_servers_two_at_a_time_under_load_drops_nothing() {
     let failed: Vec<&Sample> = samples.iter().filter(|s| !s.ok).collect();
     assert!(failed.is_empty(), "failed requests: {}", summary(&samples));
     assert_eq!(samples.iter().filter(|s| s.long).count(), 20, "two long requests per server");
-    assert!(workers == 0 || samples.len() > 2_000, "too little load to mean anything: {}", samples.len());
+    // The bar: at least 50,000 requests through the deploy, none failed.
+    assert!(workers == 0 || samples.len() >= 50_000, "too little load to mean anything: {}", samples.len());
     assert_no_traffic_to_stopped_hosts(&samples, &update_marks, "blue");
 
     // Every server runs v2, serves, and answers v2 itself.
@@ -935,7 +936,7 @@ async fn bad_input_is_refused_with_typed_errors_and_no_write() {
     assert!(matches!(&err, Error::NotFound { what } if what.contains("web/blue.web-99")), "{err}");
     // A split to a pool without a ready server is a conflict, refused before any write.
     let err = router.set_split(&all_green).await.unwrap_err();
-    assert!(matches!(&err, Error::Conflict { what } if what.contains("pool green has no ready server")), "{err}");
+    assert!(matches!(&err, Error::Drift { what } if what.contains("pool green has no ready server")), "{err}");
     // Target ids HAProxy cannot take, addresses that are not ip:port: Invalid.
     let mut odd = targets[2].clone();
     odd.id = "web 3".into();

@@ -24,7 +24,7 @@ impl EcsFleet {
         }
         let observed = self.observe_with(true).await?;
         if let Some(other) = observed.tagged(tag).find(|s| s.revision.version != request.version) {
-            return Err(Error::conflict(format!(
+            return Err(Error::drift(format!(
                 "task set {} of {} is tagged {tag} but runs {}, not {}",
                 other.id(),
                 self.where_(),
@@ -87,10 +87,7 @@ impl EcsFleet {
             .find(|s| s.is_primary())
             .or_else(|| observed.sets.iter().max_by_key(|s| s.set.created_at().map(|d| d.secs())))
             .ok_or_else(|| {
-                Error::conflict(format!(
-                    "{} has no task set to copy the task definition and network from",
-                    self.where_()
-                ))
+                Error::drift(format!("{} has no task set to copy the task definition and network from", self.where_()))
             })?;
         let definition =
             self.ensure_revision(template.set.task_definition().unwrap_or_default(), &request.version).await?;

@@ -90,7 +90,7 @@ const PAGE: i32 = 100;
 /// [`Error::Invalid`] (`record_name`) for a name outside the zone, (`split`) for a split giving
 /// traffic to a pool without serving members; [`Error::Timeout`] naming the change when it is
 /// still `PENDING` after the change timeout (the step fails; a re-run waits for that change);
-/// [`Error::ReadBackMismatch`] when the record sets read back differ; [`Error::Conflict`] for a
+/// [`Error::ReadBackMismatch`] when the record sets read back differ; [`Error::Drift`] for a
 /// simple record at the name, or a foreign weighted set with traffic on a split change.
 /// Throttling and `PriorRequestNotComplete` are retried by the SDK's standard retry mode, then
 /// surface as retryable [`Error::Backend`]s. `InvalidChangeBatch` saying a record set to delete
@@ -506,7 +506,7 @@ impl Inner {
         let mut state = State::default();
         for set in self.answer_sets().await? {
             let Some(id) = set.set_identifier() else {
-                return Err(Error::conflict(format!(
+                return Err(Error::drift(format!(
                     "{} has a simple (unweighted) {} record in {}: a weighted record set cannot be next to it",
                     self.name,
                     self.record_type.as_str(),
@@ -514,7 +514,7 @@ impl Inner {
                 )));
             };
             let Some(weight) = set.weight() else {
-                return Err(Error::conflict(format!(
+                return Err(Error::drift(format!(
                     "{} {} record set {id:?} in {} has a routing policy other than weighted",
                     self.name,
                     self.record_type.as_str(),
@@ -791,7 +791,7 @@ impl Router for Route53Router {
         let (state, synced) = i
             .update(|state| {
                 if let Some((id, w)) = state.foreign.iter().find(|(_, w)| *w > 0) {
-                    return Err(Error::conflict(format!(
+                    return Err(Error::drift(format!(
                         "weighted record set {id:?} at {} gets traffic (weight {w}) and is no pool of this router ({})",
                         i.name,
                         i.pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", ")

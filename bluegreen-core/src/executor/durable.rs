@@ -299,23 +299,27 @@ impl Executor {
     /// rollback if it was rolling back. The interrupted step runs again from its start.
     ///
     /// # Errors
-    /// [`Error::NotFound`] for an unknown id; [`Error::Conflict`] when it finished already or
-    /// another live owner holds the service's lock; store errors.
+    /// [`Error::NotFound`] for an unknown id; [`Error::Invalid`] when it finished already or a
+    /// later deployment of the service started since (its plan is stale); [`Error::Conflict`]
+    /// when another live owner holds the service's lock; store errors.
     pub async fn resume_deployment(&self, id: &str) -> Result<Outcome> {
         self.control.reset();
         let d = self.durable()?.clone();
         let record = d.store.load(id).await?;
         if record.phase == Phase::Finished {
             let status = record.outcome.as_ref().map_or_else(|| "finished".to_owned(), |o| o.status.to_string());
-            return Err(Error::conflict(format!("deployment {id} already ended ({status})")));
+            return Err(Error::invalid("deployment", format!("deployment {id} already ended ({status})")));
         }
         // Its plan describes the backends as they were; a later deployment changed them since.
         let history = d.store.history(&record.service).await?;
         if let Some(newer) = history.iter().find(|r| r.id != record.id && r.created_at > record.created_at) {
-            return Err(Error::conflict(format!(
-                "deployment {} of {} started after {id}; {id}'s plan is stale — start a new deploy instead",
-                newer.id, record.service
-            )));
+            return Err(Error::invalid(
+                "deployment",
+                format!(
+                    "deployment {} of {} started after {id}; {id}'s plan is stale — start a new deploy instead",
+                    newer.id, record.service
+                ),
+            ));
         }
         let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
         let plan = record.plan.clone();
@@ -333,25 +337,45 @@ impl Executor {
         Ok(self.durable()?.store.history(service).await?.iter().map(DeploymentRecord::summary).collect())
     }
 
-    /// Deploys `service` back to `version` (or, if `None`, to the last version that
-    /// succeeded before the current one), with the spec that deployed it then.
+    /// Deploys `service` back to `version` (or, if `None`, to the version that served before
+    /// the current good one), with the spec that deployed it then.
+    ///
+    /// A version is a valid target when a deployment of it succeeded, or when a deployment
+    /// started from it (it served before: the version Terraform or another tool installed
+    /// before the first bluegreen deploy counts). A version known only as a `from` is deployed
+    /// with the spec of the deployment that started from it.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when history has no such good version; as [`deploy`](Self::deploy).
+    /// [`Error::Invalid`] (field `to`) when history knows no such version; as
+    /// [`deploy`](Self::deploy).
     pub async fn rollback_to(&self, service: &str, version: Option<&Version>) -> Result<Outcome> {
         let history = self.durable()?.store.history(service).await?;
-        let good: Vec<&DeploymentRecord> =
-            history.iter().filter(|r| r.outcome.as_ref().is_some_and(|o| o.status == Status::Succeeded)).collect();
-        let current = good.last().map(|r| r.plan.spec.version.clone());
-        let target = good.iter().rev().find(|r| match version {
-            Some(v) => r.plan.spec.version == *v,
-            None => Some(&r.plan.spec.version) != current.as_ref(),
+        let succeeded = |r: &DeploymentRecord| r.outcome.as_ref().is_some_and(|o| o.status == Status::Succeeded);
+        let current = history.iter().rev().find(|r| succeeded(r)).map(|r| r.plan.spec.version.clone());
+        // Newest first: each deployment's own version if it succeeded, then the version it
+        // started from (with its spec: the only one known to have served that version).
+        let mut candidates = history.iter().rev().flat_map(|r| {
+            let own = succeeded(r).then(|| r.plan.spec.clone());
+            let from = r.plan.from_version.clone().map(|v| Spec { version: v, ..r.plan.spec.clone() });
+            own.into_iter().chain(from)
         });
-        let Some(target) = target else {
-            let what =
-                version.map_or_else(|| "a previous good version".to_owned(), |v| format!("a good deployment of {v}"));
-            return Err(Error::not_found(format!("{what} in the history of {service}")));
+        let target = candidates.find(|spec| match version {
+            Some(v) => spec.version == *v,
+            None => Some(&spec.version) != current.as_ref(),
+        });
+        let Some(found) = target else {
+            let what = version.map_or_else(
+                || "no version served before the current one".to_owned(),
+                |v| format!("{v} never served (no deployment of it succeeded or started from it)"),
+            );
+            return Err(Error::invalid("to", format!("{what} in the history of {service}")));
         };
-        self.deploy(&target.plan.spec).await
+        // The spec that deployed the version itself, when bluegreen did.
+        let spec = history
+            .iter()
+            .rev()
+            .find(|r| succeeded(r) && r.plan.spec.version == found.version)
+            .map_or(found, |r| r.plan.spec.clone());
+        self.deploy(&spec).await
     }
 }

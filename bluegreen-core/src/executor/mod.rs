@@ -221,7 +221,7 @@ impl Executor {
     /// Reads what the backends serve now: split and members of every pool.
     ///
     /// # Errors
-    /// Backend errors; [`Error::Conflict`] when the router has a member the fleet does not know.
+    /// Backend errors; [`Error::Drift`] when the router has a member the fleet does not know.
     pub async fn observe(&self) -> Result<Snapshot> {
         let split = self.router.split().await?;
         let fleet: BTreeMap<_, Target> = self.fleet.list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
@@ -234,7 +234,7 @@ impl Executor {
                     disabled.insert(member.id.clone());
                 }
                 let target = fleet.get(&member.id).cloned().ok_or_else(|| {
-                    Error::conflict(format!(
+                    Error::drift(format!(
                         "pool {pool} has member {} that fleet {} does not know",
                         member.id,
                         self.fleet.name()

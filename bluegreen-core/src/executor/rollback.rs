@@ -77,7 +77,7 @@ impl Run<'_> {
     /// Phase 1: every pre-deploy member of every pool serves its old version again.
     async fn restore_old_targets(&self) -> Result<()> {
         let fleet = self.fleet_map().await?;
-        let drain_timeout = self.plan.spec.drain.timeout;
+        let drain_timeout = self.plan.drain_timeout();
         for (pool, before) in &self.plan.before.pools {
             let states = self.member_states(pool).await?;
             let mut to_update: BTreeMap<&Version, Vec<TargetId>> = BTreeMap::new();
@@ -173,7 +173,7 @@ impl Run<'_> {
         if new.is_empty() {
             return Ok(());
         }
-        let drain_timeout = self.plan.spec.drain.timeout;
+        let drain_timeout = self.plan.drain_timeout();
         for pool in self.call("list pools", || self.exec.router.pools()).await? {
             let states = self.member_states(&pool).await?;
             let members: Vec<TargetId> = new.iter().filter(|id| states.contains_key(*id)).cloned().collect();

@@ -231,22 +231,23 @@ impl Run<'_> {
         }
         self.ensure_capacity_without(&todo).await?;
         self.emit(EventKind::DrainStarted { pool: pool.clone(), targets: todo.clone() });
-        let started = Instant::now();
         if self.exec.router.capabilities().per_target_drain {
             try_join_all(todo.iter().map(|id| self.drain_one_group(pool, std::slice::from_ref(id), timeout))).await?;
         } else {
             self.drain_one_group(pool, &todo, timeout).await?;
         }
-        // Clients of a router with a propagation delay (DNS) keep the old answer that long.
+        self.verify_states(pool, &todo, |s| s != Some(MemberState::Serving), "not serving").await
+    }
+
+    /// Drains `ids` with one router call, and lasts at least the router's propagation delay:
+    /// clients of a DNS router keep the old answer that long, whatever the router reported.
+    async fn drain_one_group(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<DrainReport> {
+        let started = Instant::now();
+        let report = self.call("drain", || self.exec.router.drain(pool, ids, timeout)).await?;
         let delay = self.plan.propagation_delay;
         if started.elapsed() < delay {
             self.sleep(delay - started.elapsed()).await?;
         }
-        self.verify_states(pool, &todo, |s| s != Some(MemberState::Serving), "not serving").await
-    }
-
-    async fn drain_one_group(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<DrainReport> {
-        let report = self.call("drain", || self.exec.router.drain(pool, ids, timeout)).await?;
         self.emit(EventKind::TargetsDrained {
             pool: pool.clone(),
             targets: ids.to_vec(),
@@ -264,7 +265,7 @@ impl Run<'_> {
             return Ok(());
         }
         if let Some(serving) = present.iter().find(|id| states.get(*id) == Some(&MemberState::Serving)) {
-            return Err(Error::conflict(format!(
+            return Err(Error::drift(format!(
                 "target {serving} in pool {pool} still serves; it must be drained first"
             )));
         }
@@ -300,9 +301,7 @@ impl Run<'_> {
         for pool in &pools {
             let states = self.member_states(pool).await?;
             if let Some(id) = ids.iter().find(|id| states.get(*id) == Some(&MemberState::Serving)) {
-                return Err(Error::conflict(format!(
-                    "target {id} still serves in pool {pool}; it must be drained first"
-                )));
+                return Err(Error::drift(format!("target {id} still serves in pool {pool}; it must be drained first")));
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ impl Plan {
     /// # Errors
     /// [`Error::Invalid`] for a spec that cannot work on these backends (unknown pool, batch
     /// larger than the pool, a weight the router cannot express, a capacity floor the batch
-    /// breaks), [`Error::Conflict`] when the backends show an unfinished deploy. Nothing is
+    /// breaks), [`Error::Drift`] when the backends show an unfinished deploy. Nothing is
     /// called on any backend.
     pub fn compile(spec: &Spec, before: &Snapshot, capabilities: &Capabilities) -> Result<Plan> {
         spec.validate()?;
@@ -47,6 +47,7 @@ impl Plan {
             steps: Vec::new(),
             warnings: Vec::new(),
         };
+        check_drain_timeout(&mut plan);
         match &spec.strategy {
             Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling, capabilities)?,
             _ => compile_shift(&mut plan, capabilities)?,
@@ -65,6 +66,23 @@ pub(crate) fn gate_and_attach(steps: &mut Vec<Step>, capabilities: &Capabilities
         steps.extend([attach, gate]);
     } else {
         steps.extend([gate, attach]);
+    }
+}
+
+/// Says so when drains last longer than `drain.timeout` because the router's propagation
+/// delay is longer (see [`Plan::drain_timeout`]).
+fn check_drain_timeout(plan: &mut Plan) {
+    let (asked, delay) = (plan.spec.drain.timeout, plan.propagation_delay);
+    if asked < delay {
+        let d = crate::model::short;
+        plan.warnings.push(format!(
+            "drain.timeout ({}) is shorter than the router's propagation delay ({}, the DNS TTL plus resolver \
+             margin): each drain lasts {}, so no target is updated or stopped while resolvers may still hand out \
+             its address",
+            d(asked),
+            d(delay),
+            d(delay)
+        ));
     }
 }
 
@@ -99,7 +117,7 @@ fn live_pool(spec: &Spec, before: &Snapshot) -> Result<PoolName> {
     let live: Vec<&PoolName> = spec.pools.iter().filter(|p| before.split.weight(p) == 100).collect();
     match live.as_slice() {
         [pool] => Ok((*pool).clone()),
-        _ if before.split.live_pools().count() > 1 => Err(Error::conflict(format!(
+        _ if before.split.live_pools().count() > 1 => Err(Error::drift(format!(
             "the router splits traffic {}: an earlier deployment did not finish; resume or roll it back first",
             before.split
         ))),
@@ -147,11 +165,12 @@ fn zones_of(targets: &[Target]) -> Vec<String> {
 /// Blue-green, canary and linear: a full new pool, traffic moved in steps, the old pool retired.
 fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
     let spec = plan.spec.clone();
+    let drain_timeout = plan.drain_timeout();
     let stable = plan.stable_pool.clone();
     let candidate = spec.pools.iter().find(|p| **p != stable).cloned().expect("validated: two pools");
     let leftovers = plan.before.targets(&candidate);
     if !leftovers.is_empty() {
-        return Err(Error::conflict(format!(
+        return Err(Error::drift(format!(
             "pool {candidate} still has {} target(s) ({}): an earlier deployment did not finish; resume or roll it back first",
             leftovers.len(),
             leftovers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
@@ -241,7 +260,7 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
         }
     }
     let old = TargetSet::Ids(old);
-    s.push(Step::Drain { pool: stable.clone(), targets: old.clone(), timeout: spec.drain.timeout });
+    s.push(Step::Drain { pool: stable.clone(), targets: old.clone(), timeout: drain_timeout });
     s.push(Step::Detach { pool: stable, targets: old.clone() });
     s.push(Step::Retire { targets: old });
     s.push(Step::Hook { point: HookPoint::AfterDeploy });
@@ -251,6 +270,7 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
 /// Rolling: the live pool's targets in batches, in place or replaced.
 fn compile_rolling(plan: &mut Plan, rolling: &Rolling, capabilities: &Capabilities) -> Result<()> {
     let spec = plan.spec.clone();
+    let drain_timeout = plan.drain_timeout();
     let pool = plan.stable_pool.clone();
     // Members an operator took out of service stay as they are; batches and the floor count
     // the serving ones.
@@ -323,7 +343,7 @@ fn compile_rolling(plan: &mut Plan, rolling: &Rolling, capabilities: &Capabiliti
                     of: batches.len(),
                     targets: ids(members),
                     version: spec.version.clone(),
-                    drain_timeout: spec.drain.timeout,
+                    drain_timeout,
                 });
                 done.extend(ids(members));
             }
@@ -344,7 +364,7 @@ fn compile_rolling(plan: &mut Plan, rolling: &Rolling, capabilities: &Capabiliti
                     provision(s, surge_now, zones_of(&members[..surge_now]), format!("batch-{n}-surge"));
                 }
                 let old = TargetSet::Ids(ids(members));
-                s.push(Step::Drain { pool: pool.clone(), targets: old.clone(), timeout: spec.drain.timeout });
+                s.push(Step::Drain { pool: pool.clone(), targets: old.clone(), timeout: drain_timeout });
                 s.push(Step::Detach { pool: pool.clone(), targets: old.clone() });
                 s.push(Step::Retire { targets: old });
                 if members.len() > surge_now {

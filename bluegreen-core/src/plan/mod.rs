@@ -245,6 +245,13 @@ impl Plan {
         &self.spec.version
     }
 
+    /// How long a drain may last: the spec's `drain.timeout`, raised to the router's
+    /// propagation delay — clients of a DNS router hold a withdrawn address for a TTL, so a
+    /// drain cut shorter would update or stop a target they may still reach.
+    pub fn drain_timeout(&self) -> Duration {
+        self.spec.drain.timeout.max(self.propagation_delay)
+    }
+
     /// Whether this plan moves traffic between two pools (blue-green, canary, linear).
     pub fn shifts_traffic(&self) -> bool {
         self.stable_pool != self.candidate_pool

@@ -29,6 +29,10 @@ pub struct TimelineRow {
     pub running: usize,
     /// Fewest targets serving traffic during the step.
     pub serving: usize,
+    /// The part of `expected` spent waiting for the router's propagation delay (DNS caches:
+    /// TTL + margin), per traffic change or drain; zero when the step has none.
+    #[serde(default, with = "humantime_serde")]
+    pub propagation_wait: Duration,
 }
 
 /// A plan's dry run: rows, the total expected duration, peak and lowest capacity.
@@ -73,9 +77,15 @@ impl Plan {
                 Step::Pause { duration, .. } => (duration.unwrap_or_default(), *duration),
                 Step::Drain { timeout, .. } => (self.propagation_delay, Some(self.propagation_delay.max(*timeout))),
                 Step::UpdateBatch { targets, drain_timeout, .. } => {
+                    // Each target's drain lasts the propagation delay (a DNS TTL) at least.
                     low = low.saturating_sub(targets.len());
-                    (health.fastest_pass(), Some(*drain_timeout + health.deadline))
+                    let drain = self.propagation_delay;
+                    (drain + health.fastest_pass(), Some(drain.max(*drain_timeout) + health.deadline))
                 }
+            };
+            let propagation_wait = match step {
+                Step::ShiftTraffic { .. } | Step::Drain { .. } | Step::UpdateBatch { .. } => self.propagation_delay,
+                _ => Duration::ZERO,
             };
             count.apply(step);
             clock += expected;
@@ -90,6 +100,7 @@ impl Plan {
                 ends_at: clock,
                 running: count.running,
                 serving: low,
+                propagation_wait,
             });
         }
         Timeline {
@@ -164,9 +175,10 @@ impl fmt::Display for Timeline {
         for r in &self.rows {
             let at_most = r.at_most.map_or_else(|| "manual".to_owned(), d);
             let step: String = r.step.chars().take(58).collect();
+            let mark = if r.propagation_wait.is_zero() { ' ' } else { '*' };
             writeln!(
                 f,
-                "{:>3}  {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",
+                "{:>3}{mark} {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",
                 r.index,
                 step,
                 d(r.expected),
@@ -184,6 +196,10 @@ impl fmt::Display for Timeline {
             self.lowest_serving,
             self.serving_before
         )?;
+        if let Some(wait) = self.rows.iter().map(|r| r.propagation_wait).find(|w| !w.is_zero()) {
+            let n = self.rows.iter().filter(|r| !r.propagation_wait.is_zero()).count();
+            write!(f, "\n* {n} steps wait {} each for DNS caches (TTL + margin), counted in `expected`", d(wait))?;
+        }
         for warning in &self.warnings {
             write!(f, "\nwarning: {warning}")?;
         }

@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::error::Result;
 use crate::events::{Event, EventSink};
 use crate::fleet::Fleet;
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
@@ -266,6 +267,16 @@ impl SimBuilder {
 
     /// The simulation.
     pub fn build(self) -> Sim {
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the simulator like [`build`](Self::build), reporting a shared world file that
+    /// cannot be created or read instead of panicking.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`](crate::Error::Corrupt) for a shared world file that is not a saved world (truncated, edited,
+    /// another file); [`Error::Invalid`](crate::Error::Invalid) when it cannot be created or read.
+    pub fn try_build(self) -> Result<Sim> {
         let mut world = World {
             epoch: Instant::now(),
             targets: BTreeMap::new(),
@@ -300,12 +311,14 @@ impl SimBuilder {
         }
         let split = self.split.or_else(|| first_live.map(|p| Split::all_to(&p))).unwrap_or_default();
         world.set_split(split);
-        let shared = self.shared.map(|path| {
-            if !path.exists() {
-                shared::save(&path, &world).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        let shared = match self.shared {
+            Some(path) => {
+                let file = SharedFile { path };
+                file.open(&mut world)?;
+                Some(Arc::new(file))
             }
-            Arc::new(SharedFile { path })
-        });
+            None => None,
+        };
         let sim = Sim {
             world: Arc::new(Mutex::new(world)),
             shared,
@@ -318,7 +331,7 @@ impl SimBuilder {
         if let Some(traffic) = self.traffic {
             traffic::start(Arc::downgrade(&sim.world), traffic);
         }
-        sim
+        Ok(sim)
     }
 }
 

@@ -58,6 +58,22 @@ impl Drop for WorldGuard<'_> {
 }
 
 impl SharedFile {
+    /// Creates the file from `world` when it does not exist, else checks that it holds a saved
+    /// world (without changing `world`: every operation loads it).
+    pub(super) fn open(&self, world: &mut World) -> crate::Result<()> {
+        let shown = self.path.display();
+        if !self.path.exists() {
+            return save(&self.path, world)
+                .map_err(|e| crate::Error::invalid("world", format!("cannot create {shown}: {e}")));
+        }
+        let bytes =
+            fs::read(&self.path).map_err(|e| crate::Error::invalid("world", format!("cannot read {shown}: {e}")))?;
+        serde_json::from_slice::<Saved>(&bytes).map(drop).map_err(|e| crate::Error::Corrupt {
+            path: shown.to_string(),
+            reason: format!("not a simulated world: {e}"),
+        })
+    }
+
     /// Locks the file and loads the world from it into `world`.
     pub(super) fn lock_and_load(&self, world: &mut World) -> std::io::Result<File> {
         let lock_path = self.path.with_extension("lock");

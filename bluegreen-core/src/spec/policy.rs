@@ -164,9 +164,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before attempt `attempt + 1` (attempt counts from 1).
+    /// The wait before attempt `attempt + 1` (attempt counts from 1), never above
+    /// `max_backoff` — also when the growth would overflow (`multiplier = 10` after 20 attempts).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = self.multiplier.powi(attempt.saturating_sub(1).min(30) as i32);
-        self.initial_backoff.mul_f64(factor).min(self.max_backoff)
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let secs = self.initial_backoff.as_secs_f64() * self.multiplier.powi(exponent);
+        if secs.is_finite() && secs >= 0.0 && secs < self.max_backoff.as_secs_f64() {
+            Duration::from_secs_f64(secs)
+        } else {
+            self.max_backoff
+        }
     }
 }

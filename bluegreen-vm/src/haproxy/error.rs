@@ -44,9 +44,10 @@ pub(crate) enum HaproxyError {
     /// A target or argument HAProxy cannot take (bad server name characters, not an IP address).
     #[error("invalid {field}: {reason}")]
     Invalid { field: String, reason: String },
-    /// The backend's state conflicts with the request.
+    /// The backend is not in the state the deploy describes (a stray server, a pool with no
+    /// ready server, a target registered at another address).
     #[error("{what}")]
-    Conflict { what: String },
+    Drift { what: String },
     /// A server still had connections when it was to be deleted, after waiting.
     #[error("server {backend}/{server} still has connections after {}; it was left in maintenance", humantime::format_duration(*after))]
     Busy { backend: String, server: String, after: Duration },
@@ -78,7 +79,7 @@ impl From<HaproxyError> for Error {
             | HaproxyError::UnknownPool { .. }
             | HaproxyError::NotAMember { .. } => Error::not_found(message),
             HaproxyError::Invalid { field, reason } => Error::invalid(field, reason),
-            HaproxyError::Conflict { what } => Error::conflict(what),
+            HaproxyError::Drift { what } => Error::drift(what),
         }
     }
 }

@@ -90,7 +90,7 @@ use weights::PoolShare;
 /// - [`Error::NotFound`]: unknown backend, pool, server, or a target that is not a member.
 /// - [`Error::Invalid`]: a split that does not sum to 100, a target id HAProxy cannot take as
 ///   a server name, an address that is not `ip:port`.
-/// - [`Error::Conflict`]: a split giving traffic to a pool with no ready server; a ready
+/// - [`Error::Drift`]: a split giving traffic to a pool with no ready server; a ready
 ///   server of the backend that belongs to no pool and has weight (its traffic would not be
 ///   accounted for); a serving target registered at another address.
 /// - [`Error::Backend`]: the socket cannot be reached (retryable when refused or timed out,
@@ -356,7 +356,7 @@ impl HaproxyRouter {
             match self.owner(&server.name) {
                 Some((pool, _)) => *weights.entry(pool.clone()).or_default() += u64::from(server.uweight),
                 None if server.uweight > 0 => {
-                    return Err(HaproxyError::Conflict {
+                    return Err(HaproxyError::Drift {
                         what: format!(
                             "server {}/{} is ready with weight {} but belongs to no pool ({}): it takes traffic \
                              the split cannot account for; rename it <pool>{}<id>, or set its weight to 0 or \
@@ -413,7 +413,7 @@ impl HaproxyRouter {
                 ready: ready.get(pool).map(|r| r.iter().map(String::as_str).collect()).unwrap_or_default(),
             })
             .collect();
-        weights::spread(&shares).map_err(|what| HaproxyError::Conflict { what })
+        weights::spread(&shares).map_err(|what| HaproxyError::Drift { what })
     }
 
     /// Ready servers per pool after `change` (server → new admin state) is applied.
@@ -697,7 +697,7 @@ impl Router for HaproxyRouter {
         let ready = self.ready_after(&servers, &BTreeMap::new());
         for (pool, percent) in wanted.iter().filter(|(_, w)| **w > 0) {
             if ready.get(pool).is_none_or(Vec::is_empty) {
-                return Err(HaproxyError::Conflict {
+                return Err(HaproxyError::Drift {
                     what: format!(
                         "pool {pool} has no ready server in backend {}, so it cannot take {percent}% of the traffic",
                         self.inner.backend
@@ -741,7 +741,7 @@ impl Router for HaproxyRouter {
                 Some(s) => {
                     let same = s.address().parse::<SocketAddr>().ok() == Some(*address);
                     if !same && !s.in_maintenance() {
-                        return Err(HaproxyError::Conflict {
+                        return Err(HaproxyError::Drift {
                             what: format!(
                                 "server {} serves {} but the target is at {address}; drain it before moving it",
                                 self.server_ref(name),
