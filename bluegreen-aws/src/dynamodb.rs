@@ -13,7 +13,7 @@ use bluegreen_core::state::lease::{self as lease_rules, millis as ms};
 use bluegreen_core::state::{
     system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore, FORMAT_VERSION,
 };
-use bluegreen_core::{Error, Result};
+use bluegreen_core::{Error, Event, Result};
 
 use crate::error::AwsError;
 
@@ -26,6 +26,8 @@ const MAX_RACES: usize = 16;
 const LOCK_SK: &str = "lock";
 const QUEUE_SEQ_SK: &str = "queue-seq";
 const POINTER_SK: &str = "deployment";
+/// Events per transaction: DynamoDB takes 100 items, one is the lease check.
+const EVENTS_PER_WRITE: usize = 99;
 /// The condition on the lock item under which a write fenced by a lease goes ahead: still held,
 /// same fence and owner, a format this build reads (`#held`, `#fence`, `#owner`, `#fv` with
 /// `:true`, `:fence`, `:owner`, `:fv`).
@@ -47,6 +49,7 @@ const LEASE_HELD: &str = "#held = :true AND #fence = :fence AND #owner = :owner 
 /// | `service#<service>` | `queue-seq` | the queue's arrival counter | `n` |
 /// | `deployment#<id>` | `deployment` | which service deployment `<id>` belongs to | `service` |
 /// | `deployment#<id>` | `command#<seq, 20 digits>` | one command sent to it | `seq`, `command`, `sent_at` |
+/// | `deployment#<id>` | `event#<seq, 20 digits>` | one event of its log | `seq`, `event` (the event as JSON) |
 ///
 /// Every item but the counter carries `format_version`; an item of a newer format, or whose
 /// record does not parse, gives [`Error::Corrupt`] naming it (`dynamodb://TABLE/PK/SK`) and is
@@ -64,6 +67,9 @@ const LEASE_HELD: &str = "#held = :true AND #fence = :fence AND #owner = :owner 
 ///   with [`Error::Conflict`], atomically.
 /// - Commands are numbered by a put conditioned on the next sequence number being free, so the
 ///   log has no gaps and a reader that has seen `n` never misses a later command.
+/// - Events are put in transactions of up to 99 with the same condition check on the lock item,
+///   so an owner whose lease was taken over adds none; each event's item is keyed by its `seq`, so
+///   a retried append rewrites the same items.
 ///
 /// # IAM
 ///
@@ -661,6 +667,51 @@ impl StateStore for DynamoDbStore {
             })
             .collect()
     }
+
+    async fn append_events(&self, id: &str, events: &[Event], lease: &Lease) -> Result<()> {
+        check_key("deployment id", id)?;
+        let pk = deployment_pk(id);
+        for chunk in events.chunks(EVENTS_PER_WRITE) {
+            let mut items = vec![self.lease_check(lease)?];
+            for event in chunk {
+                let json = serde_json::to_string(event)
+                    .map_err(|e| Error::invalid("event", format!("event {} cannot be encoded: {e}", event.seq)))?;
+                let mut item = key(&pk, &event_sk(event.seq));
+                item.insert("format_version".into(), n(u64::from(FORMAT_VERSION)));
+                item.insert("seq".into(), n(event.seq));
+                item.insert("event".into(), s(&json));
+                items.push(
+                    TransactWriteItem::builder().put(self.put(item, "attribute_not_exists(pk) OR #fv <= :fv")?).build(),
+                );
+            }
+            let name = self.item_name(&pk, "event#…");
+            if !self.transact("dynamodb:TransactWriteItems", &name, items).await? {
+                return Err(self.lease_refusal(lease).await?.unwrap_or_else(|| {
+                    Error::transient(
+                        "aws",
+                        format!("the write of {name} was refused by a concurrent change; try again"),
+                    )
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        check_key("deployment id", id)?;
+        let pk = deployment_pk(id);
+        let items = self.query(&pk, &event_sk(0), &event_sk(u64::MAX), false, None).await?;
+        items
+            .iter()
+            .map(|item| {
+                let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let name = self.item_name(&pk, &sk);
+                check_version(item, &name)?;
+                let json = string(item, "event", &name)?;
+                serde_json::from_str(&json).map_err(|e| corrupt(&name, format!("not an event: {e}")))
+            })
+            .collect()
+    }
 }
 
 fn service_pk(service: &str) -> String {
@@ -681,6 +732,10 @@ fn queue_sk(id: &str) -> String {
 
 fn command_sk(seq: u64) -> String {
     format!("command#{seq:020}")
+}
+
+fn event_sk(seq: u64) -> String {
+    format!("event#{seq:020}")
 }
 
 fn key(pk: &str, sk: &str) -> Item {

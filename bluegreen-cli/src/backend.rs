@@ -651,20 +651,9 @@ impl StateConfig {
         })
     }
 
-    /// The owner name this process uses.
+    /// The owner name this process uses: the flag, the file's `state.owner`, else
+    /// `bluegreen-<host>-<pid>` (see [`crate::owner`]).
     pub(crate) fn owner(&self, flag: Option<&str>) -> String {
-        flag.map(str::to_owned).or_else(|| self.owner.clone()).unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME")
-                .ok()
-                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".into());
-            format!("bluegreen-{host}-{}", std::process::id())
-        })
-    }
-
-    /// Where a deployment's event log is kept.
-    pub(crate) fn events_dir(&self, service: &str) -> PathBuf {
-        self.path.join(service).join("events")
+        flag.map(str::to_owned).or_else(|| self.owner.clone()).unwrap_or_else(crate::owner::this_process)
     }
 }

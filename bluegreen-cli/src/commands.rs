@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::args::{FileArgs, Output, TargetArgs};
 use crate::exit::{CliError, Code};
+use crate::progress;
 use crate::specfile::{self, DeployFile, Substitutions};
-use crate::{events, progress};
 
 /// Loads the deploy file named by `args`.
 pub(crate) fn load(args: &FileArgs) -> Result<DeployFile, CliError> {
@@ -31,9 +31,8 @@ async fn executor(
     let backends = file.backend.build().await?;
     let mut builder = Executor::builder(backends.router, backends.fleet, backends.probe);
     if let Some(store) = store {
-        builder = builder
-            .state_store(store, file.state.owner(args.owner.as_deref()))
-            .sink(events::EventFiles::new(file.state.events_dir(&file.spec.service)));
+        builder =
+            builder.state_store(store, file.state.owner(args.owner.as_deref())).holder_gone(crate::owner::is_gone);
     }
     Ok(builder)
 }
@@ -263,8 +262,8 @@ pub(crate) async fn report(args: &FileArgs, id: Option<&str>, out: &std::path::P
     let file = load(args)?;
     let store = file.state.open().await?;
     let record = target(store.as_ref(), &file, id).await?;
-    let log = file.state.events_dir(&file.spec.service).join(format!("{}.jsonl", record.id));
-    let events = events::read(&log)?;
+    // The log lives in the state store, so any runner that reads the store can plot it.
+    let events = store.events(&record.id).await?;
     crate::report::write_svg(&record, &events, out)?;
     println!("wrote {}", out.display());
     Ok(Code::Done)

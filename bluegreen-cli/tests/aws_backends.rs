@@ -1,5 +1,5 @@
 //! The AWS kinds end to end against moto server (the AWS API emulator, started on 127.0.0.1 by
-//! the harness shared with bluegreen-aws's tests): `kind = "alb"` with the DynamoDB state
+//! the harnesses shared with bluegreen-aws's tests and, for Route53, bluegreen-dns's): `kind = "alb"` with the DynamoDB state
 //! store, the ARNs fed from a `terraform output -json` file. Moto reports registered targets
 //! `healthy` at once, so the ALB health gate passes on its first look here.
 //!
@@ -8,12 +8,15 @@
 
 #[path = "../../bluegreen-aws/tests/moto/mod.rs"]
 mod moto;
+#[path = "../../bluegreen-dns/tests/moto/mod.rs"]
+mod route53_moto;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use tempfile::TempDir;
 
 use aws_sdk_elasticloadbalancingv2::Client as ElbClient;
+use bluegreen_testkit::moto::MotoServer;
 use moto::Moto;
 use serde_json::Value;
 
@@ -40,7 +43,7 @@ fn bluegreen(dir: &Path, args: &[&str]) -> Output {
 
 /// Writes `dir/deploy.toml`: `body`, then quick health checks with `deadline`, then
 /// `[backend.aws]` pointing at `moto`.
-fn write_deploy_file(dir: &Path, moto: &Moto, deadline: &str, body: &str) {
+fn write_deploy_file(dir: &Path, moto: &MotoServer, deadline: &str, body: &str) {
     let file = format!(
         "{body}\n[health]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nhealthy_threshold = 1\nmin_healthy_time = \"0s\"\n\
          deadline = \"{deadline}\"\n\n[backend.aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
@@ -159,6 +162,18 @@ endpoint_url = "{endpoint}"
     let text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(status.status.code(), Some(0), "status: {text}\n{}", String::from_utf8_lossy(&status.stderr));
     assert!(text.contains("v87") && text.contains("succeeded"), "status: {text}");
+
+    // Another runner (a fresh directory: no local state at all) reads the event log from
+    // DynamoDB too, and plots it.
+    let other = tempfile::tempdir().unwrap();
+    for name in ["deploy.toml", "tf.json"] {
+        std::fs::copy(dir.path().join(name), other.path().join(name)).unwrap();
+    }
+    let args = ["report", "-f", "deploy.toml", "--tf-outputs", "tf.json", "-o", "report.svg"];
+    let report = bluegreen(other.path(), &args);
+    assert_eq!(report.status.code(), Some(0), "report from another runner: {report:?}");
+    let svg = std::fs::read_to_string(other.path().join("report.svg")).unwrap();
+    assert!(svg.contains("sales-area-graphql v86 → v87"), "the plot of the deploy");
 }
 
 /// `kind = "ecs"`: the seed's flow from the command line — a blue-green of an ECS service's task
@@ -248,7 +263,7 @@ path = "state"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route53_backend_deploys_a_rolling_update() {
     use bluegreen_core::Router as _;
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = route53_moto::Moto::start() else { return };
     let sdk = moto.config().load().await;
     let r53 = aws_sdk_route53::Client::new(&sdk);
     let zone = moto.create_zone(&r53, "example.test.").await;
@@ -259,7 +274,7 @@ async fn route53_backend_deploys_a_rolling_update() {
         std::thread::spawn(move || for _ in listener.incoming() {});
         hosts.push(address);
     }
-    let router = bluegreen_aws::Route53Router::builder(&sdk, &zone, "www.example.test.")
+    let router = bluegreen_dns::Route53Router::builder(&sdk, &zone, "www.example.test.")
         .ttl(std::time::Duration::from_secs(1))
         .resolver_margin(std::time::Duration::ZERO)
         .pool("blue")

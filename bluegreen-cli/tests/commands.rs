@@ -317,3 +317,33 @@ probe = { kind = "tcp" }
     let codes: std::collections::BTreeSet<i32> = provoked.keys().copied().collect();
     assert_eq!(codes, documented, "docs/cli.md documents other exit codes than the command has");
 }
+
+/// A job killed on this host and started again: the lock of the dead process is taken over at
+/// once (and said), not waited out for its 30 s lease; the event log goes on in the store.
+#[test]
+fn a_runner_killed_on_this_host_is_resumed_at_once_and_its_log_goes_on() {
+    let d = dir("sigkill", SLOW_CANARY);
+    let deploy = spawn(&d, &["deploy"]);
+    wait_until("the canary to bake", || green_weight(&d) == 20);
+    let id = running_id(&d).unwrap();
+    assert!(Command::new("kill").args(["-KILL", &deploy.id().to_string()]).status().unwrap().success());
+    let _ = deploy.wait_with_output();
+    let before = events_of(&d, &id);
+    assert!(before.iter().any(|e| e["event"] == "traffic_shifted"), "the log was in the store before the kill");
+
+    assert_eq!(bluegreen(&d, &["promote", "--id", &id]).status.code(), Some(0));
+    let started = Instant::now();
+    let resumed = bluegreen(&d, &["resume-deploy", &id]);
+    assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "waited out the dead runner's lease: {:?}", started.elapsed());
+    assert!(stdout(&resumed).contains("took over the lock of checkout from bluegreen-"), "{}", stdout(&resumed));
+    assert_eq!(green_weight(&d), 100);
+
+    let log = events_of(&d, &id);
+    let seqs: Vec<u64> = log.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..log.len() as u64).collect::<Vec<_>>(), "one numbering across both runners");
+    assert_eq!(log.iter().filter(|e| e["event"] == "deployment_started").count(), 1);
+    assert_eq!(log.iter().filter(|e| e["event"] == "deployment_resumed").count(), 1);
+    // `report` reads the log from the store.
+    assert_eq!(bluegreen(&d, &["report", "--id", &id, "-o", "after-kill.svg"]).status.code(), Some(0));
+}

@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::events::{Event, EventKind};
 use crate::fleet::{Fleet, ProvisionRequest};
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
 use crate::plan::{Plan, Snapshot};
@@ -310,6 +311,7 @@ pub async fn state_store_suite(store: &dyn StateStore, clock: &ManualClock, pref
     released_lock_is_free_with_a_higher_fence(store, prefix).await;
     queue_is_first_come_first_served(store, clock, prefix).await;
     commands_are_numbered_and_read_after_a_sequence(store, prefix).await;
+    events_are_kept_in_order_and_fenced(store, prefix).await;
 }
 
 fn sample_plan(service: &str) -> Plan {
@@ -426,6 +428,36 @@ pub async fn expired_lock_is_stolen_and_the_stale_owner_is_fenced(
     store.release(&old).await.expect("releasing a lost lease is a no-op");
     assert_eq!(store.holder(&service).await.expect("holder failed").map(|l| l.owner), Some("owner-b".into()));
     store.release(&new).await.expect("release failed");
+}
+
+/// A deployment's events are kept in `seq` order across appends (more than one write's worth),
+/// a retried append changes nothing, and an owner whose lease was taken over adds none.
+pub async fn events_are_kept_in_order_and_fenced(store: &dyn StateStore, prefix: &str) {
+    let service = format!("{prefix}-events");
+    let lease = store.acquire(&service, "owner-a", TTL).await.expect("acquire failed");
+    let record = DeploymentRecord::new(format!("{prefix}-logged"), sample_plan(&service), "owner-a", 1_000);
+    store.create(&record, &lease).await.expect("create failed");
+    assert!(store.events(&record.id).await.expect("events failed").is_empty(), "a new deployment has no events");
+    let event = |seq: u64| Event {
+        deployment_id: record.id.clone(),
+        seq,
+        at: Duration::from_millis(seq * 10),
+        kind: EventKind::StepStarted { index: usize::try_from(seq).unwrap_or(0), step: format!("step {seq}") },
+    };
+    let first: Vec<Event> = (0..150).map(event).collect();
+    store.append_events(&record.id, &first, &lease).await.expect("append failed");
+    store.append_events(&record.id, &first[140..], &lease).await.expect("a retried append failed");
+    store.append_events(&record.id, &[event(150)], &lease).await.expect("append failed");
+    let read = store.events(&record.id).await.expect("events failed");
+    assert_eq!(read.len(), 151, "{} events read back", read.len());
+    assert!(read.iter().enumerate().all(|(i, e)| e.seq == i as u64), "not in seq order, or repeated");
+    assert_eq!(read[150], event(150));
+
+    let taken = store.acquire(&service, "owner-a", TTL).await.expect("takeover failed");
+    let err = store.append_events(&record.id, &[event(151)], &lease).await.expect_err("a stale owner's events");
+    assert!(matches!(err, Error::Conflict { .. }), "stale append: {err}");
+    assert_eq!(store.events(&record.id).await.expect("events failed").len(), 151, "the stale append added events");
+    store.release(&taken).await.expect("release failed");
 }
 
 /// A released lock is free at once, under a higher fence.

@@ -85,6 +85,71 @@ async fn an_interrupted_deployment_resumes_from_its_last_recorded_step() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_crashed_deployment_resumed_by_another_runner_continues_one_event_log_in_the_store() {
+    let sim = two_pools();
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStore::with_clock(clock.clock()));
+    let (first, first_log) = durable(&sim, &store, "runner-1");
+    let spec = quick(Spec::new("shop", "v2", canary(mins(10))));
+    let task = tokio::spawn(async move { first.deploy(&spec).await });
+    tokio::time::sleep(mins(3)).await; // in the bake, some events written with the last step
+    task.abort();
+    let _ = task.await;
+    let id = first_log.events()[0].deployment_id.clone();
+    let stored = store.events(&id).await.unwrap();
+    assert!(!stored.is_empty(), "the log is in the store, not only in the runner's sinks");
+    let crash_at = stored.last().unwrap().seq;
+
+    // Another runner (another owner, after the lease) resumes it.
+    clock.advance(mins(1));
+    let (second, second_log) = durable(&sim, &store, "runner-2");
+    assert_eq!(second.resume_deployment(&id).await.unwrap().status, Status::Succeeded);
+    let resumed = second_log.events();
+    assert!(matches!(resumed[0].kind, EventKind::DeploymentResumed { .. }), "{:?}", resumed[0].kind);
+    assert_eq!(resumed[0].seq, crash_at + 1, "the sequence goes on after the last stored event");
+    let crashed_at = stored.last().unwrap().at;
+    assert!(resumed[0].at >= crashed_at, "the clock goes on: {:?} after {crashed_at:?}", resumed[0].at);
+
+    let log = store.events(&id).await.unwrap();
+    let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..log.len() as u64).collect::<Vec<_>>(), "one numbering, no gap, no repeat");
+    assert!(log.windows(2).all(|w| w[0].at <= w[1].at), "time never goes back");
+    let count = |f: fn(&EventKind) -> bool| log.iter().filter(|e| f(&e.kind)).count();
+    assert_eq!(count(|k| matches!(k, EventKind::DeploymentStarted { .. })), 1);
+    assert_eq!(count(|k| matches!(k, EventKind::DeploymentResumed { .. })), 1);
+    assert_eq!(count(|k| matches!(k, EventKind::DeploymentFinished { .. })), 1);
+    assert_eq!(log.last(), second_log.events().last(), "the store has the run's last event");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_whose_holder_is_gone_is_taken_over_at_once_and_said() {
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    // A runner on this host died holding the lock (its lease runs 30 s more).
+    store.acquire("shop", "bluegreen-host-4242", secs(30)).await.unwrap();
+    let spec = quick(Spec::new("shop", "v2", canary(secs(10))));
+    let (respectful, _) = durable(&sim, &store, "bluegreen-host-77");
+    assert!(matches!(respectful.deploy(&spec).await, Err(Error::Conflict { .. })), "a live lease is respected");
+    assert_eq!(sim.writes(), 0);
+
+    let log = MemorySink::new();
+    let exec = Executor::builder(sim.router(), sim.fleet(), sim.probe())
+        .sink(log.clone())
+        .state_store(store.clone(), "bluegreen-host-77")
+        .holder_gone(|lease| lease.owner == "bluegreen-host-4242")
+        .build();
+    assert_eq!(exec.deploy(&spec).await.unwrap().status, Status::Succeeded);
+    assert!(
+        log.lines().iter().any(|l| l.contains("took over the lock of shop from bluegreen-host-4242")),
+        "{:?}",
+        log.lines()
+    );
+    // A holder the check does not call gone is respected.
+    store.acquire("shop", "bluegreen-other-1", secs(30)).await.unwrap();
+    assert!(matches!(exec.deploy(&spec).await, Err(Error::Conflict { .. })));
+}
+
+#[tokio::test(start_paused = true)]
 async fn another_process_pauses_promotes_and_aborts_through_the_store() {
     for command in [Command::Pause, Command::Promote, Command::Abort] {
         let sim = two_pools();

@@ -10,8 +10,8 @@ use tokio::task::JoinHandle;
 
 use super::{Control, Executor, Outcome, Status};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::model::Version;
-use crate::plan::Plan;
 use crate::spec::Spec;
 use crate::state::{Command, DeploymentRecord, DeploymentSummary, Lease, Phase, StateStore, StepRecord};
 
@@ -46,6 +46,44 @@ pub(super) struct Durable {
     pub(super) owner: String,
     pub(super) lease_ttl: Duration,
     pub(super) poll_interval: Duration,
+    pub(super) holder_gone: Option<HolderGone>,
+}
+
+/// How a journaled run begins.
+struct Start {
+    /// For a resumed deployment: the first step to run, and the rollback's reason when it was
+    /// rolling back.
+    resume: Option<(usize, Option<String>)>,
+    /// What to tell the operator (a lock taken over).
+    note: Option<String>,
+}
+
+/// See [`ExecutorBuilder::holder_gone`](super::ExecutorBuilder::holder_gone).
+#[derive(Clone)]
+pub(super) struct HolderGone(pub(super) Arc<dyn Fn(&Lease) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for HolderGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HolderGone")
+    }
+}
+
+impl Durable {
+    /// Frees the service's lock when its live holder is known to be gone; returns what to tell
+    /// the operator.
+    async fn free_if_holder_gone(&self, service: &str) -> Result<Option<String>> {
+        let Some(gone) = &self.holder_gone else { return Ok(None) };
+        let Some(holder) = self.store.holder(service).await? else { return Ok(None) };
+        if holder.owner == self.owner || !(gone.0)(&holder) {
+            return Ok(None);
+        }
+        // A release is fenced: it frees the lock only if that lease is still the current one.
+        self.store.release(&holder).await?;
+        Ok(Some(format!(
+            "took over the lock of {service} from {} (fence {}): that process no longer runs",
+            holder.owner, holder.fence
+        )))
+    }
 }
 
 /// The running deployment's record, kept in step with the store.
@@ -53,8 +91,39 @@ pub(super) struct Journal {
     store: Arc<dyn StateStore>,
     lease: Arc<Mutex<Lease>>,
     record: Mutex<DeploymentRecord>,
+    events: Arc<EventLog>,
     lost: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The deployment's events not yet in the store: written with every record save, every command
+/// poll and at the end, so another runner's `status` and `report` see the same log.
+struct EventLog {
+    store: Arc<dyn StateStore>,
+    id: String,
+    pending: Mutex<Vec<Event>>,
+}
+
+impl EventLog {
+    fn push(&self, event: Event) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+    }
+
+    /// Appends what is pending under `lease`; on failure the events stay pending for the next
+    /// write (a stale lease's are dropped with the run).
+    async fn flush(&self, lease: &Lease) -> Result<()> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.store.append_events(&self.id, &batch, lease).await;
+        if result.is_err() {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let newer = std::mem::replace(&mut *pending, batch);
+            pending.extend(newer);
+        }
+        result
+    }
 }
 
 impl Drop for Journal {
@@ -74,6 +143,8 @@ impl Journal {
     fn start(durable: &Durable, record: DeploymentRecord, lease: Lease, control: Control) -> Self {
         let lease = Arc::new(Mutex::new(lease));
         let lost = Arc::new(AtomicBool::new(false));
+        let events =
+            Arc::new(EventLog { store: durable.store.clone(), id: record.id.clone(), pending: Mutex::default() });
         let renew = {
             let (store, lease, lost, ttl) = (durable.store.clone(), lease.clone(), lost.clone(), durable.lease_ttl);
             let control = control.clone();
@@ -102,6 +173,7 @@ impl Journal {
         };
         let poll = {
             let (store, id, every) = (durable.store.clone(), record.id.clone(), durable.poll_interval);
+            let (events, lease) = (events.clone(), lease.clone());
             tokio::spawn(async move {
                 let mut seen = 0;
                 loop {
@@ -111,11 +183,19 @@ impl Journal {
                             apply(&control, c.command);
                         }
                     }
+                    // Readers elsewhere (`status`, `report`) see the log within a poll interval.
+                    let current = lease.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                    let _ = events.flush(&current).await;
                     tokio::time::sleep(every).await;
                 }
             })
         };
-        Self { store: durable.store.clone(), lease, record: Mutex::new(record), lost, tasks: vec![renew, poll] }
+        Self { store: durable.store.clone(), lease, record: Mutex::new(record), events, lost, tasks: vec![renew, poll] }
+    }
+
+    /// Keeps `event` for the store's log (written with the next record save).
+    pub(super) fn record_event(&self, event: Event) {
+        self.events.push(event);
     }
 
     fn lease(&self) -> Lease {
@@ -134,7 +214,14 @@ impl Journal {
             record.updated_at = now_ms();
             record.clone()
         };
-        match self.store.save(&record, &self.lease()).await {
+        let lease = self.lease();
+        // Events first: a record never claims a step whose events a reader cannot find. A
+        // failed append is retried with the next write; the record still goes.
+        if let Err(e @ Error::Conflict { .. }) = self.events.flush(&lease).await {
+            self.lost.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        match self.store.save(&record, &lease).await {
             Err(e @ Error::Conflict { .. }) => {
                 self.lost.store(true, Ordering::SeqCst);
                 Err(e)
@@ -161,7 +248,9 @@ impl Journal {
 
     /// Gives the lock up, leaving the record as it is (an interrupted, resumable deployment).
     pub(super) async fn release(&self) -> Result<()> {
-        self.store.release(&self.lease()).await
+        let lease = self.lease();
+        let _ = self.events.flush(&lease).await;
+        self.store.release(&lease).await
     }
 
     pub(super) async fn finished(&self, outcome: &Outcome) -> Result<()> {
@@ -194,8 +283,15 @@ impl Executor {
             .ok_or_else(|| Error::invalid("executor", "no state store configured (ExecutorBuilder::state_store)"))
     }
 
-    /// Takes the service's lock as `policy` says.
-    pub(super) async fn lock_for(&self, spec: &Spec, id: &str) -> Result<Lease> {
+    /// Takes the service's lock as `policy` says; with what to tell the operator about it.
+    pub(super) async fn lock_for(&self, spec: &Spec, id: &str) -> Result<(Lease, Option<String>)> {
+        let d = self.durable()?;
+        let service = spec.service.as_str();
+        let note = d.free_if_holder_gone(service).await?;
+        self.lock_as_policy_says(spec, id).await.map(|lease| (lease, note))
+    }
+
+    async fn lock_as_policy_says(&self, spec: &Spec, id: &str) -> Result<Lease> {
         let d = self.durable()?;
         let service = spec.service.as_str();
         // A live lock refuses a *new* deployment even under this owner's name (an acquire by the
@@ -258,19 +354,19 @@ impl Executor {
         spec.validate()?;
         self.control.reset();
         let d = self.durable()?.clone();
-        let locked = self.lock_for(spec, id).await?;
+        let (locked, note) = self.lock_for(spec, id).await?;
         let prepared = async {
             let plan = self.plan(spec).await?;
             // Planning reads the backends and may take a while: renew before the first change,
             // so a lease that lapsed meanwhile (and was taken over) stops us while nothing
             // changed yet.
             let lease = d.store.renew(&locked, d.lease_ttl).await?;
-            let record = DeploymentRecord::new(id, plan.clone(), d.owner.clone(), now_ms());
+            let record = DeploymentRecord::new(id, plan, d.owner.clone(), now_ms());
             d.store.create(&record, &lease).await?;
-            Ok((plan, record, lease))
+            Ok((record, lease))
         };
         match prepared.await {
-            Ok((plan, record, lease)) => Ok(self.run_journaled(&d, &plan, record, lease, 0, None).await),
+            Ok((record, lease)) => Ok(self.run_journaled(&d, record, lease, Start { resume: None, note }).await),
             Err(e) => {
                 // Nothing changed yet: free the lock (a release only needs the lease's fence and
                 // owner, which a renewal keeps).
@@ -280,18 +376,26 @@ impl Executor {
         }
     }
 
-    async fn run_journaled(
-        &self,
-        d: &Durable,
-        plan: &Plan,
-        record: DeploymentRecord,
-        lease: Lease,
-        from_step: usize,
-        rollback_reason: Option<String>,
-    ) -> Outcome {
+    async fn run_journaled(&self, d: &Durable, record: DeploymentRecord, lease: Lease, start: Start) -> Outcome {
         let id = record.id.clone();
+        let plan = record.plan.clone();
+        // A resumed deployment's log goes on: numbered after its last stored event, timed from
+        // when the deployment was created (never before the last event's time).
+        let resumed = match start.resume {
+            Some(_) => {
+                let log = d.store.events(&id).await.unwrap_or_default();
+                let since_created = Duration::from_millis(now_ms().saturating_sub(record.created_at));
+                let last = log.last();
+                Some((last.map_or(0, |e| e.seq + 1), last.map_or(since_created, |e| e.at.max(since_created))))
+            }
+            None => None,
+        };
         let journal = Journal::start(d, record, lease, self.control.clone());
-        let run = super::run::Run::new(self, plan, &id).with_journal(&journal);
+        let mut run = super::run::Run::new(self, &plan, &id).with_journal(&journal).with_notes(start.note);
+        if let Some((next_seq, elapsed)) = resumed {
+            run = run.continuing(next_seq, elapsed);
+        }
+        let (from_step, rollback_reason) = start.resume.unwrap_or((0, None));
         run.execute(from_step, rollback_reason).await
     }
 
@@ -321,12 +425,12 @@ impl Executor {
                 ),
             ));
         }
+        let note = d.free_if_holder_gone(&record.service).await?;
         let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
-        let plan = record.plan.clone();
         let from = record.completed_steps;
         let reason = (record.phase == Phase::RollingBack)
             .then(|| record.failure.clone().unwrap_or_else(|| "interrupted".into()));
-        Ok(self.run_journaled(&d, &plan, record, lease, from, reason).await)
+        Ok(self.run_journaled(&d, record, lease, Start { resume: Some((from, reason)), note }).await)
     }
 
     /// Past and running deployments of `service`, oldest first.

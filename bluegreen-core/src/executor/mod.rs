@@ -166,7 +166,23 @@ impl ExecutorBuilder {
             owner: owner.into(),
             lease_ttl: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            holder_gone: None,
         });
+        self
+    }
+
+    /// Says whether the holder of a live lock is known to be gone (its process no longer runs,
+    /// on this host): such a lock is taken over at once, with a `warning` event naming the old
+    /// holder, instead of waiting out its lease. Without it (or when it answers `false`) a live
+    /// lease is always respected. Needs [`state_store`](Self::state_store).
+    ///
+    /// The command answers it for owners named `bluegreen-<this host>-<pid>` whose pid is not
+    /// running.
+    #[must_use]
+    pub fn holder_gone(mut self, gone: impl Fn(&crate::state::Lease) -> bool + Send + Sync + 'static) -> Self {
+        if let Some(d) = &mut self.executor.durable {
+            d.holder_gone = Some(durable::HolderGone(Arc::new(gone)));
+        }
         self
     }
 

@@ -37,6 +37,10 @@ pub(super) struct Run<'a> {
     spec_hooks: Vec<(HookPoint, Arc<dyn Hook>)>,
     pub(super) analyses: Vec<Arc<dyn Analysis>>,
     journal: Option<&'a Journal>,
+    /// Whether this run continues an interrupted deployment.
+    resumed: bool,
+    /// What to tell the operator when the run starts (a lock taken over).
+    notes: Vec<String>,
     /// Probes in flight at most.
     pub(super) probes: tokio::sync::Semaphore,
 }
@@ -55,6 +59,8 @@ impl<'a> Run<'a> {
             spec_hooks: plan_spec_hooks(&plan.spec),
             analyses: exec.analyses_for(&plan.spec),
             journal: None,
+            resumed: false,
+            notes: Vec::new(),
             probes: tokio::sync::Semaphore::new(PROBE_CONCURRENCY),
         }
     }
@@ -65,11 +71,27 @@ impl<'a> Run<'a> {
         self
     }
 
+    /// Says `notes` to the operator as `warning` events once the run has started.
+    pub(super) fn with_notes(mut self, notes: impl IntoIterator<Item = String>) -> Self {
+        self.notes.extend(notes);
+        self
+    }
+
+    /// Continues a deployment whose log ends before `next_seq` and which began `elapsed` ago:
+    /// its events go on numbering and timing from there, and it starts with
+    /// `deployment_resumed`.
+    pub(super) fn continuing(mut self, next_seq: u64, elapsed: Duration) -> Self {
+        self.seq = Mutex::new(next_seq);
+        self.started = Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now);
+        self.resumed = true;
+        self
+    }
+
     /// Runs the plan from `from_step`; with `rollback_reason`, only the rollback (a resumed
     /// deployment that was rolling back).
     pub(super) async fn execute(&self, from_step: usize, rollback_reason: Option<String>) -> Outcome {
         let spec = &self.plan.spec;
-        if from_step == 0 && rollback_reason.is_none() {
+        if !self.resumed && from_step == 0 && rollback_reason.is_none() {
             self.emit(EventKind::DeploymentStarted {
                 service: spec.service.clone(),
                 strategy: spec.strategy.name().to_owned(),
@@ -82,6 +104,9 @@ impl<'a> Run<'a> {
             }
         } else {
             self.emit(EventKind::DeploymentResumed { from_step });
+        }
+        for message in &self.notes {
+            self.emit(EventKind::Warning { message: message.clone() });
         }
         let mut completed = from_step.min(self.plan.steps.len());
         if let Some(reason) = rollback_reason {
@@ -221,6 +246,9 @@ impl<'a> Run<'a> {
         *seq += 1;
         for sink in &self.exec.sinks {
             sink.emit(&event);
+        }
+        if let Some(journal) = self.journal {
+            journal.record_event(event);
         }
     }
 

@@ -7,10 +7,12 @@
 //!     .guard                    flock(2)-ed around every read-modify-write of the service
 //!     deployments/ID.json       one DeploymentRecord per deployment
 //!     commands/ID.json          the commands sent to deployment ID
+//!     events/ID.jsonl           deployment ID's events, one JSON object a line
 //! ```
 //!
 //! Every write goes to a temporary file in the same directory, is fsynced, renamed over the
 //! old file and the directory fsynced, so a crash leaves the old or the new file, never a mix.
+//! Event logs are appended and fsynced instead; a last line cut short by a crash is ignored.
 //! A file that cannot be read (empty, truncated, not JSON, a newer format) gives
 //! [`Error::Corrupt`] naming it, and is never overwritten.
 //!
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::memory::LockState;
 use super::{millis, system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore, FORMAT_VERSION};
 use crate::error::{Error, Result};
+use crate::events::Event;
 
 /// Keeps state in a directory tree of JSON files, shared by every process that opens it.
 #[derive(Clone)]
@@ -97,6 +100,7 @@ impl FileStore {
         let dir = self.service_dir(service)?;
         fs::create_dir_all(dir.join("deployments")).map_err(|e| io_error(&dir, "create", e))?;
         fs::create_dir_all(dir.join("commands")).map_err(|e| io_error(&dir, "create", e))?;
+        fs::create_dir_all(dir.join("events")).map_err(|e| io_error(&dir, "create", e))?;
         let guard_path = dir.join(".guard");
         let guard = OpenOptions::new()
             .create(true)
@@ -252,6 +256,46 @@ impl StateStore for FileStore {
         let path = dir.join("commands").join(format!("{id}.json"));
         let log = read_versioned::<CommandLog>(&path)?.unwrap_or_default();
         Ok(log.commands.into_iter().filter(|c| c.seq > after).collect())
+    }
+
+    async fn append_events(&self, id: &str, events: &[Event], lease: &Lease) -> Result<()> {
+        check_name("deployment id", id)?;
+        self.guarded(&lease.service, |dir| {
+            Self::lock_state(dir)?.check(lease)?;
+            let path = dir.join("events").join(format!("{id}.jsonl"));
+            let mut lines = Vec::new();
+            for event in events {
+                serde_json::to_writer(&mut lines, event).map_err(|e| corrupt(&path, format!("cannot encode: {e}")))?;
+                lines.push(b'\n');
+            }
+            let mut file =
+                OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, "open", e))?;
+            file.write_all(&lines).map_err(|e| io_error(&path, "append to", e))?;
+            file.sync_data().map_err(|e| io_error(&path, "fsync", e))
+        })
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        let path = self.find(id)?.join("events").join(format!("{id}.jsonl"));
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error(&path, "read", e)),
+        };
+        let mut log = std::collections::BTreeMap::new();
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            match serde_json::from_str::<Event>(line) {
+                Ok(event) => {
+                    log.insert(event.seq, event);
+                }
+                // A crash in the middle of an append leaves the last line short: not an event.
+                Err(_) if i + 1 == lines.len() && !complete => {}
+                Err(e) => return Err(corrupt(&path, format!("line {}: {e}", i + 1))),
+            }
+        }
+        Ok(log.into_values().collect())
     }
 }
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::lease::{self as rules, millis as ms};
 use super::{millis, system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore};
 use crate::error::{Error, Result};
+use crate::events::Event;
 
 /// What a store holds for one service's lock and queue.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -72,6 +73,7 @@ struct Inner {
     records: BTreeMap<String, DeploymentRecord>,
     locks: BTreeMap<String, LockState>,
     commands: BTreeMap<String, Vec<CommandRecord>>,
+    events: BTreeMap<String, BTreeMap<u64, Event>>,
 }
 
 /// Keeps state in memory. Clones share it, so a test can hold one and inspect what the
@@ -196,5 +198,17 @@ impl StateStore for MemoryStore {
             .get(id)
             .map(|log| log.iter().filter(|c| c.seq > after).cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn append_events(&self, id: &str, events: &[Event], lease: &Lease) -> Result<()> {
+        let mut inner = self.lock();
+        inner.locks.entry(lease.service.clone()).or_default().check(lease)?;
+        let log = inner.events.entry(id.to_owned()).or_default();
+        log.extend(events.iter().map(|e| (e.seq, e.clone())));
+        Ok(())
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        Ok(self.lock().events.get(id).map(|log| log.values().cloned().collect()).unwrap_or_default())
     }
 }

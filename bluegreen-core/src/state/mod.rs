@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::events::Event;
 use crate::executor::{Outcome, Status};
 use crate::plan::Plan;
 
@@ -315,4 +316,12 @@ pub trait StateStore: Send + Sync + Debug {
 
     /// Commands for deployment `id` with a sequence number above `after`.
     async fn commands(&self, id: &str, after: u64) -> Result<Vec<CommandRecord>>;
+
+    /// Appends `events` to deployment `id`'s event log, fenced by `lease` like
+    /// [`save`](StateStore::save): an owner whose lease was taken over adds nothing. Appending
+    /// an event whose `seq` is in the log already replaces it (a retried append is harmless).
+    async fn append_events(&self, id: &str, events: &[Event], lease: &Lease) -> Result<()>;
+
+    /// Deployment `id`'s event log, in `seq` order; empty when nothing was written.
+    async fn events(&self, id: &str) -> Result<Vec<Event>>;
 }
