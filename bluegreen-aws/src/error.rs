@@ -1,4 +1,7 @@
-//! This crate's own errors, and how they map onto [`bluegreen_core::Error`].
+//! How failed AWS SDK calls map onto [`bluegreen_core::Error`]: [`aws_error`] classifies an
+//! [`SdkError`] as retryable or permanent, names the IAM action when access is denied, and
+//! turns a missing resource into [`Error::NotFound`]. Every AWS backend of bluegreen maps its
+//! errors through it (this crate's, and `bluegreen-dns`'s Route53 router), so they read alike.
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bluegreen_core::Error;
@@ -82,9 +85,28 @@ impl AwsError {
     }
 }
 
-/// Classifies an SDK error of the call `action` on `resource` and maps it onto
-/// [`bluegreen_core::Error`]: [`AwsError::from_sdk`], then `into`.
-pub(crate) fn aws_error<E>(action: &'static str, resource: &str, err: SdkError<E>) -> Error
+/// Maps the SDK error `err` of the call `action` (the IAM action: `route53:GetChange`,
+/// `dynamodb:PutItem`) on `resource` (what the message names: `hosted zone Z1`, `table t`)
+/// onto [`bluegreen_core::Error`]:
+///
+/// - a service error saying the thing called on does not exist (ELB's `…NotFound`, ECS's
+///   `…NotFoundException`, Route53's `NoSuchHostedZone` / `NoSuchChange`): [`Error::NotFound`]
+///   naming `resource`;
+/// - throttling, capacity and server errors (`Throttling`, `PriorRequestNotComplete`, HTTP 429,
+///   5xx), timeouts and dropped connections: a retryable [`Error::Backend`];
+/// - access denied or expired credentials: a permanent [`Error::Backend`] that names `action`;
+/// - anything else (validation errors, a request that cannot be built): a permanent
+///   [`Error::Backend`] with the service's code and message.
+///
+/// ```
+/// use aws_sdk_dynamodb::error::SdkError;
+/// use aws_sdk_dynamodb::operation::get_item::GetItemError;
+/// let timeout: SdkError<GetItemError> = SdkError::timeout_error("no answer within 30 s");
+/// let err = bluegreen_aws::error::aws_error("dynamodb:GetItem", "table deploys", timeout);
+/// assert!(err.is_retryable());
+/// assert!(err.to_string().contains("dynamodb:GetItem on table deploys"), "{err}");
+/// ```
+pub fn aws_error<E>(action: &'static str, resource: &str, err: SdkError<E>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use bluegreen_aws::{AlbRouter, AwsConfig, DynamoDbStore, EcsFleet, Route53RecordType, Route53Router};
+use bluegreen_aws::{AlbRouter, AwsConfig, DynamoDbStore, EcsFleet};
 use bluegreen_core::{Error, HealthProbe, PoolName};
+use bluegreen_dns::{Route53RecordType, Route53Router};
 use serde::Deserialize;
 
 use crate::backend::{

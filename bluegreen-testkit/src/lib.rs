@@ -1,6 +1,8 @@
 //! Helpers shared by bluegreen's integration tests (HAProxy, knot, moto): finding the real
 //! servers the tests start, the rule that a missing one fails in CI and is skipped locally,
-//! and free loopback ports.
+//! free loopback ports, and a moto server ([`moto::MotoServer`]) on one of them.
+
+pub mod moto;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;

@@ -28,7 +28,7 @@ pub use builder::Route53RouterBuilder;
 pub use records::Route53RecordType;
 use records::{desired, in_zone, normalize, served_split, storable, Answer, DesiredPool, MemberRecord, Weights};
 
-use crate::error::aws_error;
+use bluegreen_aws::error::aws_error;
 
 /// The label under the record name that holds bluegreen's bookkeeping records.
 const META: &str = "_bluegreen";
@@ -157,14 +157,14 @@ impl fmt::Debug for Route53Router {
 impl Route53Router {
     /// A router for the weighted records at `record_name` in the hosted zone `hosted_zone_id`
     /// (`Z…` or `/hostedzone/Z…`), through a client made from `config` (see
-    /// [`AwsConfig`](crate::AwsConfig), whose endpoint override the tests use).
+    /// [`AwsConfig`](bluegreen_aws::AwsConfig), whose endpoint override the tests use).
     ///
     /// ```
     /// # async fn example() -> bluegreen_core::Result<()> {
     /// use std::time::Duration;
     /// use bluegreen_core::Router;
     /// let sdk = bluegreen_aws::AwsConfig::new().region("us-east-1").load().await;
-    /// let router = bluegreen_aws::Route53Router::builder(&sdk, "Z0123456789ABC", "www.example.com")
+    /// let router = bluegreen_dns::Route53Router::builder(&sdk, "Z0123456789ABC", "www.example.com")
     ///     .ttl(Duration::from_secs(30))
     ///     .pool("blue")
     ///     .pool("green")

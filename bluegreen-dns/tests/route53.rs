@@ -11,6 +11,11 @@
 //! not check weights (0–255), duplicate values or that a DELETE matches exactly, and deletes every
 //! record set with the DELETE's `SetIdentifier` whatever its name: the router only ever deletes
 //! sets it read, and keeps its bookkeeping in unweighted TXT sets, so none of this shows here.
+//!
+//! Built with the `route53` feature (`cargo test -p bluegreen-dns --features route53`; the
+//! workspace build has it through bluegreen-cli).
+
+#![cfg(feature = "route53")]
 
 mod moto;
 
@@ -18,15 +23,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use bluegreen_aws::{Route53RecordType, Route53Router, Route53RouterBuilder};
+use bluegreen_dns::{Route53RecordType, Route53Router, Route53RouterBuilder};
 use bluegreen_core::conformance::{router_suite, RouterFixture};
 use bluegreen_core::sim::Sim;
 use bluegreen_core::{
     BlueGreen, Canary, DrainPolicy, Error, EventKind, Executor, FnAnalysis, HealthPolicy, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target, Verdict,
 };
-use moto::route53::{weights_at, zone_listing, Counting, IPV4_FROM, NAME, ZONE};
-use moto::Moto;
+use moto::{weights_at, zone_listing, Counting, Moto, IPV4_FROM, NAME, ZONE};
 
 const TTL: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_millis(200);

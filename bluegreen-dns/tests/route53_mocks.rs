@@ -4,6 +4,11 @@
 //! the SDK), and changes that stay `PENDING` for a while or for ever. Everything here runs on
 //! tokio's paused clock, so minutes of TTL, change and retry waits take no real time; no
 //! network is used at all.
+//!
+//! Built with the `route53` feature (`cargo test -p bluegreen-dns --features route53`; the
+//! workspace build has it through bluegreen-cli).
+
+#![cfg(feature = "route53")]
 
 mod moto;
 
@@ -25,14 +30,14 @@ use aws_sdk_route53::types::error::{InvalidChangeBatch, PriorRequestNotComplete}
 use aws_sdk_route53::types::{ChangeAction, ChangeInfo, ChangeStatus, HostedZone, ResourceRecordSet};
 use aws_sdk_route53::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
-use bluegreen_aws::Route53Router;
+use bluegreen_dns::Route53Router;
 use bluegreen_core::sim::Sim;
 use bluegreen_core::state::Clock;
 use bluegreen_core::{
     Canary, DrainPolicy, Error, Event, EventKind, Executor, HealthPolicy, MemberState, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target,
 };
-use moto::route53::{IPV4_FROM, NAME, ZONE};
+use moto::{IPV4_FROM, NAME, ZONE};
 use tokio::time::Instant;
 
 const ZONE_ID: &str = "ZFAKE0000001";

@@ -1,24 +1,57 @@
-//! Route53 set-up in moto for the tests, and the helpers the Route53 router tests share: a
-//! range of IPv4 addresses for the simulated targets, a router wrapper that counts change batches per call, and
-//! listings of the zone as Route53 serves it.
+//! Route53 in a `moto_server` (the AWS API emulator, started by `bluegreen_testkit::moto`) for
+//! the tests, and the helpers the Route53 router tests share: a range of IPv4 addresses for the
+//! simulated targets, a router wrapper that counts change batches per call, and listings of the
+//! zone as Route53 serves it. The CLI's Route53 test uses it too.
+
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_route53::types::RrType;
-use bluegreen_aws::Route53Router;
+use bluegreen_aws::AwsConfig;
 use bluegreen_core::{Capabilities, DrainReport, Member, PoolName, Result, Router, Split, Target, TargetId};
-
-use super::Moto;
+use bluegreen_dns::Route53Router;
+use bluegreen_testkit::moto::{MotoServer, CREDENTIALS, REGION};
 
 /// The zone the tests create, and the name they route.
 pub(crate) const ZONE: &str = "example.test.";
 /// The record name the tests route.
 pub(crate) const NAME: &str = "www.example.test.";
 
+/// A running `moto_server` on 127.0.0.1 (see [`MotoServer`]), killed on drop.
+pub(crate) struct Moto(MotoServer);
+
+impl Deref for Moto {
+    type Target = MotoServer;
+    fn deref(&self) -> &MotoServer {
+        &self.0
+    }
+}
+
 impl Moto {
+    /// Starts moto, or returns `None` (with a notice) when it is not installed outside CI.
+    pub(crate) fn start() -> Option<Self> {
+        MotoServer::start().map(Self)
+    }
+
+    /// The configuration for Route53 clients of this server: fake static credentials,
+    /// us-east-1, and no client-side rate limit worth the name (Route53's real one, 5 calls a
+    /// second, would only slow the tests down: moto has none).
+    pub(crate) fn config(&self) -> AwsConfig {
+        AwsConfig::new()
+            .region(REGION)
+            .endpoint_url(&self.endpoint)
+            .static_credentials(CREDENTIALS.0, CREDENTIALS.1)
+            .max_attempts(3)
+            .operation_timeout(Duration::from_secs(60))
+            .rate_limit("route53", 200.0, 200)
+    }
+
     /// Creates a public hosted zone named `name`; returns its id without `/hostedzone/`.
     pub(crate) async fn create_zone(&self, client: &aws_sdk_route53::Client, name: &str) -> String {
         let out = client
