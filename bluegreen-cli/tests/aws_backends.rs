@@ -263,7 +263,8 @@ path = "state"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route53_backend_deploys_a_rolling_update() {
     use bluegreen_core::Router as _;
-    let Some(moto) = route53_moto::Moto::start() else { return };
+    use route53_moto::Route53Moto as _;
+    let Some(moto) = MotoServer::start() else { return };
     let sdk = moto.config().load().await;
     let r53 = aws_sdk_route53::Client::new(&sdk);
     let zone = moto.create_zone(&r53, "example.test.").await;

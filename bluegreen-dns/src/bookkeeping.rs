@@ -6,13 +6,16 @@
 //! A member is `"bg1" "<id>" "<address>" "serving"`, or `"bg1" "<id>" "<address>" "disabled"`
 //! with, when its drain withdrew an address that was served, a fifth string: the Unix second
 //! (rounded up) from which resolvers may still hold the address for one TTL + margin.
+//!
+//! How a drain uses these records (and how long it waits) is in [`crate::drain`].
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bluegreen_core::state::Clock;
-use bluegreen_core::{Error, MemberState, Result, TargetId};
+use bluegreen_core::{Error, Member, MemberState, Result, Target, TargetId};
 
 /// The first string of every bookkeeping TXT record (format version).
 pub(crate) const FORMAT: &str = "bg1";
@@ -24,19 +27,60 @@ pub(crate) enum Family {
     #[default]
     V4,
     /// `AAAA` records: targets need an IPv6 address.
-    #[allow(dead_code, reason = "AAAA records: the Route53 provider moves here next")]
     V6,
 }
 
 impl Family {
+    /// The family of `ip`.
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self::V4,
+            IpAddr::V6(_) => Self::V6,
+        }
+    }
+
+    /// The record type's name: `A` or `AAAA`.
+    pub(crate) fn record_type(self) -> &'static str {
+        match self {
+            Self::V4 => "A",
+            Self::V6 => "AAAA",
+        }
+    }
+
     /// The address a target contributes, from `10.0.0.7`, `10.0.0.7:8080`, `fd00::7` or
     /// `[fd00::7]:8080`; `None` when it is not an address of this family.
     pub(crate) fn address_of(self, address: &str) -> Option<IpAddr> {
         let ip = address.parse::<IpAddr>().ok().or_else(|| address.parse::<SocketAddr>().ok().map(|s| s.ip()))?;
-        match (self, ip) {
-            (Self::V4, IpAddr::V4(_)) | (Self::V6, IpAddr::V6(_)) => Some(ip),
-            _ => None,
+        (Self::of(ip) == self).then_some(ip)
+    }
+
+    /// The serving members `targets` become when a pool of this family adds them.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on `targets[i].address` for an address of another family (or no
+    /// address), and on `targets[i].id` / `targets[i].address` for an id or address that a TXT
+    /// string cannot hold as it is (see [`storable`]).
+    pub(crate) fn members(self, targets: &[Target]) -> Result<Vec<MemberRecord>> {
+        let mut members = Vec::with_capacity(targets.len());
+        for (i, t) in targets.iter().enumerate() {
+            let field = format!("targets[{i}].address");
+            let ip = self.address_of(&t.address).ok_or_else(|| {
+                let ip = if self == Self::V4 { "IPv4" } else { "IPv6" };
+                Error::invalid(
+                    field.as_str(),
+                    format!(
+                        "target {}: an {} record needs an {ip} address (or address:port), not {:?}",
+                        t.id,
+                        self.record_type(),
+                        t.address
+                    ),
+                )
+            })?;
+            storable(&format!("targets[{i}].id"), "a target id", t.id.as_str())?;
+            storable(&field, "a target address", &t.address)?;
+            members.push(MemberRecord::serving(t.id.clone(), t.address.clone(), ip));
         }
+        Ok(members)
     }
 }
 
@@ -118,13 +162,45 @@ impl MemberRecord {
             _ => None,
         }
     }
+
+    /// The member as a router reports it at Unix time `now` (see [`state_at`](Self::state_at)).
+    pub(crate) fn reported(self, now: Duration, wait: Duration) -> Member {
+        Member { state: self.state_at(now, wait), id: self.id, in_flight: None }
+    }
 }
 
-/// The default wall clock of a DNS router: the system time when it was built, advanced by
-/// tokio's clock (so a paused tokio clock moves it too, and tests of TTL waits run at once).
-pub(crate) fn tokio_wall_clock() -> Clock {
-    let (wall, start) = (SystemTime::now(), tokio::time::Instant::now());
-    Arc::new(move || wall + start.elapsed())
+/// Adds `member` to a pool's `members`, or replaces the member with its id (a target added
+/// again, or re-enabled, serves again under its current address).
+pub(crate) fn put(members: &mut Vec<MemberRecord>, member: MemberRecord) {
+    match members.iter_mut().find(|m| m.id == member.id) {
+        Some(m) => *m = member,
+        None => members.push(member),
+    }
+}
+
+/// The wall clock a router records drain times with and reads them against (a builder setting,
+/// without a `Debug` of its own).
+#[derive(Clone)]
+pub(crate) struct WallClock(pub(crate) Clock);
+
+impl fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
+impl WallClock {
+    /// The clock set, or by default the system time when the router is built, advanced by
+    /// tokio's clock (so a paused tokio clock moves it too, and tests of TTL waits run at once).
+    pub(crate) fn or_default(clock: Option<Self>) -> Clock {
+        clock.map_or_else(
+            || {
+                let (wall, start) = (SystemTime::now(), tokio::time::Instant::now());
+                Arc::new(move || wall + start.elapsed()) as Clock
+            },
+            |c| c.0,
+        )
+    }
 }
 
 /// `clock`'s time since the Unix epoch.
@@ -135,12 +211,6 @@ pub(crate) fn unix_now(clock: &Clock) -> Duration {
 /// Unix time `now` in whole seconds, rounded up: a drain's recorded time errs late.
 pub(crate) fn unix_secs_up(now: Duration) -> u64 {
     now.as_secs() + u64::from(now.subsec_nanos() > 0)
-}
-
-/// When the drain of `targets` ends (Unix time): the latest of the times recorded with those
-/// members. `None` when none of them has a wait.
-pub(crate) fn drain_ends(members: &[MemberRecord], targets: &[TargetId], wait: Duration) -> Option<Duration> {
-    members.iter().filter(|m| targets.contains(&m.id)).filter_map(|m| m.draining_until(wait)).max()
 }
 
 /// Checks that an id or address can be stored in a TXT string as it is (printable ASCII, no
@@ -202,11 +272,8 @@ mod tests {
         let m = member(MemberState::Disabled, Some(at));
         assert_eq!(m.state_at(Duration::from_secs(at + 64), wait), MemberState::Draining);
         assert_eq!(m.state_at(Duration::from_secs(at + 65), wait), MemberState::Disabled);
-        assert_eq!(
-            drain_ends(std::slice::from_ref(&m), std::slice::from_ref(&m.id), wait),
-            Some(Duration::from_secs(at + 65))
-        );
-        assert_eq!(drain_ends(&[m], &["other".into()], wait), None);
+        assert_eq!(m.draining_until(wait), Some(Duration::from_secs(at + 65)));
+        assert_eq!(m.clone().reported(Duration::from_secs(at), wait).state, MemberState::Draining);
         // Written without a time: long drained.
         assert_eq!(member(MemberState::Disabled, None).state_at(Duration::from_secs(at), wait), MemberState::Disabled);
         assert_eq!(member(MemberState::Serving, None).state_at(Duration::from_secs(at), wait), MemberState::Serving);
@@ -219,6 +286,7 @@ mod tests {
         assert_eq!(Family::V4.address_of("[fd00::7]:80"), None);
         assert_eq!(Family::V6.address_of("[fd00::7]:80"), Some("fd00::7".parse().unwrap()));
         assert_eq!(Family::V4.address_of("sim:t-1"), None);
+        assert_eq!(Family::V6.address_of("fd00::7"), Some("fd00::7".parse().unwrap()));
         assert_eq!(unix_secs_up(Duration::from_millis(1_000)), 1);
         assert_eq!(unix_secs_up(Duration::from_millis(1_001)), 2);
     }
@@ -230,5 +298,23 @@ mod tests {
         assert!(storable("id", "id", "a b").is_err());
         assert!(storable("id", "id", "").is_err());
         assert!(storable("id", "id", &"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn targets_become_serving_members_of_their_family_only() {
+        let target = |id: &str, address: &str| Target {
+            id: id.into(),
+            address: address.into(),
+            zone: None,
+            version: "v1".into(),
+            tag: None,
+        };
+        let members = Family::V6.members(&[target("t-1", "[fd00::7]:8080")]).unwrap();
+        assert_eq!(members, [MemberRecord::serving("t-1".into(), "[fd00::7]:8080".into(), "fd00::7".parse().unwrap())]);
+        let err = Family::V4.members(&[target("t-1", "10.0.0.7"), target("t-2", "sim:t-2")]).unwrap_err();
+        assert_eq!(err.field(), Some("targets[1].address"), "{err}");
+        assert!(err.to_string().contains("an A record needs an IPv4 address"), "{err}");
+        let err = Family::V4.members(&[target("a b", "10.0.0.7")]).unwrap_err();
+        assert_eq!(err.field(), Some("targets[0].id"), "{err}");
     }
 }

@@ -30,22 +30,26 @@
     allow(dead_code, reason = "the bookkeeping is used by the providers, which are features")
 )]
 mod bookkeeping;
+#[cfg_attr(
+    not(any(feature = "rfc2136", feature = "route53")),
+    allow(dead_code, reason = "the drain is run by the providers, which are features")
+)]
+mod drain;
 #[cfg(feature = "rfc2136")]
-mod propagation;
+mod rfc2136;
 #[cfg(feature = "route53")]
 mod route53;
-#[cfg(feature = "rfc2136")]
-mod router;
-#[cfg(feature = "rfc2136")]
-mod tsig;
-#[cfg(feature = "rfc2136")]
-mod wire;
+#[cfg_attr(
+    not(any(feature = "rfc2136", feature = "route53")),
+    allow(dead_code, reason = "the settings are checked by the providers, which are features")
+)]
+mod settings;
 
 #[cfg(feature = "rfc2136")]
-pub use propagation::{PropagationCheck, PropagationReport, ServerAnswer};
+pub use rfc2136::propagation::{PropagationCheck, PropagationReport, ServerAnswer};
+#[cfg(feature = "rfc2136")]
+pub use rfc2136::tsig::{TsigAlgorithm, TsigKey};
+#[cfg(feature = "rfc2136")]
+pub use rfc2136::{Rfc2136Router, Rfc2136RouterBuilder};
 #[cfg(feature = "route53")]
 pub use route53::{Route53RecordType, Route53Router, Route53RouterBuilder};
-#[cfg(feature = "rfc2136")]
-pub use router::{Rfc2136Router, Rfc2136RouterBuilder};
-#[cfg(feature = "rfc2136")]
-pub use tsig::{TsigAlgorithm, TsigKey};

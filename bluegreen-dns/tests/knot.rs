@@ -1,4 +1,7 @@
-//! The RFC 2136 router and the propagation check against real knot servers on 127.0.0.1.
+//! The RFC 2136 router and the propagation check against real knot servers on 127.0.0.1
+//! (feature `rfc2136`, on by default).
+
+#![cfg(feature = "rfc2136")]
 
 mod common;
 

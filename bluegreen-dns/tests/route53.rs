@@ -23,14 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use bluegreen_dns::{Route53RecordType, Route53Router, Route53RouterBuilder};
 use bluegreen_core::conformance::{router_suite, RouterFixture};
 use bluegreen_core::sim::Sim;
 use bluegreen_core::{
     BlueGreen, Canary, DrainPolicy, Error, EventKind, Executor, FnAnalysis, HealthPolicy, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target, Verdict,
 };
-use moto::{weights_at, zone_listing, Counting, Moto, IPV4_FROM, NAME, ZONE};
+use bluegreen_dns::{Route53RecordType, Route53Router, Route53RouterBuilder};
+use bluegreen_testkit::moto::MotoServer;
+use moto::{weights_at, zone_listing, Counting, Route53Moto, IPV4_FROM, NAME, ZONE};
 
 const TTL: Duration = Duration::from_secs(1);
 const MARGIN: Duration = Duration::from_millis(200);
@@ -43,7 +44,7 @@ fn green() -> PoolName {
     "green".into()
 }
 
-async fn setup(moto: &Moto) -> (SdkConfig, aws_sdk_route53::Client, String) {
+async fn setup(moto: &MotoServer) -> (SdkConfig, aws_sdk_route53::Client, String) {
     let sdk = moto.config().load().await;
     let client = aws_sdk_route53::Client::new(&sdk);
     let zone = moto.create_zone(&client, ZONE).await;
@@ -103,7 +104,7 @@ fn print_log(sink: &MemorySink) {
 
 #[tokio::test]
 async fn route53_router_passes_the_router_suite() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let (sdk, _, zone) = setup(&moto).await;
     let router = builder(&sdk, &zone).build().unwrap();
     let targets = vec![target("c1", "10.0.0.31"), target("c2", "10.0.0.32")];
@@ -112,7 +113,7 @@ async fn route53_router_passes_the_router_suite() {
 
 #[tokio::test]
 async fn a_split_is_one_batch_of_weighted_record_sets_read_back_from_the_zone() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let (sdk, client, zone) = setup(&moto).await;
     let router = builder(&sdk, &zone).build().unwrap();
     router.add_targets(&blue(), &[target("b1", "10.0.0.11"), target("b2", "10.0.0.12")]).await.unwrap();
@@ -143,7 +144,7 @@ async fn a_split_is_one_batch_of_weighted_record_sets_read_back_from_the_zone() 
 }
 
 async fn deploy(
-    moto: &Moto,
+    moto: &MotoServer,
     strategy: Strategy,
     fail_at: Option<u32>,
 ) -> (Arc<Counting>, MemorySink, bluegreen_core::Outcome, Vec<String>, Vec<String>, Duration) {
@@ -184,7 +185,7 @@ async fn deploy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_blue_green_switches_in_one_batch_and_waits_the_ttl() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let strategy = Strategy::BlueGreen(BlueGreen::default());
     let (counting, sink, outcome, _, _, took) = deploy(&moto, strategy, None).await;
     assert_eq!(outcome.status, Status::Succeeded, "{:?}", outcome.reason);
@@ -208,7 +209,7 @@ async fn executor_blue_green_switches_in_one_batch_and_waits_the_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_canary_10_50_100_is_one_batch_per_step_with_a_ttl_wait_each() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let bake = Duration::from_millis(100);
     let canary = Canary {
         steps: vec![ShiftStep { percent: 10, bake }, ShiftStep { percent: 50, bake }, ShiftStep { percent: 100, bake }],
@@ -240,7 +241,7 @@ async fn executor_canary_10_50_100_is_one_batch_per_step_with_a_ttl_wait_each() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_failing_at_50_percent_rolls_back_to_the_exact_prior_record_sets() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let bake = Duration::from_millis(300);
     let canary = Canary {
         steps: vec![ShiftStep { percent: 10, bake }, ShiftStep { percent: 50, bake }, ShiftStep { percent: 100, bake }],
@@ -258,7 +259,7 @@ async fn a_canary_failing_at_50_percent_rolls_back_to_the_exact_prior_record_set
 
 #[tokio::test]
 async fn bad_input_is_refused_before_any_change_batch() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let (sdk, client, zone) = setup(&moto).await;
     let other_zone = moto.create_zone(&client, "other.test.").await;
     let router = builder(&sdk, &zone).build().unwrap();
@@ -327,7 +328,7 @@ async fn bad_input_is_refused_before_any_change_batch() {
 
 #[tokio::test]
 async fn aaaa_pools_take_ipv6_targets_and_refuse_ipv4() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let (sdk, client, zone) = setup(&moto).await;
     let router = builder(&sdk, &zone).record_type(Route53RecordType::Aaaa).build().unwrap();
     let v6 = |id: &str, ip: &str| Target {
@@ -381,7 +382,7 @@ async fn put(client: &aws_sdk_route53::Client, zone: &str, set_id: Option<&str>,
 
 #[tokio::test]
 async fn record_sets_bluegreen_does_not_own_are_kept_reported_or_refused() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = MotoServer::start() else { return };
     let (sdk, client, zone) = setup(&moto).await;
     let router = builder(&sdk, &zone).build().unwrap();
     // A weighted set named like a pool, made before bluegreen, with an address no member has.

@@ -30,13 +30,13 @@ use aws_sdk_route53::types::error::{InvalidChangeBatch, PriorRequestNotComplete}
 use aws_sdk_route53::types::{ChangeAction, ChangeInfo, ChangeStatus, HostedZone, ResourceRecordSet};
 use aws_sdk_route53::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
-use bluegreen_dns::Route53Router;
 use bluegreen_core::sim::Sim;
 use bluegreen_core::state::Clock;
 use bluegreen_core::{
     Canary, DrainPolicy, Error, Event, EventKind, Executor, HealthPolicy, MemberState, MemorySink, PoolName,
     ProvisionRequest, Router, ShiftStep, Spec, Split, Status, Strategy, Target,
 };
+use bluegreen_dns::Route53Router;
 use moto::{IPV4_FROM, NAME, ZONE};
 use tokio::time::Instant;
 

@@ -11,14 +11,11 @@ use bluegreen_core::{Error, PoolName, Result};
 
 use super::records::{check_name, normalize, Route53RecordType};
 use super::{Inner, Route53Router, META};
+use crate::bookkeeping::WallClock;
+use crate::settings;
 
-/// The longest TTL accepted without [`allow_any_ttl`](Route53RouterBuilder::allow_any_ttl):
-/// one day. Every traffic step waits TTL + margin, so a longer TTL makes a deploy take days.
-pub(super) const MAX_TTL: u64 = 86_400;
 /// Route53's own bound on a TTL.
 const ROUTE53_MAX_TTL: u64 = 2_147_483_647;
-/// The longest a pool name (a record set's `SetIdentifier`, and a DNS label) may be.
-const MAX_POOL_NAME: usize = 63;
 
 /// Builds a [`Route53Router`]; see [`Route53Router::builder`].
 #[derive(Debug, Clone)]
@@ -35,16 +32,6 @@ pub struct Route53RouterBuilder {
     pub(super) change_timeout: Duration,
     pub(super) poll_interval: Duration,
     pub(super) clock: Option<WallClock>,
-}
-
-/// The wall clock drain times are recorded with (no `Debug` of its own).
-#[derive(Clone)]
-pub(super) struct WallClock(pub(super) Clock);
-
-impl std::fmt::Debug for WallClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WallClock")
-    }
 }
 
 impl Route53RouterBuilder {
@@ -143,43 +130,11 @@ impl Route53RouterBuilder {
             ));
         }
         let name = check_name("record_name", &self.name)?;
-        if self.ttl.subsec_nanos() != 0 {
-            return Err(Error::invalid("ttl", format!("{:?} is not whole seconds", self.ttl)));
-        }
-        let ttl = self.ttl.as_secs();
+        let ttl = settings::ttl_secs(self.ttl, self.any_ttl, " (or allow_any_ttl)")?;
         if ttl > ROUTE53_MAX_TTL {
             return Err(Error::invalid("ttl", format!("{ttl} s is above Route53's maximum of {ROUTE53_MAX_TTL} s")));
         }
-        if !self.any_ttl && ttl == 0 {
-            return Err(Error::invalid(
-                "ttl",
-                "a TTL of 0 makes every resolver ask Route53 on every lookup; use at least 1 s (or allow_any_ttl)",
-            ));
-        }
-        if !self.any_ttl && ttl > MAX_TTL {
-            return Err(Error::invalid(
-                "ttl",
-                format!("{ttl} s is more than one day: every traffic step would wait that long (or allow_any_ttl)"),
-            ));
-        }
-        if self.pools.is_empty() {
-            return Err(Error::invalid("pools", "at least one pool is needed"));
-        }
-        let mut pools = Vec::new();
-        for (i, pool) in self.pools.iter().enumerate() {
-            let valid = !pool.is_empty()
-                && pool.len() <= MAX_POOL_NAME
-                && pool.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !pool.starts_with('-');
-            if !valid {
-                return Err(Error::invalid(format!("pools[{i}]"), format!("{pool:?} is not a DNS label")));
-            }
-            let pool = PoolName::from(pool.as_str());
-            if pools.iter().any(|p: &PoolName| p.as_str().eq_ignore_ascii_case(pool.as_str())) {
-                return Err(Error::invalid(format!("pools[{i}]"), format!("pool {pool} is listed twice")));
-            }
-            pools.push(pool);
-        }
+        let pools = settings::pools(&self.pools)?;
         let mut health_checks = BTreeMap::new();
         for (pool, id) in &self.health_checks {
             let field = format!("health_checks.{pool}");
@@ -210,19 +165,12 @@ impl Route53RouterBuilder {
         for n in pool_meta.values() {
             check_name("pools", n)?;
         }
-        let clock = match self.clock {
-            Some(WallClock(clock)) => clock,
-            None => {
-                let (wall, start) = (std::time::SystemTime::now(), tokio::time::Instant::now());
-                Arc::new(move || wall + start.elapsed())
-            }
-        };
         Ok(Route53Router {
             inner: Arc::new(Inner {
                 client: self.client,
                 zone_id,
                 name,
-                record_type: self.record_type,
+                family: self.record_type.family(),
                 ttl: i64::try_from(ttl).unwrap_or(i64::MAX),
                 margin: self.margin,
                 pools,
@@ -235,7 +183,7 @@ impl Route53RouterBuilder {
                 write_lock: tokio::sync::Mutex::new(()),
                 unsynced: std::sync::Mutex::new(None),
                 batches_sent: AtomicU64::new(0),
-                clock,
+                clock: WallClock::or_default(self.clock),
             }),
         })
     }

@@ -1,34 +1,35 @@
-//! [`Route53Router`]: blue-green and weighted splits over Route53 weighted record sets.
+//! The Route53 provider: [`Route53Router`], blue-green and weighted splits over Route53 weighted
+//! record sets. `read` lists what the router keeps in the zone, `change` writes one batch and
+//! waits for it, `drain` runs the shared DNS drain with Route53's `INSYNC` time, `records` is
+//! the plain data (record sets wanted, TXT values, names), `builder` the settings.
 
 mod builder;
+mod change;
+mod drain;
+mod read;
 mod records;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_route53::error::SdkError;
-use aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsError;
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
-};
+use aws_sdk_route53::types::RrType;
 use aws_sdk_route53::Client;
 use bluegreen_core::state::Clock;
-use bluegreen_core::{
-    Capabilities, DrainReport, Error, Member, MemberState, PoolName, Result, Router, Split, Target, TargetId,
-};
+use bluegreen_core::{Capabilities, DrainReport, Error, Member, PoolName, Result, Router, Split, Target, TargetId};
 use tokio::time::Instant;
 
 pub use builder::Route53RouterBuilder;
+use read::State;
 pub use records::Route53RecordType;
-use records::{desired, in_zone, normalize, served_split, storable, Answer, DesiredPool, MemberRecord, Weights};
+use records::{desired, normalize, parse_txt, Weights};
 
-use bluegreen_aws::error::aws_error;
+use crate::bookkeeping::{self, unix_now, Family};
+use crate::settings;
 
 /// The label under the record name that holds bluegreen's bookkeeping records.
 const META: &str = "_bluegreen";
@@ -120,7 +121,8 @@ struct Inner {
     client: Client,
     zone_id: String,
     name: String,
-    record_type: Route53RecordType,
+    /// `A` or `AAAA` records.
+    family: Family,
     ttl: i64,
     margin: Duration,
     pools: Vec<PoolName>,
@@ -147,7 +149,7 @@ impl fmt::Debug for Route53Router {
         f.debug_struct("Route53Router")
             .field("hosted_zone_id", &i.zone_id)
             .field("name", &i.name)
-            .field("record_type", &i.record_type)
+            .field("record_type", &i.family.record_type())
             .field("ttl", &i.ttl)
             .field("pools", &i.pools)
             .finish_non_exhaustive()
@@ -221,146 +223,15 @@ impl Route53Router {
     }
 
     fn known(&self, pool: &PoolName) -> Result<()> {
-        if self.inner.pools.contains(pool) {
-            Ok(())
-        } else {
-            let known: Vec<&str> = self.inner.pools.iter().map(PoolName::as_str).collect();
-            Err(Error::not_found(format!(
-                "pool \"{pool}\" (the {BACKEND} router for {} knows {})",
-                self.inner.name,
-                known.join(", ")
-            )))
-        }
+        settings::known(&self.inner.pools, pool, BACKEND, &self.inner.name)
     }
-}
-
-/// Maps an error of `ChangeResourceRecordSets`. A retried batch that the first attempt already
-/// applied (its answer was lost) meets its own DELETE: Route53 answers `InvalidChangeBatch`,
-/// "tried to delete … but it was not found". That is retryable: the step reads the zone again
-/// and computes what is left (usually nothing).
-fn change_error(resource: &str, err: SdkError<ChangeResourceRecordSetsError>) -> Error {
-    match err.as_service_error().and_then(|e| deleted_set_gone(resource, e)) {
-        Some(gone) => gone,
-        None => aws_error("route53:ChangeResourceRecordSets", resource, err),
-    }
-}
-
-/// The retryable error for an `InvalidChangeBatch` whose DELETE found nothing; `None` for
-/// every other error.
-fn deleted_set_gone(resource: &str, err: &ChangeResourceRecordSetsError) -> Option<Error> {
-    let ChangeResourceRecordSetsError::InvalidChangeBatch(bad) = err else { return None };
-    let texts: Vec<&str> = bad.messages().iter().map(String::as_str).chain(bad.message()).collect();
-    deleted_set_missing(&texts).then(|| {
-        Error::transient(
-            BACKEND,
-            format!(
-                "route53:ChangeResourceRecordSets on {resource}: InvalidChangeBatch: {}: a record set the batch \
-                 deletes is gone (an earlier attempt of the same batch may have been applied); read again and \
-                 recompute",
-                texts.join("; ")
-            ),
-        )
-    })
-}
-
-/// Whether `InvalidChangeBatch` messages say a record set to delete was not found.
-fn deleted_set_missing(messages: &[&str]) -> bool {
-    messages.iter().any(|m| {
-        let m = m.to_ascii_lowercase();
-        m.contains("delete") && m.contains("not found")
-    })
-}
-
-/// When a change batch was seen `INSYNC`, and whether Route53 said so in its answer to the batch.
-#[derive(Debug, Clone, Copy)]
-struct Synced {
-    at: Instant,
-    at_once: bool,
-}
-
-fn built<T, E: std::error::Error>(what: &str, r: std::result::Result<T, E>) -> Result<T> {
-    r.map_err(|e| Error::permanent(BACKEND, format!("cannot build the {what}: {e}")))
-}
-
-/// Everything the router keeps in the zone, as read in one pass.
-#[derive(Debug, Clone, Default)]
-struct State {
-    /// The pools' weighted sets: as listed (for DELETE, which must match exactly) and as answer.
-    answers: BTreeMap<PoolName, (ResourceRecordSet, Answer)>,
-    /// Weighted sets at the name that are no pool of this router: `(SetIdentifier, weight)`.
-    foreign: Vec<(String, i64)>,
-    /// The longest TTL of those foreign sets that get traffic (weight above 0).
-    foreign_ttl: i64,
-    /// The pools' TXT sets as listed, and their members.
-    members: BTreeMap<PoolName, (Option<ResourceRecordSet>, Vec<MemberRecord>)>,
-}
-
-impl State {
-    fn members(&self) -> BTreeMap<PoolName, Vec<MemberRecord>> {
-        self.members.iter().map(|(p, (_, m))| (p.clone(), m.clone())).collect()
-    }
-
-    fn answers(&self) -> BTreeMap<PoolName, Answer> {
-        self.answers.iter().map(|(p, (_, a))| (p.clone(), a.clone())).collect()
-    }
-
-    /// The longest TTL on the weighted sets that may have been answered with: the pools' and
-    /// foreign ones with traffic.
-    fn ttl_seen(&self) -> i64 {
-        self.answers.values().map(|(_, a)| a.ttl).fold(self.foreign_ttl, i64::max)
-    }
-
-    /// The split Route53 answers with, over every weighted set at the name.
-    fn split(&self) -> Result<Split> {
-        let mut sets: Vec<(PoolName, i64)> = self.answers.iter().map(|(p, (_, a))| (p.clone(), a.weight)).collect();
-        sets.extend(self.foreign.iter().map(|(id, w)| (PoolName::from(id.as_str()), *w)));
-        served_split(&sets)
-    }
-}
-
-/// What to do with a record set listed by `ListResourceRecordSets`.
-enum Listed {
-    Take,
-    Skip,
-    Stop,
-}
-
-fn answer_of(set: &ResourceRecordSet) -> Answer {
-    let mut values: Vec<String> = set.resource_records().iter().map(|r| r.value().to_owned()).collect();
-    values.sort();
-    values.dedup();
-    Answer {
-        weight: set.weight().unwrap_or(0),
-        ttl: set.ttl().unwrap_or(0),
-        values,
-        health_check: set.health_check_id().map(str::to_owned),
-    }
-}
-
-fn describe(answer: Option<&Answer>) -> String {
-    match answer {
-        Some(a) => format!(
-            "weight {} ttl {} [{}]{}",
-            a.weight,
-            a.ttl,
-            a.values.join(", "),
-            a.health_check.as_deref().map(|h| format!(" health check {h}")).unwrap_or_default()
-        ),
-        None => "no record set".to_owned(),
-    }
-}
-
-fn txt_values(members: &[MemberRecord]) -> Vec<String> {
-    let mut v: Vec<String> = members.iter().map(MemberRecord::txt).collect();
-    v.sort();
-    v
 }
 
 impl Inner {
     fn rr_type(&self) -> RrType {
-        match self.record_type {
-            Route53RecordType::A => RrType::A,
-            Route53RecordType::Aaaa => RrType::Aaaa,
+        match self.family {
+            Family::V4 => RrType::A,
+            Family::V6 => RrType::Aaaa,
         }
     }
 
@@ -368,6 +239,7 @@ impl Inner {
         format!("hosted zone {}", self.zone_id)
     }
 
+    /// How long a change takes to be in effect, and a drain lasts: TTL + margin.
     fn delay(&self) -> Duration {
         self.wait_for(self.ttl)
     }
@@ -394,365 +266,6 @@ impl Inner {
             );
         }
         self.wait_for(seen)
-    }
-
-    /// The wall time, since the Unix epoch.
-    fn wall(&self) -> Duration {
-        (self.clock)().duration_since(UNIX_EPOCH).unwrap_or_default()
-    }
-
-    /// The wall time in unix seconds, rounded up (a drain's time errs late).
-    fn wall_secs(&self) -> u64 {
-        let now = self.wall();
-        now.as_secs() + u64::from(now.subsec_nanos() > 0)
-    }
-
-    async fn ensure_zone(&self) -> Result<()> {
-        self.zone_checked
-            .get_or_try_init(|| async {
-                let out = self
-                    .client
-                    .get_hosted_zone()
-                    .id(&self.zone_id)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("route53:GetHostedZone", &self.zone(), e))?;
-                let zone = normalize(out.hosted_zone().map(|z| z.name()).unwrap_or_default());
-                if !in_zone(&self.name, &zone) {
-                    return Err(Error::invalid(
-                        "record_name",
-                        format!("{} is outside {} ({zone})", self.name, self.zone()),
-                    ));
-                }
-                Ok(())
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// Lists record sets from `(name, rtype)` on, keeping what `pick` takes, until it stops.
-    async fn list(
-        &self,
-        name: &str,
-        rtype: Option<RrType>,
-        pick: impl Fn(&ResourceRecordSet) -> Listed,
-    ) -> Result<Vec<ResourceRecordSet>> {
-        let resource = format!("{name} in {}", self.zone());
-        let (mut next_name, mut next_type, mut next_id) = (Some(name.to_owned()), rtype, None::<String>);
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .client
-                .list_resource_record_sets()
-                .hosted_zone_id(&self.zone_id)
-                .set_start_record_name(next_name.take())
-                .set_start_record_type(next_type.take())
-                .set_start_record_identifier(next_id.take())
-                .max_items(PAGE)
-                .send()
-                .await
-                .map_err(|e| aws_error("route53:ListResourceRecordSets", &resource, e))?;
-            for set in page.resource_record_sets() {
-                match pick(set) {
-                    Listed::Take => out.push(set.clone()),
-                    Listed::Skip => {}
-                    Listed::Stop => return Ok(out),
-                }
-            }
-            if !page.is_truncated() || page.next_record_name().is_none() {
-                return Ok(out);
-            }
-            next_name = page.next_record_name().map(str::to_owned);
-            next_type = page.next_record_type().cloned();
-            next_id = page.next_record_identifier().map(str::to_owned);
-        }
-    }
-
-    /// The record sets at the name with the pools' type.
-    async fn answer_sets(&self) -> Result<Vec<ResourceRecordSet>> {
-        let rtype = self.rr_type();
-        self.list(&self.name, Some(rtype.clone()), |set| {
-            if normalize(set.name()) == self.name && *set.r#type() == rtype {
-                Listed::Take
-            } else {
-                Listed::Stop
-            }
-        })
-        .await
-    }
-
-    /// The bookkeeping TXT sets under `_bluegreen.<name>` (one listing: they sort together).
-    async fn meta_sets(&self) -> Result<Vec<ResourceRecordSet>> {
-        let suffix = format!(".{}", self.meta);
-        self.list(&self.meta, None, |set| {
-            let name = normalize(set.name());
-            if name == self.meta {
-                Listed::Skip
-            } else if name.ends_with(&suffix) {
-                if *set.r#type() == RrType::Txt {
-                    Listed::Take
-                } else {
-                    Listed::Skip
-                }
-            } else {
-                Listed::Stop
-            }
-        })
-        .await
-    }
-
-    /// The pools' weighted sets and the foreign ones (one listing; enough for the split).
-    async fn read_answers(&self) -> Result<State> {
-        let mut state = State::default();
-        for set in self.answer_sets().await? {
-            let Some(id) = set.set_identifier() else {
-                return Err(Error::drift(format!(
-                    "{} has a simple (unweighted) {} record in {}: a weighted record set cannot be next to it",
-                    self.name,
-                    self.record_type.as_str(),
-                    self.zone()
-                )));
-            };
-            let Some(weight) = set.weight() else {
-                return Err(Error::drift(format!(
-                    "{} {} record set {id:?} in {} has a routing policy other than weighted",
-                    self.name,
-                    self.record_type.as_str(),
-                    self.zone()
-                )));
-            };
-            let pool = PoolName::from(id);
-            if self.pools.contains(&pool) {
-                let answer = answer_of(&set);
-                state.answers.insert(pool, (set, answer));
-            } else {
-                if weight > 0 {
-                    state.foreign_ttl = state.foreign_ttl.max(set.ttl().unwrap_or(0));
-                }
-                state.foreign.push((id.to_owned(), weight));
-            }
-        }
-        Ok(state)
-    }
-
-    /// Everything: the weighted sets and the members.
-    async fn read(&self) -> Result<State> {
-        let mut state = self.read_answers().await?;
-        let meta = self.meta_sets().await?;
-        for (pool, name) in &self.pool_meta {
-            let set = meta.iter().find(|s| normalize(s.name()) == *name).cloned();
-            let members = set
-                .iter()
-                .flat_map(|s| s.resource_records())
-                .filter_map(|r| MemberRecord::parse(r.value(), self.record_type))
-                .collect();
-            state.members.insert(pool.clone(), (set, members));
-        }
-        Ok(state)
-    }
-
-    fn answer_set(&self, pool: &PoolName, answer: &Answer) -> Result<ResourceRecordSet> {
-        let records = answer
-            .values
-            .iter()
-            .map(|v| built("resource record", ResourceRecord::builder().value(v).build()))
-            .collect::<Result<Vec<_>>>()?;
-        built(
-            "record set",
-            ResourceRecordSet::builder()
-                .name(&self.name)
-                .r#type(self.rr_type())
-                .set_identifier(pool.as_str())
-                .weight(answer.weight)
-                .ttl(answer.ttl)
-                .set_resource_records(Some(records))
-                .set_health_check_id(answer.health_check.clone())
-                .build(),
-        )
-    }
-
-    fn members_set(&self, pool: &PoolName, members: &[MemberRecord]) -> Result<ResourceRecordSet> {
-        let records = txt_values(members)
-            .into_iter()
-            .map(|v| built("resource record", ResourceRecord::builder().value(v).build()))
-            .collect::<Result<Vec<_>>>()?;
-        built(
-            "record set",
-            ResourceRecordSet::builder()
-                .name(&self.pool_meta[pool])
-                .r#type(RrType::Txt)
-                .ttl(self.ttl)
-                .set_resource_records(Some(records))
-                .build(),
-        )
-    }
-
-    /// The changes that turn `state` into `desired`: UPSERTs for sets that change or appear,
-    /// DELETEs (of the set exactly as listed) for sets that must go.
-    fn changes(&self, state: &State, desired: &BTreeMap<PoolName, DesiredPool>) -> Result<Vec<Change>> {
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for pool in &self.pools {
-            let want = &desired[pool];
-            match (state.answers.get(pool), &want.answer) {
-                (None, Some(a)) => upserts.push(self.answer_set(pool, a)?),
-                (Some((_, current)), Some(a)) if !current.same(a) => upserts.push(self.answer_set(pool, a)?),
-                (Some((set, _)), None) => deletes.push(set.clone()),
-                _ => {}
-            }
-            let (set, current) = state.members.get(pool).map(|(s, m)| (s.as_ref(), m.as_slice())).unwrap_or_default();
-            if txt_values(current) != txt_values(&want.members) {
-                match set {
-                    Some(set) if want.members.is_empty() => deletes.push(set.clone()),
-                    _ if want.members.is_empty() => {}
-                    _ => upserts.push(self.members_set(pool, &want.members)?),
-                }
-            }
-        }
-        let change = |action: ChangeAction, set: ResourceRecordSet| {
-            built("change", Change::builder().action(action).resource_record_set(set).build())
-        };
-        let mut changes = Vec::new();
-        for set in upserts {
-            changes.push(change(ChangeAction::Upsert, set)?);
-        }
-        for set in deletes {
-            changes.push(change(ChangeAction::Delete, set)?);
-        }
-        Ok(changes)
-    }
-
-    /// Writes `desired` in one change batch (nothing when nothing changes), waits until it is
-    /// `INSYNC` and reads it back. Returns when it became `INSYNC`, if a batch was sent.
-    async fn apply(&self, state: &State, desired: &BTreeMap<PoolName, DesiredPool>) -> Result<Option<Synced>> {
-        let changes = self.changes(state, desired)?;
-        if changes.is_empty() {
-            // A step re-run after its change outlasted the timeout: it is in effect only once
-            // that change is in sync.
-            let unsynced = self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            if let Some((id, _)) = unsynced {
-                self.await_insync(&id, Instant::now()).await?;
-            }
-            return Ok(None);
-        }
-        let batch = built(
-            "change batch",
-            ChangeBatch::builder().comment(format!("bluegreen: {}", self.name)).set_changes(Some(changes)).build(),
-        )?;
-        self.batches_sent.fetch_add(1, Ordering::Relaxed);
-        let submitted = Instant::now();
-        let out = self
-            .client
-            .change_resource_record_sets()
-            .hosted_zone_id(&self.zone_id)
-            .change_batch(batch)
-            .send()
-            .await
-            .map_err(|e| change_error(&format!("{} in {}", self.name, self.zone()), e))?;
-        let info = out.change_info();
-        let id = info.and_then(|i| i.id().rsplit('/').next()).unwrap_or_default().to_owned();
-        let synced = if info.is_some_and(|i| *i.status() == ChangeStatus::Insync) {
-            // Route53 applies a zone's changes in order: an older change that outlasted its
-            // timeout is in sync too.
-            *self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-            Synced { at: Instant::now(), at_once: true }
-        } else {
-            *self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((id.clone(), submitted));
-            Synced { at: self.await_insync(&id, submitted).await?, at_once: false }
-        };
-        self.verify(desired).await?;
-        Ok(Some(synced))
-    }
-
-    /// Polls `GetChange` until the change is `INSYNC`, pausing longer each time, at most until
-    /// `since` + the change timeout.
-    async fn await_insync(&self, id: &str, since: Instant) -> Result<Instant> {
-        let deadline = since + self.change_timeout;
-        let mut pause = self.poll_interval;
-        loop {
-            let out = self
-                .client
-                .get_change()
-                .id(id)
-                .send()
-                .await
-                .map_err(|e| aws_error("route53:GetChange", &format!("change {id} in {}", self.zone()), e))?;
-            let now = Instant::now();
-            if out.change_info().is_some_and(|i| *i.status() == ChangeStatus::Insync) {
-                let mut unsynced = self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if unsynced.as_ref().is_some_and(|(u, _)| u == id) {
-                    *unsynced = None;
-                }
-                return Ok(now);
-            }
-            if now >= deadline {
-                return Err(Error::Timeout {
-                    what: format!(
-                        "Route53 change {id} ({} in {}) to be INSYNC: it is still PENDING, so the step cannot \
-                         count as in effect (Route53 keeps the change and applies it later)",
-                        self.name,
-                        self.zone()
-                    ),
-                    after: now - since,
-                });
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(self.poll_interval * 4);
-        }
-    }
-
-    /// Reads the record sets back and compares them with `desired`.
-    async fn verify(&self, desired: &BTreeMap<PoolName, DesiredPool>) -> Result<()> {
-        let state = self.read().await?;
-        for pool in &self.pools {
-            let want = &desired[pool];
-            let got = state.answers.get(pool).map(|(_, a)| a);
-            let same = match (got, &want.answer) {
-                (Some(g), Some(w)) => g.same(w),
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                return Err(Error::ReadBackMismatch {
-                    what: format!("the {} record set of pool {pool} at {}", self.record_type.as_str(), self.name),
-                    expected: describe(want.answer.as_ref()),
-                    observed: describe(got),
-                });
-            }
-            let members = state.members.get(pool).map(|(_, m)| m.as_slice()).unwrap_or_default();
-            if txt_values(members) != txt_values(&want.members) {
-                return Err(Error::ReadBackMismatch {
-                    what: format!("the members of pool {pool} at {}", self.pool_meta[pool]),
-                    expected: txt_values(&want.members).join(" "),
-                    observed: txt_values(members).join(" "),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads, computes the change with `change` (new members and weights) and applies it,
-    /// holding the write lock throughout. Returns the state read and when the change synced.
-    async fn update(
-        &self,
-        change: impl FnOnce(&State) -> Result<BTreeMap<PoolName, DesiredPool>>,
-    ) -> Result<(State, BTreeMap<PoolName, DesiredPool>, Option<Synced>)> {
-        self.ensure_zone().await?;
-        let _guard = self.write_lock.lock().await;
-        let state = self.read().await?;
-        let mut desired = change(&state)?;
-        // The configured health check, else the one already on the set (an operator's).
-        for (pool, want) in &mut desired {
-            if let Some(answer) = &mut want.answer {
-                answer.health_check = self
-                    .health_checks
-                    .get(pool)
-                    .cloned()
-                    .or_else(|| state.answers.get(pool).and_then(|(_, a)| a.health_check.clone()));
-            }
-        }
-        let synced = self.apply(&state, &desired).await?;
-        Ok((state, desired, synced))
     }
 }
 
@@ -813,39 +326,13 @@ impl Router for Route53Router {
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
         self.known(pool)?;
         let i = &self.inner;
-        let mut added = Vec::new();
-        for (n, t) in targets.iter().enumerate() {
-            storable(&format!("targets[{n}].id"), "a target id", t.id.as_str())?;
-            storable(&format!("targets[{n}].address"), "a target address", &t.address)?;
-            let ip = i.record_type.address_of(&t.address).ok_or_else(|| {
-                Error::invalid(
-                    format!("targets[{n}].address"),
-                    format!(
-                        "target {}: an {} record needs an IP{} address (or address:port), not {:?}",
-                        t.id,
-                        i.record_type.as_str(),
-                        if i.record_type == Route53RecordType::A { "v4" } else { "v6" },
-                        t.address
-                    ),
-                )
-            })?;
-            added.push(MemberRecord {
-                id: t.id.clone(),
-                address: t.address.clone(),
-                ip,
-                state: MemberState::Serving,
-                disabled_at: None,
-            });
-        }
+        let added = i.family.members(targets)?;
         i.update(|state| {
             let old = state.members();
             let mut members = old.clone();
             let list = members.entry(pool.clone()).or_default();
             for new in added {
-                match list.iter_mut().find(|m| m.id == new.id) {
-                    Some(m) => *m = new,
-                    None => list.push(new),
-                }
+                bookkeeping::put(list, new);
             }
             desired(&i.pools, &state.answers(), &old, &members, Weights::Current, i.ttl)
         })
@@ -855,105 +342,7 @@ impl Router for Route53Router {
 
     async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: Duration) -> Result<DrainReport> {
         self.known(pool)?;
-        let started = Instant::now();
-        let i = &self.inner;
-        let mut drained_at = 0;
-        let (state, want, synced) = i
-            .update(|state| {
-                let old = state.members();
-                let mut members = old.clone();
-                let list = members.entry(pool.clone()).or_default();
-                let mut newly = Vec::new();
-                for id in targets {
-                    let m = list
-                        .iter_mut()
-                        .find(|m| m.id == *id)
-                        .ok_or_else(|| Error::not_found(format!("target {id} in pool {pool}")))?;
-                    // A member already disabled keeps its record (and the time of its drain).
-                    if m.state == MemberState::Serving {
-                        m.state = MemberState::Disabled;
-                        newly.push(m.id.clone());
-                    }
-                }
-                let mut desired = desired(&i.pools, &state.answers(), &old, &members, Weights::Current, i.ttl)?;
-                // The drain's time goes with the members whose value this batch withdraws (an
-                // estimate, corrected once the batch is `INSYNC`); the others have nothing to
-                // wait for.
-                drained_at = i.wall_secs();
-                let has = |a: Option<&Answer>, ip: IpAddr| {
-                    a.is_some_and(|a| a.values.iter().any(|v| v.parse::<IpAddr>().ok() == Some(ip)))
-                };
-                let before = state.answers.get(pool).map(|(_, a)| a);
-                if let Some(want) = desired.get_mut(pool) {
-                    let after = want.answer.clone();
-                    for m in want.members.iter_mut().filter(|m| newly.contains(&m.id)) {
-                        m.disabled_at = (has(before, m.ip) && !has(after.as_ref(), m.ip)).then_some(drained_at);
-                    }
-                }
-                Ok(desired)
-            })
-            .await?;
-        // DNS draining is TTL-based: a resolver may hand out a removed value until the answer
-        // it cached before the change was in sync expires.
-        let withdrawn = state.answers.iter().any(|(pool, (_, before))| {
-            let after = want.get(pool).and_then(|d| d.answer.as_ref());
-            before.values.iter().any(|v| !after.is_some_and(|a| a.values.contains(v)))
-        });
-        // When the members this batch drained are recorded as in sync (if it drained any).
-        let mut recorded = want
-            .get(pool)
-            .is_some_and(|w| w.members.iter().any(|m| targets.contains(&m.id) && m.disabled_at == Some(drained_at)))
-            .then_some(drained_at);
-        let mut until = None::<Instant>;
-        if let (true, Some(synced)) = (withdrawn, synced) {
-            until = Some(synced.at + i.wait_after(&state, "drain"));
-            if let (false, Some(at)) = (synced.at_once, recorded) {
-                // The batch was PENDING for a while: record when it was seen INSYNC, so that a
-                // resumed drain (or another process) waits from then.
-                let mut now = at;
-                let confirmed = i
-                    .update(|state| {
-                        let old = state.members();
-                        let mut members = old.clone();
-                        now = i.wall_secs();
-                        for m in members.entry(pool.clone()).or_default() {
-                            if targets.contains(&m.id) && m.state == MemberState::Disabled && m.disabled_at == Some(at)
-                            {
-                                m.disabled_at = Some(now);
-                            }
-                        }
-                        desired(&i.pools, &state.answers(), &old, &members, Weights::Current, i.ttl)
-                    })
-                    .await;
-                match confirmed {
-                    Ok(_) => recorded = Some(now),
-                    Err(err) => tracing::warn!(
-                        name = %i.name, pool = %pool, error = %err,
-                        "could not record when the drain's change was INSYNC"
-                    ),
-                }
-            }
-        }
-        // The recorded time is rounded up: wait for it too, so that members() reports the
-        // targets disabled once this returns. Targets drained before (a step re-run after a
-        // crash, another process): the rest of their wait, from the time recorded with them.
-        let now = i.wall();
-        let members = state.members.get(pool).map(|(_, m)| m.as_slice()).unwrap_or_default();
-        let before = members.iter().filter(|m| targets.contains(&m.id) && m.state == MemberState::Disabled);
-        for at in before.filter_map(|m| m.disabled_at).chain(recorded) {
-            let end = Duration::from_secs(at) + i.delay();
-            if end > now {
-                let end = Instant::now() + (end - now);
-                until = Some(until.map_or(end, |u| u.max(end)));
-            }
-        }
-        let mut timed_out = false;
-        if let Some(until) = until {
-            let deadline = started + timeout;
-            timed_out = until > deadline;
-            tokio::time::sleep_until(until.min(deadline)).await;
-        }
-        Ok(DrainReport { in_flight_at_start: None, in_flight_at_end: None, timed_out, elapsed: started.elapsed() })
+        self.inner.drain(pool, targets, timeout).await
     }
 
     async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
@@ -977,44 +366,13 @@ impl Router for Route53Router {
         i.ensure_zone().await?;
         let name = &i.pool_meta[pool];
         let sets = i.meta_sets().await?;
-        let now = i.wall();
+        let (now, delay) = (unix_now(&i.clock), i.delay());
         Ok(sets
             .iter()
             .filter(|s| normalize(s.name()) == *name)
             .flat_map(|s| s.resource_records())
-            .filter_map(|r| MemberRecord::parse(r.value(), i.record_type))
-            .map(|m| Member { state: m.state_at(now, i.delay()), id: m.id, in_flight: None })
+            .filter_map(|r| parse_txt(r.value(), i.family))
+            .map(|m| m.reported(now, delay))
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_delete_that_finds_nothing_is_retryable_other_invalid_batches_are_not() {
-        let gone = "Tried to delete resource record set [name='www.example.test.', type='A', set-identifier='blue'] \
-                    but it was not found";
-        assert!(deleted_set_missing(&[gone]));
-        assert!(deleted_set_missing(&["something else", &gone.to_ascii_uppercase()]));
-        let mismatch = "Tried to create resource record set [name='www.example.test.', type='A', \
-                        set-identifier='blue'] but it already exists";
-        assert!(!deleted_set_missing(&[mismatch]));
-        assert!(!deleted_set_missing(&[]));
-
-        let err = |messages: &[&str]| {
-            let bad = aws_sdk_route53::types::error::InvalidChangeBatch::builder()
-                .set_messages(Some(messages.iter().map(|m| (*m).to_owned()).collect()))
-                .meta(aws_sdk_route53::error::ErrorMetadata::builder().code("InvalidChangeBatch").build())
-                .build();
-            deleted_set_gone(
-                "www.example.test. in hosted zone Z1",
-                &ChangeResourceRecordSetsError::InvalidChangeBatch(bad),
-            )
-        };
-        let retry = err(&[gone]).expect("mapped");
-        assert!(retry.is_retryable() && retry.to_string().contains("not found"), "{retry}");
-        assert!(err(&[mismatch]).is_none(), "left to the usual mapping (permanent)");
     }
 }

@@ -3,12 +3,11 @@
 //! here, so the rules are unit-tested.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use bluegreen_core::{Error, MemberState, PoolName, Result, Split, TargetId};
+use bluegreen_core::{Error, MemberState, PoolName, Result, Split};
 
-/// The first string of every bookkeeping TXT record (format version).
-pub(super) const FORMAT: &str = "bg1";
+use crate::bookkeeping::{Family, MemberRecord};
 
 /// Which address records the pools are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,104 +21,30 @@ pub enum Route53RecordType {
 }
 
 impl Route53RecordType {
-    /// The address a target contributes, from `10.0.0.7`, `10.0.0.7:8080`, `fd00::7` or
-    /// `[fd00::7]:8080`; `None` when it is not an address of this family.
-    pub(super) fn address_of(self, address: &str) -> Option<IpAddr> {
-        let ip = address.parse::<IpAddr>().ok().or_else(|| address.parse::<SocketAddr>().ok().map(|s| s.ip()))?;
-        match (self, ip) {
-            (Self::A, IpAddr::V4(_)) | (Self::Aaaa, IpAddr::V6(_)) => Some(ip),
-            _ => None,
-        }
-    }
-
-    /// The record type's name (`A`, `AAAA`).
-    pub(super) fn as_str(self) -> &'static str {
+    /// The address family of the records.
+    pub(super) fn family(self) -> Family {
         match self {
-            Self::A => "A",
-            Self::Aaaa => "AAAA",
+            Self::A => Family::V4,
+            Self::Aaaa => Family::V6,
         }
     }
 }
 
-/// One pool member as recorded in its pool's TXT record set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct MemberRecord {
-    pub(super) id: TargetId,
-    pub(super) address: String,
-    pub(super) ip: IpAddr,
-    /// `Serving` or `Disabled` (a drain still in its TTL wait is `Disabled` here, with a time).
-    pub(super) state: MemberState,
-    /// For a disabled member: when the change that withdrew its value was `INSYNC` (unix
-    /// seconds, rounded up). `None`: nothing of it was served, or a record of the format
-    /// before this field (both count as long drained).
-    pub(super) disabled_at: Option<u64>,
+/// A member's TXT value as Route53 takes and lists it: its bookkeeping strings, each in double
+/// quotes, separated by a space (`"bg1" "t-1" "10.0.0.7:80" "disabled" "1700000000"`). The
+/// strings hold no quote or backslash ([`storable`](crate::bookkeeping::storable)), so nothing
+/// is escaped.
+pub(super) fn txt_value(member: &MemberRecord) -> String {
+    let quoted: Vec<String> = member.strings().iter().map(|s| format!("\"{s}\"")).collect();
+    quoted.join(" ")
 }
 
-impl MemberRecord {
-    /// The TXT value: `"bg1" "<id>" "<address>" "serving"`, or `... "disabled" "<unix secs>"`
-    /// (when the drain's change was `INSYNC`; plain `"disabled"` when there is no time). Ids and
-    /// addresses were checked to hold no quote, backslash or non-printable character, so no
-    /// escaping is needed.
-    pub(super) fn txt(&self) -> String {
-        let state = match (self.state, self.disabled_at) {
-            (MemberState::Serving, _) => "serving".to_owned(),
-            (MemberState::Draining | MemberState::Disabled, None) => "disabled".to_owned(),
-            (MemberState::Draining | MemberState::Disabled, Some(at)) => format!("disabled\" \"{at}"),
-        };
-        format!("\"{FORMAT}\" \"{}\" \"{}\" \"{state}\"", self.id, self.address)
-    }
-
-    /// Parses a TXT value written by [`txt`](Self::txt) (or by the format without the drain's
-    /// time); anything else is not ours (`None`).
-    pub(super) fn parse(value: &str, family: Route53RecordType) -> Option<Self> {
-        let inner = value.trim().strip_prefix('"')?.strip_suffix('"')?;
-        let strings: Vec<&str> = inner.split("\" \"").collect();
-        let (format, id, address, state, at) = match strings.as_slice() {
-            [format, id, address, state] => (*format, *id, *address, *state, None),
-            [format, id, address, state, at] => (*format, *id, *address, *state, Some(at.parse::<u64>().ok()?)),
-            _ => return None,
-        };
-        if format != FORMAT {
-            return None;
-        }
-        let state = match (state, at) {
-            ("serving", None) => MemberState::Serving,
-            ("disabled", _) => MemberState::Disabled,
-            _ => return None,
-        };
-        Some(Self {
-            id: id.into(),
-            address: address.to_owned(),
-            ip: family.address_of(address)?,
-            state,
-            disabled_at: at,
-        })
-    }
-
-    /// The state to report at unix time `now` when a drain's wait is `wait`: a disabled member
-    /// is `Draining` until its change was in sync for `wait`.
-    pub(super) fn state_at(&self, now: std::time::Duration, wait: std::time::Duration) -> MemberState {
-        match (self.state, self.disabled_at) {
-            (MemberState::Disabled, Some(at)) if now < std::time::Duration::from_secs(at) + wait => {
-                MemberState::Draining
-            }
-            (state, _) => state,
-        }
-    }
-}
-
-/// Checks that an id or address can be stored in a TXT string as it is.
-pub(super) fn storable(field: &str, what: &str, s: &str) -> Result<()> {
-    if s.is_empty() || s.len() > 255 {
-        return Err(Error::invalid(field, format!("{what} must be 1 to 255 bytes (one TXT string), not {}", s.len())));
-    }
-    if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic() || *c == '"' || *c == '\\') {
-        return Err(Error::invalid(
-            field,
-            format!("{what} {s:?} has {c:?}: printable ASCII without quotes or backslashes only"),
-        ));
-    }
-    Ok(())
+/// The member a TXT value written by [`txt_value`] records; `None` for any other value (another
+/// format, another family, another tool's TXT record).
+pub(super) fn parse_txt(value: &str, family: Family) -> Option<MemberRecord> {
+    let inner = value.trim().strip_prefix('"')?.strip_suffix('"')?;
+    let strings: Vec<&str> = inner.split("\" \"").collect();
+    MemberRecord::parse(&strings, family)
 }
 
 /// A pool's weighted address record set: what decides its traffic.
@@ -272,7 +197,7 @@ mod tests {
     use super::*;
 
     fn member(id: &str, ip: &str, state: MemberState) -> MemberRecord {
-        MemberRecord { id: id.into(), address: format!("{ip}:80"), ip: ip.parse().unwrap(), state, disabled_at: None }
+        MemberRecord { state, ..MemberRecord::serving(id.into(), format!("{ip}:80"), ip.parse().unwrap()) }
     }
 
     fn pools() -> Vec<PoolName> {
@@ -284,49 +209,27 @@ mod tests {
     }
 
     #[test]
-    fn member_records_round_trip_through_txt() {
+    fn txt_values_are_the_bookkeeping_strings_quoted() {
         let m = member("arn:aws:ecs:eu-west-1:1:task/c/0abc", "10.0.0.7", MemberState::Disabled);
-        assert_eq!(MemberRecord::parse(&m.txt(), Route53RecordType::A), Some(m.clone()));
-        assert_eq!(MemberRecord::parse(&m.txt(), Route53RecordType::Aaaa), None, "wrong family");
-        assert_eq!(MemberRecord::parse("\"v=spf1 -all\"", Route53RecordType::A), None);
+        assert_eq!(parse_txt(&txt_value(&m), Family::V4), Some(m.clone()));
+        assert_eq!(parse_txt(&txt_value(&m), Family::V6), None, "wrong family");
+        assert_eq!(parse_txt("\"v=spf1 -all\"", Family::V4), None);
         let drained = MemberRecord { disabled_at: Some(1_700_000_000), ..m.clone() };
+        // Byte for byte what zones written before hold.
         assert_eq!(
-            drained.txt(),
+            txt_value(&drained),
             "\"bg1\" \"arn:aws:ecs:eu-west-1:1:task/c/0abc\" \"10.0.0.7:80\" \"disabled\" \"1700000000\""
         );
-        assert_eq!(MemberRecord::parse(&drained.txt(), Route53RecordType::A), Some(drained));
-        assert_eq!(MemberRecord::parse("\"bg1\" \"t\" \"10.0.0.7\" \"serving\" \"1\"", Route53RecordType::A), None);
-        assert_eq!(MemberRecord::parse("\"bg1\" \"t\" \"10.0.0.7\" \"disabled\" \"x\"", Route53RecordType::A), None);
-        assert!(storable("id", "id", "t-1").is_ok());
-        assert!(storable("id", "id", "a\"b").is_err());
-        assert!(storable("id", "id", "").is_err());
-        assert!(storable("id", "id", &"x".repeat(256)).is_err());
-    }
-
-    #[test]
-    fn a_drained_member_is_draining_until_its_change_was_in_sync_for_the_wait() {
-        use std::time::Duration;
-        let wait = Duration::from_secs(65);
-        let at = 1_700_000_000;
-        let m = MemberRecord { disabled_at: Some(at), ..member("t", "10.0.0.7", MemberState::Disabled) };
-        assert_eq!(m.state_at(Duration::from_secs(at + 64), wait), MemberState::Draining);
-        assert_eq!(m.state_at(Duration::from_secs(at + 65), wait), MemberState::Disabled);
-        // A record written before the drain's time was kept: long drained.
-        let old = MemberRecord::parse("\"bg1\" \"t\" \"10.0.0.7:80\" \"disabled\"", Route53RecordType::A).unwrap();
-        assert_eq!(old.disabled_at, None);
-        assert_eq!(old.state_at(Duration::from_secs(at), wait), MemberState::Disabled);
-        let serving = member("s", "10.0.0.8", MemberState::Serving);
-        assert_eq!(serving.state_at(Duration::from_secs(at), wait), MemberState::Serving);
-    }
-
-    #[test]
-    fn addresses_with_and_without_ports() {
-        let a = Route53RecordType::A;
-        assert_eq!(a.address_of("10.0.0.7"), Some("10.0.0.7".parse().unwrap()));
-        assert_eq!(a.address_of("10.0.0.7:8080"), Some("10.0.0.7".parse().unwrap()));
-        assert_eq!(a.address_of("[fd00::7]:80"), None);
-        assert_eq!(Route53RecordType::Aaaa.address_of("[fd00::7]:80"), Some("fd00::7".parse().unwrap()));
-        assert_eq!(a.address_of("sim:t-1"), None);
+        assert_eq!(parse_txt(&txt_value(&drained), Family::V4), Some(drained));
+        assert_eq!(
+            txt_value(&member("t", "10.0.0.8", MemberState::Serving)),
+            "\"bg1\" \"t\" \"10.0.0.8:80\" \"serving\""
+        );
+        let old = parse_txt(" \"bg1\" \"t\" \"10.0.0.7:80\" \"disabled\" ", Family::V4).unwrap();
+        assert_eq!((old.state, old.disabled_at), (MemberState::Disabled, None), "written without the time");
+        assert_eq!(parse_txt("\"bg1\" \"t\" \"10.0.0.7\" \"serving\" \"1\"", Family::V4), None);
+        assert_eq!(parse_txt("\"bg1\" \"t\" \"10.0.0.7\" \"disabled\" \"x\"", Family::V4), None);
+        assert_eq!(Route53RecordType::Aaaa.family(), Family::V6);
     }
 
     #[test]

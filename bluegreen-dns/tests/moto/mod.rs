@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,37 +22,28 @@ pub(crate) const ZONE: &str = "example.test.";
 /// The record name the tests route.
 pub(crate) const NAME: &str = "www.example.test.";
 
-/// A running `moto_server` on 127.0.0.1 (see [`MotoServer`]), killed on drop.
-pub(crate) struct Moto(MotoServer);
+/// Route53 in a [`MotoServer`]: its clients' configuration and the zones the tests make.
+pub(crate) trait Route53Moto {
+    /// The configuration for Route53 clients of this server: fake static credentials,
+    /// us-east-1, calls bounded to a minute, and no client-side rate limit worth the name
+    /// (Route53's real one, 5 calls a second, would only slow the tests down: moto has none).
+    fn config(&self) -> AwsConfig;
 
-impl Deref for Moto {
-    type Target = MotoServer;
-    fn deref(&self) -> &MotoServer {
-        &self.0
-    }
+    /// Creates a public hosted zone named `name`; returns its id without `/hostedzone/`.
+    async fn create_zone(&self, client: &aws_sdk_route53::Client, name: &str) -> String;
 }
 
-impl Moto {
-    /// Starts moto, or returns `None` (with a notice) when it is not installed outside CI.
-    pub(crate) fn start() -> Option<Self> {
-        MotoServer::start().map(Self)
-    }
-
-    /// The configuration for Route53 clients of this server: fake static credentials,
-    /// us-east-1, and no client-side rate limit worth the name (Route53's real one, 5 calls a
-    /// second, would only slow the tests down: moto has none).
-    pub(crate) fn config(&self) -> AwsConfig {
+impl Route53Moto for MotoServer {
+    fn config(&self) -> AwsConfig {
         AwsConfig::new()
             .region(REGION)
             .endpoint_url(&self.endpoint)
             .static_credentials(CREDENTIALS.0, CREDENTIALS.1)
-            .max_attempts(3)
             .operation_timeout(Duration::from_secs(60))
             .rate_limit("route53", 200.0, 200)
     }
 
-    /// Creates a public hosted zone named `name`; returns its id without `/hostedzone/`.
-    pub(crate) async fn create_zone(&self, client: &aws_sdk_route53::Client, name: &str) -> String {
+    async fn create_zone(&self, client: &aws_sdk_route53::Client, name: &str) -> String {
         let out = client
             .create_hosted_zone()
             .name(name)

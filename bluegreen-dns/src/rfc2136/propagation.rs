@@ -9,7 +9,7 @@ use bluegreen_core::{Error, Result};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
-use crate::wire;
+use super::wire;
 
 /// What one authoritative server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
