@@ -24,6 +24,22 @@
 //!
 //! See `docs/dns.md` for TTL pacing, the multiplicity approximation with a worked example, the
 //! server setup RFC 2136 needs, Route53, and the limitations.
+//!
+//! Built without a provider's feature, these docs link its items on docs.rs (built there with
+//! every feature).
+//!
+#![cfg_attr(
+    not(feature = "rfc2136"),
+    doc = "[`Rfc2136Router`]: https://docs.rs/bluegreen-dns/latest/bluegreen_dns/struct.Rfc2136Router.html"
+)]
+#![cfg_attr(
+    not(feature = "rfc2136"),
+    doc = "[`PropagationCheck`]: https://docs.rs/bluegreen-dns/latest/bluegreen_dns/struct.PropagationCheck.html"
+)]
+#![cfg_attr(
+    not(feature = "route53"),
+    doc = "[`Route53Router`]: https://docs.rs/bluegreen-dns/latest/bluegreen_dns/struct.Route53Router.html"
+)]
 
 #[cfg_attr(
     not(any(feature = "rfc2136", feature = "route53")),

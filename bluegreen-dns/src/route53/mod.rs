@@ -59,7 +59,7 @@ const PAGE: i32 = 100;
 ///   recorded `disabled` with the time (unix seconds, rounded up) its change was seen `INSYNC`:
 ///   the batch carries the time it was sent, and when Route53 answered `PENDING`, a second
 ///   batch (TXT only) corrects it. [`members`](Router::members) reports it
-///   [`Draining`](MemberState::Draining) until that time + TTL + margin, then `Disabled`, and a
+///   [`Draining`](bluegreen_core::MemberState::Draining) until that time + TTL + margin, then `Disabled`, and a
 ///   drain that finds its targets already disabled waits what is left of that, so a step
 ///   resumed after a crash still waits the TTL out. Records without a time (the format before)
 ///   count as long drained. The time is read with the router's
