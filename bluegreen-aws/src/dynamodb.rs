@@ -140,6 +140,14 @@ impl DynamoDbStore {
         format!("dynamodb://{}/{pk}/{sk}", self.table)
     }
 
+    /// The name of a queried item of partition `pk`, once its format is one this build reads.
+    fn readable(&self, pk: &str, item: &Item) -> Result<String> {
+        let sk = item.get("sk").and_then(|v| v.as_s().ok()).map_or("", String::as_str);
+        let name = self.item_name(pk, sk);
+        check_version(item, &name)?;
+        Ok(name)
+    }
+
     fn table_name(&self) -> String {
         format!("table {}", self.table)
     }
@@ -657,9 +665,7 @@ impl StateStore for DynamoDbStore {
         items
             .iter()
             .map(|item| {
-                let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                let name = self.item_name(&pk, &sk);
-                check_version(item, &name)?;
+                let name = self.readable(&pk, item)?;
                 let text = string(item, "command", &name)?;
                 let command: Command = serde_json::from_value(serde_json::Value::String(text.clone()))
                     .map_err(|_| corrupt(&name, format!("unknown command {text:?}")))?;
@@ -704,9 +710,7 @@ impl StateStore for DynamoDbStore {
         items
             .iter()
             .map(|item| {
-                let sk = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                let name = self.item_name(&pk, &sk);
-                check_version(item, &name)?;
+                let name = self.readable(&pk, item)?;
                 let json = string(item, "event", &name)?;
                 serde_json::from_str(&json).map_err(|e| corrupt(&name, format!("not an event: {e}")))
             })

@@ -375,7 +375,8 @@ async fn a_concurrent_change_fails_the_prerequisite_and_is_not_overwritten() {
     let racing = racing.unwrap();
     let err = racing.set_split(&Split::between(&blue(), &green(), 50)).await.expect_err("the prerequisite must fail");
     println!("{err}");
-    assert!(matches!(err, Error::Drift { .. }), "{err}");
+    // Nothing was changed, and a new attempt (which reads the zone again) may go ahead.
+    assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("NXRRSET"), "{err}");
     // The other writer's change stands.
     assert_eq!(served_by(&primary).await, set(&["127.0.0.21"]));

@@ -42,7 +42,8 @@ const META: &str = "_bluegreen";
 /// - **The split** is the A record set served at `<name>`: a pool's weight is its share of the
 ///   records (record multiplicity). The set is replaced in **one** UPDATE message whose
 ///   prerequisites are the exact record sets it was computed from, so a concurrent change makes
-///   the server refuse it (`Error::Drift`) instead of being overwritten.
+///   the server refuse it (a retryable `Error::Backend`: the next attempt reads the zone again)
+///   instead of being overwritten.
 /// - **Draining** removes a target's record from the answer; resolvers may still hand it out
 ///   for one TTL, so [`drain`](Router::drain) waits TTL + margin (bounded by its timeout) when a
 ///   served record was removed. The router cannot see in-flight requests.

@@ -178,12 +178,18 @@ pub(crate) async fn update(
                 ),
             ))
         }
+        // The records changed between our read and our UPDATE: nothing was changed, and the
+        // call is worth repeating, since every router call reads the zone afresh. (An UPDATE
+        // of a process killed mid-exchange can land after its successor's read.)
         ResponseCode::NXRRSet | ResponseCode::YXRRSet | ResponseCode::NXDomain | ResponseCode::YXDomain => {
-            return Err(Error::drift(format!(
-                "zone {zone} at {server}: the records changed since they were read (prerequisite failed: {}); \
-                 another writer is active, nothing was changed",
-                rcode_name(rcode)
-            )))
+            return Err(Error::transient(
+                BACKEND,
+                format!(
+                    "zone {zone} at {server}: the records changed since they were read (prerequisite failed: {}); \
+                     another writer is active, nothing was changed",
+                    rcode_name(rcode)
+                ),
+            ))
         }
         ResponseCode::ServFail => {
             return Err(Error::transient(BACKEND, format!("update of zone {zone} at {server}: SERVFAIL")));

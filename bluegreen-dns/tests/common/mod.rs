@@ -2,6 +2,8 @@
 //! high port, a generated config, zone file and TSIG key in its own temp dir.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod bind;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
