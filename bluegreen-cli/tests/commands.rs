@@ -163,6 +163,34 @@ fn a_failed_deploy_exits_1_rolled_back_and_history_and_rollback_work() {
     assert_eq!(to.status.code(), Some(2), "no good v7 in the history: {to:?}");
 }
 
+/// Terraform created the service at v86; bluegreen's first deploy took it to v87. `rollback`
+/// goes back to v86 (known only as the deploy's `from`), and `--to` takes either version.
+#[test]
+fn rollback_after_the_first_deploy_goes_back_to_the_version_it_came_from() {
+    let d = dir("rollback-first", QUICK_CANARY);
+    let file = d.path().join("deploy.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("world = \"world.json\"", "world = \"world.json\"\ninitial_version = \"v86\"");
+    std::fs::write(&file, text).unwrap();
+    let versions = |d: &TempDir| -> Vec<String> {
+        let mut v: Vec<String> = world(d).targets().iter().map(|t| t.version.to_string()).collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(bluegreen(&d, &["deploy", "--version", "v87"]).status.code(), Some(0));
+    assert_eq!(versions(&d), ["v87"]);
+    let back = bluegreen(&d, &["rollback"]);
+    assert_eq!(back.status.code(), Some(0), "{back:?}");
+    assert_eq!(versions(&d), ["v86"], "back on the version the first deploy started from");
+    assert_eq!(bluegreen(&d, &["rollback", "--to", "v87"]).status.code(), Some(0));
+    assert_eq!(versions(&d), ["v87"]);
+    assert_eq!(bluegreen(&d, &["rollback", "--to", "v86"]).status.code(), Some(0));
+    assert_eq!(versions(&d), ["v86"]);
+    let unknown = bluegreen(&d, &["rollback", "--to", "v85"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+}
+
 fn events_of(d: &TempDir, id: &str) -> Vec<Value> {
     let path = d.path().join("state/checkout/events").join(format!("{id}.jsonl"));
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -272,6 +300,14 @@ fn every_documented_exit_code_is_provoked_and_means_what_the_table_says() {
     .map(|o| o.status.code())
     .collect();
     assert_eq!(codes, [Some(2); 4], "bad input");
+    // A corrupt simulator world is bad input too, refused before the lock is taken.
+    let corrupt = dir("exit-2c", QUICK_CANARY);
+    std::fs::write(corrupt.path().join("world.json"), "{ not a world").unwrap();
+    let out = bluegreen(&corrupt, &["deploy"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("world.json"), "{out:?}");
+    let status = bluegreen(&corrupt, &["status"]);
+    assert_eq!(status.status.code(), Some(2), "no deployment was recorded: {status:?}");
     provoked.insert(2, codes[0]);
     // 3: a backend that cannot be reached (an HAProxy socket that does not exist).
     let d = dir("exit-3", QUICK_CANARY);
