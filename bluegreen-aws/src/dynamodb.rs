@@ -13,7 +13,7 @@ use bluegreen_core::state::lease::{self as lease_rules, millis as ms};
 use bluegreen_core::state::{
     system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore, FORMAT_VERSION,
 };
-use bluegreen_core::{Error, Event, Result};
+use bluegreen_core::{Error, Event, EventKind, Result};
 
 use crate::error::AwsError;
 
@@ -28,6 +28,10 @@ const QUEUE_SEQ_SK: &str = "queue-seq";
 const POINTER_SK: &str = "deployment";
 /// Events per transaction: DynamoDB takes 100 items, one is the lease check.
 const EVENTS_PER_WRITE: usize = 99;
+/// Bytes of events per transaction, below DynamoDB's 4 MB per transaction.
+const EVENT_BYTES_PER_WRITE: usize = 3_000_000;
+/// The largest event stored as it is, below DynamoDB's 400 KB per item.
+const MAX_EVENT_BYTES: usize = 350_000;
 /// The condition on the lock item under which a write fenced by a lease goes ahead: still held,
 /// same fence and owner, a format this build reads (`#held`, `#fence`, `#owner`, `#fv` with
 /// `:true`, `:fence`, `:owner`, `:fv`).
@@ -677,14 +681,42 @@ impl StateStore for DynamoDbStore {
     async fn append_events(&self, id: &str, events: &[Event], lease: &Lease) -> Result<()> {
         check_key("deployment id", id)?;
         let pk = deployment_pk(id);
-        for chunk in events.chunks(EVENTS_PER_WRITE) {
+        // Transactions of at most 99 events and EVENT_BYTES_PER_WRITE bytes; an event too large
+        // for an item is stored as a warning that says so, so it cannot block the log.
+        let mut chunks: Vec<Vec<(u64, String)>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for event in events {
+            let mut json = serde_json::to_string(event)
+                .map_err(|e| Error::invalid("event", format!("event {} cannot be encoded: {e}", event.seq)))?;
+            if json.len() > MAX_EVENT_BYTES {
+                let stand_in = Event {
+                    kind: EventKind::Warning {
+                        message: format!(
+                            "event {} ({} bytes) is larger than a DynamoDB item: not stored",
+                            event.seq,
+                            json.len()
+                        ),
+                    },
+                    ..event.clone()
+                };
+                json = serde_json::to_string(&stand_in).unwrap_or_default();
+            }
+            let full = chunks
+                .last()
+                .is_some_and(|c| c.len() == EVENTS_PER_WRITE || bytes + json.len() > EVENT_BYTES_PER_WRITE);
+            if full {
+                chunks.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += json.len();
+            chunks.last_mut().expect("one chunk at least").push((event.seq, json));
+        }
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
             let mut items = vec![self.lease_check(lease)?];
-            for event in chunk {
-                let json = serde_json::to_string(event)
-                    .map_err(|e| Error::invalid("event", format!("event {} cannot be encoded: {e}", event.seq)))?;
-                let mut item = key(&pk, &event_sk(event.seq));
+            for (seq, json) in chunk {
+                let mut item = key(&pk, &event_sk(seq));
                 item.insert("format_version".into(), n(u64::from(FORMAT_VERSION)));
-                item.insert("seq".into(), n(event.seq));
+                item.insert("seq".into(), n(seq));
                 item.insert("event".into(), s(&json));
                 items.push(
                     TransactWriteItem::builder().put(self.put(item, "attribute_not_exists(pk) OR #fv <= :fv")?).build(),

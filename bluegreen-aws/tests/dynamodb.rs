@@ -208,3 +208,29 @@ async fn a_durable_blue_green_deploy_is_journaled_in_dynamodb() {
     assert_eq!(history.len(), 1);
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
+
+#[tokio::test]
+async fn an_event_larger_than_an_item_is_stored_as_a_warning_and_does_not_block_the_log() {
+    use bluegreen_core::{Event, EventKind};
+    let Some(moto) = Moto::start() else { return };
+    let (store, _) = store(&moto).await;
+    let (record, lease) = created_record(&store, "huge", "huge-1").await;
+    let event = |seq: u64, message: String| Event {
+        deployment_id: record.id.clone(),
+        seq,
+        at: Duration::from_millis(seq),
+        kind: EventKind::Warning { message },
+    };
+    // 500 KB: above DynamoDB's 400 KB per item; then enough events to need several writes.
+    let mut batch = vec![event(0, "x".repeat(500_000))];
+    batch.extend((1..=120).map(|seq| event(seq, format!("event {seq}"))));
+    store.append_events(&record.id, &batch, &lease).await.expect("append");
+    let log = store.events(&record.id).await.expect("events");
+    assert_eq!(log.len(), 121);
+    assert!(
+        matches!(&log[0].kind, EventKind::Warning { message } if message.contains("larger than a DynamoDB item")),
+        "{:?}",
+        log[0].kind
+    );
+    assert_eq!(log[1..], batch[1..], "the rest is stored as it was");
+}

@@ -67,6 +67,10 @@ pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
 pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
     let store = file.state.open().await?;
+    if let Some(id) = resume {
+        // An unknown id is bad input, found before the backends are opened.
+        store.load(id).await.map_err(CliError::unknown)?;
+    }
     let (sink, receiver) = bluegreen_core::ChannelSink::new();
     let exec = executor(&file, args, Some(store.clone())).await?.sink(sink).build();
     let display = progress::start(receiver, args.output);
@@ -81,10 +85,6 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
             }
         }
     });
-    if let Some(id) = resume {
-        // An unknown id is bad input, before anything else is read.
-        store.load(id).await.map_err(CliError::unknown)?;
-    }
     let result = match resume {
         Some(id) => exec.resume_deployment(id).await,
         None => exec.deploy(&file.spec).await,

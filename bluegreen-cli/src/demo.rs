@@ -42,8 +42,10 @@ pub(crate) struct DemoArgs {
 const MAX_TARGETS: usize = 64;
 /// The highest request rate the demo sends through its proxy.
 const DEMO_MAX_RATE: f64 = 20_000.0;
-/// The longest bake the demo takes.
-const MAX_BAKE: Duration = Duration::from_secs(600);
+/// How long the demo's load runs at most (it is stopped when the deploys are done).
+const LOAD_FOR: Duration = Duration::from_secs(600);
+/// The longest bake the demo takes: its two bakes and the deploys fit in the load's run.
+const MAX_BAKE: Duration = Duration::from_secs(120);
 
 fn failed(e: impl std::fmt::Display) -> CliError {
     CliError::needs_human(format!("demo: {e}"))
@@ -77,8 +79,9 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<Code, CliError> {
     }
     if args.bake > MAX_BAKE {
         return Err(CliError::bad_input(format!(
-            "--bake: at most {} (the demo runs four bakes)",
-            humantime::format_duration(MAX_BAKE)
+            "--bake: at most {} (the demo's load runs {} in all, its bakes included)",
+            humantime::format_duration(MAX_BAKE),
+            humantime::format_duration(LOAD_FOR)
         )));
     }
     let exe = std::env::current_exe().map_err(failed)?;
@@ -104,7 +107,7 @@ pub(crate) async fn run(args: &DemoArgs) -> Result<Code, CliError> {
         .rate(args.rate)
         .concurrency(128)
         .long_requests(0.03, Duration::from_millis(200)..=Duration::from_millis(1500))
-        .max_duration(Duration::from_secs(600))
+        .max_duration(LOAD_FOR)
         .start()
         .map_err(failed)?;
 

@@ -339,6 +339,21 @@ async fn the_version_installed_before_the_first_deploy_is_a_rollback_target() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn after_a_first_deploy_that_rolled_back_nothing_earlier_is_serving_to_go_back_to() {
+    let sim = Sim::builder().pool("blue", 2, "v86").pool("green", 0, "v86").build();
+    sim.set_behaviour("v87", bluegreen_core::sim::VersionBehaviour::never_healthy());
+    let store = Arc::new(MemoryStore::new());
+    let (exec, _) = durable(&sim, &store, "ci");
+    let bg = quick(Spec::new("shop", "v87", Strategy::BlueGreen(BlueGreen::default())));
+    assert_eq!(exec.deploy(&bg).await.unwrap().status, Status::RolledBack);
+    let writes = sim.writes();
+    // v86 serves: going "back" to it would redeploy what serves.
+    let err = exec.rollback_to("shop", None).await.unwrap_err();
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "to"), "{err}");
+    assert_eq!(sim.writes(), writes, "nothing was redeployed");
+}
+
+#[tokio::test(start_paused = true)]
 async fn stop_leaves_a_resumable_deployment_and_frees_the_lock() {
     let sim = two_pools();
     let store = Arc::new(MemoryStore::new());

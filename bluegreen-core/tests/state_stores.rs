@@ -115,3 +115,53 @@ async fn names_that_could_leave_the_directory_are_refused() {
         assert!(matches!(err, Error::Invalid { .. }), "{bad:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn an_event_line_cut_short_by_a_crash_is_dropped_and_the_log_goes_on() {
+    use bluegreen_core::{DeploymentRecord, Event, EventKind, Plan, Spec, Strategy};
+    let dir = tempdir();
+    let store = FileStore::open(dir.path()).unwrap();
+    let lease = store.acquire("shop", "me", Duration::from_secs(30)).await.unwrap();
+    let snapshot = bluegreen_core::Snapshot {
+        split: bluegreen_core::Split::all_to(&"blue".into()),
+        pools: [
+            (
+                "blue".into(),
+                vec![bluegreen_core::Target {
+                    id: "t-1".into(),
+                    address: "127.0.0.1:1".into(),
+                    zone: None,
+                    version: "v1".into(),
+                    tag: None,
+                }],
+            ),
+            ("green".into(), vec![]),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let spec = Spec::new("shop", "v2", Strategy::BlueGreen(bluegreen_core::BlueGreen::default()));
+    let plan = Plan::compile(&spec, &snapshot, &bluegreen_core::Capabilities::load_balancer()).unwrap();
+    let record = DeploymentRecord::new("d-1", plan, "me", 1);
+    store.create(&record, &lease).await.unwrap();
+    let event = |seq: u64| Event {
+        deployment_id: "d-1".into(),
+        seq,
+        at: Duration::from_millis(seq),
+        kind: EventKind::Warning { message: format!("évènement {seq} — with multi-byte text") },
+    };
+    store.append_events("d-1", &[event(0), event(1)], &lease).await.unwrap();
+    // A crash in the middle of the next append: half a line, cut inside a multi-byte character.
+    let log = dir.path().join("shop/events/d-1.jsonl");
+    let line = serde_json::to_vec(&event(2)).unwrap();
+    let cut = line.iter().position(|b| *b >= 0x80).unwrap() + 1;
+    let mut file = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut file, &line[..cut]).unwrap();
+    drop(file);
+    let read = store.events("d-1").await.unwrap();
+    assert_eq!(read, [event(0), event(1)], "the cut line is not an event");
+    // The resumed run appends: the cut line is dropped, not glued to the next one.
+    store.append_events("d-1", &[event(2), event(3)], &lease).await.unwrap();
+    assert_eq!(store.events("d-1").await.unwrap(), [event(0), event(1), event(2), event(3)]);
+}

@@ -51,11 +51,22 @@ pub(super) struct Durable {
 
 /// How a journaled run begins.
 struct Start {
-    /// For a resumed deployment: the first step to run, and the rollback's reason when it was
-    /// rolling back.
-    resume: Option<(usize, Option<String>)>,
+    /// For a resumed deployment: where it goes on.
+    resume: Option<Resumption>,
     /// What to tell the operator (a lock taken over).
     note: Option<String>,
+}
+
+/// Where a resumed deployment goes on.
+struct Resumption {
+    /// The first step to run.
+    from_step: usize,
+    /// The rollback's reason, when it was rolling back.
+    rollback_reason: Option<String>,
+    /// The sequence number after its last stored event.
+    next_seq: u64,
+    /// How long ago it began (never less than its last event's time).
+    elapsed: Duration,
 }
 
 /// See [`ExecutorBuilder::holder_gone`](super::ExecutorBuilder::holder_gone).
@@ -102,6 +113,10 @@ struct EventLog {
     store: Arc<dyn StateStore>,
     id: String,
     pending: Mutex<Vec<Event>>,
+    /// Held from taking a batch until it is stored, so that flushes from the poll task and
+    /// from a record write follow each other: a write's flush returns only once every event
+    /// before it is in the store.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl EventLog {
@@ -112,6 +127,7 @@ impl EventLog {
     /// Appends what is pending under `lease`; on failure the events stay pending for the next
     /// write (a stale lease's are dropped with the run).
     async fn flush(&self, lease: &Lease) -> Result<()> {
+        let _writing = self.writing.lock().await;
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         if batch.is_empty() {
             return Ok(());
@@ -143,8 +159,12 @@ impl Journal {
     fn start(durable: &Durable, record: DeploymentRecord, lease: Lease, control: Control) -> Self {
         let lease = Arc::new(Mutex::new(lease));
         let lost = Arc::new(AtomicBool::new(false));
-        let events =
-            Arc::new(EventLog { store: durable.store.clone(), id: record.id.clone(), pending: Mutex::default() });
+        let events = Arc::new(EventLog {
+            store: durable.store.clone(),
+            id: record.id.clone(),
+            pending: Mutex::default(),
+            writing: tokio::sync::Mutex::default(),
+        });
         let renew = {
             let (store, lease, lost, ttl) = (durable.store.clone(), lease.clone(), lost.clone(), durable.lease_ttl);
             let control = control.clone();
@@ -379,24 +399,12 @@ impl Executor {
     async fn run_journaled(&self, d: &Durable, record: DeploymentRecord, lease: Lease, start: Start) -> Outcome {
         let id = record.id.clone();
         let plan = record.plan.clone();
-        // A resumed deployment's log goes on: numbered after its last stored event, timed from
-        // when the deployment was created (never before the last event's time).
-        let resumed = match start.resume {
-            Some(_) => {
-                let log = d.store.events(&id).await.unwrap_or_default();
-                let since_created = Duration::from_millis(now_ms().saturating_sub(record.created_at));
-                let last = log.last();
-                Some((last.map_or(0, |e| e.seq + 1), last.map_or(since_created, |e| e.at.max(since_created))))
-            }
-            None => None,
-        };
         let journal = Journal::start(d, record, lease, self.control.clone());
-        let mut run = super::run::Run::new(self, &plan, &id).with_journal(&journal).with_notes(start.note);
-        if let Some((next_seq, elapsed)) = resumed {
-            run = run.continuing(next_seq, elapsed);
+        let run = super::run::Run::new(self, &plan, &id).with_journal(&journal).with_notes(start.note);
+        match start.resume {
+            Some(r) => run.continuing(r.next_seq, r.elapsed).execute(r.from_step, r.rollback_reason).await,
+            None => run.execute(0, None).await,
         }
-        let (from_step, rollback_reason) = start.resume.unwrap_or((0, None));
-        run.execute(from_step, rollback_reason).await
     }
 
     /// Continues deployment `id` from the store: from its first uncompleted step, or its
@@ -425,12 +433,21 @@ impl Executor {
                 ),
             ));
         }
+        // Its log goes on: numbered after its last stored event, timed from when it was created
+        // (never before that event's time). A log that cannot be read stops the resume here,
+        // before the lock is taken: numbering from 0 would overwrite it.
+        let log = d.store.events(id).await?;
+        let since_created = Duration::from_millis(now_ms().saturating_sub(record.created_at));
+        let resumption = Resumption {
+            from_step: record.completed_steps,
+            rollback_reason: (record.phase == Phase::RollingBack)
+                .then(|| record.failure.clone().unwrap_or_else(|| "interrupted".into())),
+            next_seq: log.last().map_or(0, |e| e.seq + 1),
+            elapsed: log.last().map_or(since_created, |e| e.at.max(since_created)),
+        };
         let note = d.free_if_holder_gone(&record.service).await?;
         let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
-        let from = record.completed_steps;
-        let reason = (record.phase == Phase::RollingBack)
-            .then(|| record.failure.clone().unwrap_or_else(|| "interrupted".into()));
-        Ok(self.run_journaled(&d, record, lease, Start { resume: Some((from, reason)), note }).await)
+        Ok(self.run_journaled(&d, record, lease, Start { resume: Some(resumption), note }).await)
     }
 
     /// Past and running deployments of `service`, oldest first.
@@ -455,7 +472,14 @@ impl Executor {
     pub async fn rollback_to(&self, service: &str, version: Option<&Version>) -> Result<Outcome> {
         let history = self.durable()?.store.history(service).await?;
         let succeeded = |r: &DeploymentRecord| r.outcome.as_ref().is_some_and(|o| o.status == Status::Succeeded);
-        let current = history.iter().rev().find(|r| succeeded(r)).map(|r| r.plan.spec.version.clone());
+        // What serves now: as the newest ended deployment left it (a rolled-back one left its
+        // `from`), else the newest good version.
+        let left_serving = history.iter().rev().find_map(|r| match r.outcome.as_ref()?.serving_versions.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        });
+        let current =
+            left_serving.or_else(|| history.iter().rev().find(|r| succeeded(r)).map(|r| r.plan.spec.version.clone()));
         // Newest first: each deployment's own version if it succeeded, then the version it
         // started from (with its spec: the only one known to have served that version).
         let mut candidates = history.iter().rev().flat_map(|r| {

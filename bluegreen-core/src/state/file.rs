@@ -268,8 +268,19 @@ impl StateStore for FileStore {
                 serde_json::to_writer(&mut lines, event).map_err(|e| corrupt(&path, format!("cannot encode: {e}")))?;
                 lines.push(b'\n');
             }
-            let mut file =
-                OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, "open", e))?;
+            let mut file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_error(&path, "open", e))?;
+            // A line cut short by a crash (or a full disk) is dropped first, so the next one
+            // does not glue onto it.
+            let len = file.metadata().map_err(|e| io_error(&path, "read", e))?.len();
+            let whole = complete_len(&file, len).map_err(|e| io_error(&path, "read", e))?;
+            if whole < len {
+                file.set_len(whole).map_err(|e| io_error(&path, "truncate", e))?;
+            }
             file.write_all(&lines).map_err(|e| io_error(&path, "append to", e))?;
             file.sync_data().map_err(|e| io_error(&path, "fsync", e))
         })
@@ -277,26 +288,37 @@ impl StateStore for FileStore {
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let path = self.find(id)?.join("events").join(format!("{id}.jsonl"));
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_error(&path, "read", e)),
         };
         let mut log = std::collections::BTreeMap::new();
-        let complete = text.ends_with('\n');
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, line) in lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            match serde_json::from_str::<Event>(line) {
-                Ok(event) => {
-                    log.insert(event.seq, event);
-                }
-                // A crash in the middle of an append leaves the last line short: not an event.
-                Err(_) if i + 1 == lines.len() && !complete => {}
-                Err(e) => return Err(corrupt(&path, format!("line {}: {e}", i + 1))),
+        // Only whole lines count: a crash in the middle of an append leaves the last one short.
+        let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        for (i, line) in bytes[..whole].split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
             }
+            let event: Event =
+                serde_json::from_slice(line).map_err(|e| corrupt(&path, format!("line {}: {e}", i + 1)))?;
+            log.insert(event.seq, event);
         }
         Ok(log.into_values().collect())
     }
+}
+
+/// The length of `file` (`len` bytes) up to and with its last newline: `len` when it ends with
+/// one (the usual case, one byte read), else where its last whole line ends.
+fn complete_len(file: &File, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8];
+    if len == 0 || (file.read_exact_at(&mut last, len - 1).is_ok() && last[0] == b'\n') {
+        return Ok(len);
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i as u64 + 1))
 }
 
 /// Names become path components: refuse anything that could leave the directory.

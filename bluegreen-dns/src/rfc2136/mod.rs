@@ -21,6 +21,7 @@ use bluegreen_core::{Capabilities, DrainReport, Error, Member, PoolName, Result,
 use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use tokio::time::Instant;
 
 pub use builder::Rfc2136RouterBuilder;
 use propagation::PropagationCheck;
@@ -303,16 +304,22 @@ impl Router for Rfc2136Router {
         // DNS draining is TTL-based: resolvers may hand out a withdrawn record until its TTL
         // (plus margin) has passed. The time goes into the bookkeeping with each member whose
         // address this drain withdraws, so a resumed run (or another process) waits the rest.
-        let drained_at = bookkeeping::unix_secs_up(bookkeeping::unix_now(&i.clock));
+        // The time is written with the change itself, so it cannot be the moment every server
+        // serves it: with authoritative servers to wait for, it is the latest that can be
+        // (now + the sync timeout), so a resumed run never waits less than it must.
+        let lag = if i.check.is_some() { i.sync_timeout } else { Duration::ZERO };
+        let drained_at = bookkeeping::unix_secs_up(bookkeeping::unix_now(&i.clock) + lag);
         let list = members.entry(pool.clone()).or_default();
         let gone = |ip| matches!(ip, IpAddr::V4(ip) if before.contains(&ip) && !after.contains(&ip));
         // An address withdrawn that belongs to no drained member still goes from the answer.
         let withdrawn = drain::stamp(list, &newly, drained_at, gone) | !before.is_subset(&after);
         i.write(&state, &members, &answer).await?;
         let delay = i.delay();
-        // The recorded times (rounded up, and those of members drained before) count too.
+        // This process waits from when every server serves the change (`write` returns then),
+        // and for the recorded times (rounded up, and those of members drained before).
+        let served = Instant::now();
         let recorded = drain::ends(&members[pool], targets, delay);
-        Ok(drain.finish(withdrawn.then_some(drain.started + delay), recorded, &i.clock).await)
+        Ok(drain.finish(withdrawn.then_some(served + delay), recorded, &i.clock).await)
     }
 
     async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
