@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
+use aws_credential_types::Credentials;
 
 use crate::calls::{CallLog, RateLimits, SharedCalls};
 

@@ -3,8 +3,13 @@
 //! turns a missing resource into [`Error::NotFound`]. Every AWS backend of bluegreen maps its
 //! errors through it (this crate's, and `bluegreen-dns`'s Route53 router), so they read alike.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use bluegreen_core::Error;
+
+/// A failed call of any AWS SDK client (each client's `SdkError` is this type).
+pub type SdkError<E> = aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>;
 
 /// A failed AWS call, classified.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,10 @@ impl AwsError {
     }
 
     /// The service's error code, if the service answered.
+    #[cfg_attr(
+        not(any(feature = "alb", feature = "dynamodb")),
+        allow(dead_code, reason = "used by the ALB and DynamoDB backends")
+    )]
     pub(crate) fn code(&self) -> Option<&str> {
         match self {
             Self::Service { code, .. } => Some(code),
@@ -72,6 +81,7 @@ impl AwsError {
     }
 
     /// Whether the conditional write was refused because its condition did not hold.
+    #[cfg_attr(not(feature = "dynamodb"), allow(dead_code, reason = "used by the DynamoDB store"))]
     pub(crate) fn is_condition_failed(&self) -> bool {
         matches!(self.code(), Some("ConditionalCheckFailedException" | "TransactionCanceledException"))
     }

@@ -21,18 +21,27 @@
 //! the RFC 2136 router and the bookkeeping both share. It builds its client from an
 //! [`AwsConfig`] too, so it shares this crate's HTTP client and rate limits.
 
+#[cfg(feature = "alb")]
 mod alb;
+#[cfg(feature = "alb")]
 mod alb_health;
+#[cfg(feature = "alb")]
 mod alb_place;
 mod calls;
 mod config;
+#[cfg(feature = "dynamodb")]
 mod dynamodb;
+#[cfg(feature = "ecs")]
 mod ecs;
 pub mod error;
 
+#[cfg(feature = "alb")]
 pub use alb::AlbRouter;
+#[cfg(feature = "alb")]
 pub use alb_health::AlbTargetHealth;
 pub use calls::CallLog;
 pub use config::{AwsConfig, MIN_RATE_LIMIT};
+#[cfg(feature = "dynamodb")]
 pub use dynamodb::DynamoDbStore;
+#[cfg(feature = "ecs")]
 pub use ecs::{EcsFleet, EcsFleetBuilder};
