@@ -304,8 +304,7 @@ async fn a_listener_that_does_not_exist_is_not_found_before_any_write() {
     let groups = [alb.blue_arn.as_str(), alb.green_arn.as_str()];
     let before = alb.state(&client, &groups).await;
     // Same load balancer, another listener id (a listener deleted since, or a typo).
-    let (prefix, _) = alb.listener_arn.rsplit_once('/').expect("listener id");
-    let ghost = format!("{prefix}/0123456789abcdef");
+    let ghost = moto::ghost_arn(&alb.listener_arn);
     log.reset();
     let pools = [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())];
     let router =
@@ -330,8 +329,7 @@ async fn a_target_group_that_does_not_exist_is_not_found_before_any_write() {
     let alb = moto.create_alb(&client).await;
     let groups = [alb.blue_arn.as_str(), alb.green_arn.as_str()];
     let before = alb.state(&client, &groups).await;
-    let (prefix, _) = alb.green_arn.rsplit_once('/').expect("group id");
-    let ghost = format!("{prefix}/0123456789abcdef");
+    let ghost = moto::ghost_arn(&alb.green_arn);
     log.reset();
     for rule in [None, Some(&alb.rule_arn)] {
         let mut router =

@@ -470,8 +470,7 @@ async fn a_rule_of_another_listener_is_refused_at_its_line() {
 async fn a_listener_that_does_not_exist_exits_6_with_nothing_changed() {
     let Some(moto) = Moto::start() else { return };
     let (elb, alb) = alb_serving_blue(&moto).await;
-    let (prefix, _) = alb.listener_arn.rsplit_once('/').expect("listener id");
-    let ghost = format!("{prefix}/0123456789abcdef");
+    let ghost = moto::ghost_arn(&alb.listener_arn);
     let section = format!(
         "listener_arn = \"{ghost}\"\ntarget_groups = {{ blue = \"{}\", green = \"{}\" }}",
         alb.blue_arn, alb.green_arn
@@ -485,8 +484,7 @@ async fn a_listener_that_does_not_exist_exits_6_with_nothing_changed() {
 async fn a_target_group_that_does_not_exist_exits_6_with_nothing_changed() {
     let Some(moto) = Moto::start() else { return };
     let (elb, alb) = alb_serving_blue(&moto).await;
-    let (prefix, _) = alb.green_arn.rsplit_once('/').expect("group id");
-    let ghost = format!("{prefix}/0123456789abcdef");
+    let ghost = moto::ghost_arn(&alb.green_arn);
     let section = format!(
         "listener_arn = \"{}\"\ntarget_groups = {{ blue = \"{}\", green = \"{ghost}\" }}",
         alb.listener_arn, alb.blue_arn

@@ -28,12 +28,10 @@ use bluegreen_core::{
 };
 use bluegreen_dns::Rfc2136Router;
 use common::bind::{bind_or_skip, Bind};
-use common::{key, knot_or_skip, Knot, NAME, ZONE};
+use common::{knot_or_skip, Knot, MARGIN, TTL};
 use serde::{Deserialize, Serialize};
 
 const CHILD: &str = "BLUEGREEN_CRASH_CHILD";
-const TTL: Duration = Duration::from_secs(1);
-const MARGIN: Duration = Duration::from_millis(500);
 /// How long after a step started the child is killed: inside its TTL waits.
 const KILL_AFTER: Duration = Duration::from_millis(150);
 
@@ -57,14 +55,7 @@ fn wall_ms() -> u64 {
 }
 
 fn router(server: SocketAddr) -> Rfc2136Router {
-    Rfc2136Router::builder(server, ZONE, NAME)
-        .tsig(key())
-        .ttl(TTL)
-        .resolver_margin(MARGIN)
-        .pool("blue")
-        .pool("green")
-        .build()
-        .unwrap()
+    common::router_builder(server).build().unwrap()
 }
 
 fn sim(dir: &Path, kind: Kind) -> Sim {

@@ -17,7 +17,7 @@ use bluegreen_core::{
     Spec, Split, Status, Strategy, Target,
 };
 use bluegreen_dns::{PropagationCheck, Rfc2136Router, Rfc2136RouterBuilder, TsigKey};
-use common::{ips, key, knot_or_skip, Knot, KEY_NAME, NAME, WRONG_SECRET, ZONE};
+use common::{ips, key, knot_or_skip, Knot, KEY_NAME, MARGIN, NAME, TTL, WRONG_SECRET, ZONE};
 
 fn blue() -> PoolName {
     "blue".into()
@@ -27,16 +27,8 @@ fn green() -> PoolName {
     "green".into()
 }
 
-const TTL: Duration = Duration::from_secs(1);
-const MARGIN: Duration = Duration::from_millis(500);
-
 fn router_for(knot: &Knot) -> Rfc2136RouterBuilder {
-    Rfc2136Router::builder(knot.addr, ZONE, NAME)
-        .tsig(key())
-        .ttl(TTL)
-        .resolver_margin(MARGIN)
-        .pool("blue")
-        .pool("green")
+    common::router_builder(knot.addr)
 }
 
 fn target(id: &str, ip: &str) -> Target {

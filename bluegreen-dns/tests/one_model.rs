@@ -26,13 +26,11 @@ use async_trait::async_trait;
 use aws_sdk_route53::types::RrType;
 use bluegreen_core::state::Clock;
 use bluegreen_core::{MemberState, PoolName, Router, Split, Target};
-use bluegreen_dns::{Rfc2136Router, Route53Router};
+use bluegreen_dns::Route53Router;
 use bluegreen_testkit::moto::MotoServer;
-use common::{key, knot_or_skip, Knot, NAME, ZONE};
+use common::{knot_or_skip, Knot, MARGIN, NAME, TTL, ZONE};
 use moto::Route53Moto;
 
-const TTL: Duration = Duration::from_secs(1);
-const MARGIN: Duration = Duration::from_millis(500);
 /// Where the test's wall clock stands when the first drain is recorded (Unix seconds).
 const T0: u64 = 1_700_000_000;
 /// The members' TXT records, where both providers keep them.
@@ -216,17 +214,7 @@ async fn both_providers_drain_alike_and_write_the_same_member_strings() {
 
     let knot = Knot::start("ns1", &[], true);
     let wall = Wall::at(Duration::from_secs(T0));
-    let rfc2136 = || {
-        Rfc2136Router::builder(knot.addr, ZONE, NAME)
-            .tsig(key())
-            .ttl(TTL)
-            .resolver_margin(MARGIN)
-            .pool("blue")
-            .pool("green")
-            .clock(wall.clock())
-            .build()
-            .unwrap()
-    };
+    let rfc2136 = || common::router_builder(knot.addr).clock(wall.clock()).build().unwrap();
     let (first, resumed) = (rfc2136(), rfc2136());
     let by_rfc2136 = drains_are_recorded_and_waited_out(&first, &resumed, &wall, &KnotStrings(&knot)).await;
 

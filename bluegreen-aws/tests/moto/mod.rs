@@ -13,6 +13,13 @@ use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement
 use bluegreen_aws::AwsConfig;
 use bluegreen_testkit::moto::{MotoServer, CREDENTIALS, REGION};
 
+/// An ARN of the same kind and parent as `arn` whose id exists nowhere (a resource deleted
+/// since, or a typo): `…/listener/app/lb/1/0123456789abcdef`.
+pub(crate) fn ghost_arn(arn: &str) -> String {
+    let (parent, _) = arn.rsplit_once('/').expect("an ARN with an id");
+    format!("{parent}/0123456789abcdef")
+}
+
 /// A running `moto_server` on 127.0.0.1 (see [`MotoServer`]), killed on drop.
 pub(crate) struct Moto(MotoServer);
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bluegreen_dns::TsigKey;
+use bluegreen_dns::{Rfc2136Router, Rfc2136RouterBuilder, TsigKey};
 
 pub const ZONE: &str = "example.test.";
 pub const NAME: &str = "www.example.test.";
@@ -21,6 +21,16 @@ pub const WRONG_SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub fn key() -> TsigKey {
     TsigKey::hmac_sha256(KEY_NAME, KEY_SECRET).unwrap()
+}
+
+/// The TTL and resolver margin of the tests' records: drains wait 1.5 s.
+pub const TTL: Duration = Duration::from_secs(1);
+pub const MARGIN: Duration = Duration::from_millis(500);
+
+/// The router the tests drive: `NAME` in `ZONE` at `server`, signed with `key()`, pools blue
+/// and green, `TTL` and `MARGIN`.
+pub fn router_builder(server: SocketAddr) -> Rfc2136RouterBuilder {
+    Rfc2136Router::builder(server, ZONE, NAME).tsig(key()).ttl(TTL).resolver_margin(MARGIN).pool("blue").pool("green")
 }
 
 /// A knot binary: on the PATH, else where Debian installs it (`/usr/sbin` is not on every
