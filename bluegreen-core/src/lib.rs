@@ -38,6 +38,7 @@ mod executor;
 mod fleet;
 pub mod hooks;
 mod model;
+mod outcome;
 mod plan;
 pub mod probe;
 mod router;
@@ -49,12 +50,13 @@ pub mod state;
 pub use analysis::{Analysis, AnalysisContext, FnAnalysis, HttpSuccessRate, Verdict};
 pub use error::{BoxError, Error, Result};
 pub use events::{ChannelSink, Event, EventKind, EventSink, JsonLinesSink, MemorySink, TracingSink};
-pub use executor::{ConcurrencyPolicy, Control, Executor, ExecutorBuilder, Outcome, Status, SupersedeWith};
+pub use executor::{Control, Executor, ExecutorBuilder};
 #[cfg(feature = "mock")]
 pub use fleet::MockFleet;
 pub use fleet::{Fleet, ProvisionRequest};
 pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint};
 pub use model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
+pub use outcome::{Outcome, Status};
 pub use plan::{Plan, Snapshot, Step, TargetSet, Timeline, TimelineRow};
 #[cfg(feature = "mock")]
 pub use probe::MockHealthProbe;
@@ -63,9 +65,9 @@ pub use probe::{FnProbe, Health, HealthProbe, HttpProbe, TcpProbe};
 pub use router::MockRouter;
 pub use router::{Capabilities, DrainReport, Router};
 pub use spec::{
-    AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, DrainPolicy, HealthPolicy, HttpSuccessRateSpec,
-    Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling, RollingMode, ShiftStep,
-    ShortBakePolicy, Spec, Strategy,
+    AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, ConcurrencyPolicy, DrainPolicy, HealthPolicy,
+    HttpSuccessRateSpec, Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling,
+    RollingMode, ShiftStep, ShortBakePolicy, Spec, Strategy, SupersedeWith,
 };
 pub use state::{Command, DeploymentRecord, DeploymentSummary, FileStore, Lease, MemoryStore, Phase, StateStore};
 

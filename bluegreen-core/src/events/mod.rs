@@ -229,7 +229,7 @@ pub enum EventKind {
     /// The deployment ended.
     DeploymentFinished {
         /// How.
-        status: crate::executor::Status,
+        status: crate::outcome::Status,
         /// The failure that caused a rollback, if any.
         reason: Option<String>,
     },

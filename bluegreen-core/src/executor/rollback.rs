@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use super::run::Run;
-use super::Status;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
+use crate::outcome::Status;
 use crate::plan::{Step, TargetSet};
 use crate::spec::{OldUnhealthyPolicy, RollbackPace};
 

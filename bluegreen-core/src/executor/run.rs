@@ -9,13 +9,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::control::ControlState;
-use super::durable::Journal;
-use super::{plan_spec_hooks, Executor, Outcome, Status};
+use super::journal::Journal;
+use super::{plan_spec_hooks, Executor};
 use crate::analysis::Analysis;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::hooks::{Hook, HookPoint};
 use crate::model::Version;
+use crate::outcome::{Outcome, Status};
 use crate::plan::Plan;
 
 /// Health probes in flight at once, per deployment.

@@ -9,14 +9,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::executor::ConcurrencyPolicy;
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Version};
 
+mod concurrency;
 mod policy;
 mod strategy;
 mod validate;
 
+pub use concurrency::{ConcurrencyPolicy, SupersedeWith};
 pub use policy::{
     DrainPolicy, HealthPolicy, OldUnhealthyPolicy, RetryPolicy, RollbackPace, RollbackPolicy, ShortBakePolicy,
 };

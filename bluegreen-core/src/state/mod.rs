@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::events::Event;
-use crate::executor::{Outcome, Status};
+use crate::outcome::{Outcome, Status};
 use crate::plan::Plan;
 
 mod file;
