@@ -47,7 +47,9 @@ pub mod sim;
 mod spec;
 pub mod state;
 
-pub use analysis::{Analysis, AnalysisContext, FnAnalysis, HttpSuccessRate, Verdict};
+#[cfg(feature = "http-probe")]
+pub use analysis::HttpSuccessRate;
+pub use analysis::{Analysis, AnalysisContext, FnAnalysis, Verdict};
 pub use error::{BoxError, Error, Result};
 pub use events::{ChannelSink, Event, EventKind, EventSink, JsonLinesSink, MemorySink, TracingSink};
 pub use executor::{Control, Executor, ExecutorBuilder};
@@ -60,7 +62,9 @@ pub use outcome::{Outcome, Status};
 pub use plan::{Plan, Snapshot, Step, TargetSet, Timeline, TimelineRow};
 #[cfg(feature = "mock")]
 pub use probe::MockHealthProbe;
-pub use probe::{FnProbe, Health, HealthProbe, HttpProbe, TcpProbe};
+#[cfg(feature = "http-probe")]
+pub use probe::HttpProbe;
+pub use probe::{FnProbe, Health, HealthProbe, TcpProbe};
 #[cfg(feature = "mock")]
 pub use router::MockRouter;
 pub use router::{Capabilities, DrainReport, Router};

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Split, Target};
 
+#[cfg(feature = "http-probe")]
 mod http;
 
+#[cfg(feature = "http-probe")]
 pub use http::HttpSuccessRate;
 
 /// What an analysis is evaluated against.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::analysis::{Analysis, HttpSuccessRate};
+use crate::analysis::Analysis;
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::fleet::Fleet;
@@ -262,12 +262,22 @@ impl Executor {
             .iter()
             .map(|a| -> Arc<dyn Analysis> {
                 match a {
+                    #[cfg(feature = "http-probe")]
                     AnalysisSpec::HttpSuccessRate(http) => Arc::new(
-                        HttpSuccessRate::new(http.url.clone(), http.min_success_percent, http.window)
+                        crate::analysis::HttpSuccessRate::new(http.url.clone(), http.min_success_percent, http.window)
                             .with_requests_per_check(http.requests_per_check)
                             .with_min_requests(http.min_requests)
                             .with_timeout(http.timeout),
                     ),
+                    // Refused by `Spec::validate` before any run gets here.
+                    #[cfg(not(feature = "http-probe"))]
+                    AnalysisSpec::HttpSuccessRate(_) => {
+                        Arc::new(crate::analysis::FnAnalysis::new("http_success_rate", |_| async {
+                            crate::analysis::Verdict::Fail {
+                                reason: "http_success_rate needs bluegreen-core's `http-probe` feature".into(),
+                            }
+                        }))
+                    }
                 }
             })
             .collect();

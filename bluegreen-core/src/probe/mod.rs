@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::model::Target;
 
 mod closure;
+#[cfg(feature = "http-probe")]
 mod http;
 mod tcp;
 
 pub use closure::FnProbe;
+#[cfg(feature = "http-probe")]
 pub use http::{HttpProbe, HttpProbeBuilder};
 pub use tcp::TcpProbe;
 

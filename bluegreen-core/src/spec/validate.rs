@@ -243,6 +243,12 @@ fn validate_analysis(field: &str, analysis: &AnalysisSpec) -> Result<()> {
             timeout,
             ..
         }) => {
+            if cfg!(not(feature = "http-probe")) {
+                return Err(Error::invalid(
+                    field,
+                    "an http_success_rate analysis needs bluegreen-core's `http-probe` feature, which this build leaves out",
+                ));
+            }
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::invalid(format!("{field}.url"), format!("{url:?} is not an http(s) URL")));
             }
