@@ -72,6 +72,36 @@ pub struct Target {
     pub tag: Option<String>,
 }
 
+impl Target {
+    /// A target `id` listening at `address` and running `version`, with no zone and no
+    /// provisioning tag.
+    ///
+    /// ```
+    /// use bluegreen_core::Target;
+    ///
+    /// let web1 = Target::new("web-01", "10.0.1.7:8080", "v1").with_zone("eu-west-1a");
+    /// assert_eq!(web1.id.as_str(), "web-01");
+    /// assert_eq!(web1.zone.as_deref(), Some("eu-west-1a"));
+    /// ```
+    pub fn new(id: impl Into<TargetId>, address: impl Into<String>, version: impl Into<Version>) -> Self {
+        Self { id: id.into(), address: address.into(), zone: None, version: version.into(), tag: None }
+    }
+
+    /// The same target in availability zone (or failure domain) `zone`.
+    #[must_use]
+    pub fn with_zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = Some(zone.into());
+        self
+    }
+
+    /// The same target carrying provisioning tag `tag` (see [`ProvisionRequest::tag`](crate::ProvisionRequest)).
+    #[must_use]
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+}
+
 /// How a router treats one member of a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
