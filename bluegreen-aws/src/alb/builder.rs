@@ -22,7 +22,8 @@ impl AlbRouter {
     /// # Errors
     /// [`Error::Invalid`] for an ARN of the wrong kind, no pools, more than five, or one target
     /// group under two names. No AWS call is made: whether the listener and the target groups
-    /// exist is checked by the first call of a [`Router`] method (see the type's docs).
+    /// exist is checked by the first call of a [`Router`](bluegreen_core::Router) method (see
+    /// the type's docs).
     pub fn new<P: Into<PoolName>>(
         config: &SdkConfig,
         listener_arn: impl Into<String>,

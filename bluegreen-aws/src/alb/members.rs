@@ -10,9 +10,10 @@ use super::AlbRouter;
 use crate::error::AwsError;
 
 impl AlbRouter {
-    /// Registers `targets` in `pool` ([`Router::add_targets`](bluegreen_core::Router::add_targets)):
-    /// every pool attached first (so the ALB health-checks them), drained marks taken off, read
-    /// back as registered; then the test listener follows.
+    /// Registers `targets` in `pool`
+    /// ([`Router::add_targets`](bluegreen_core::Router::add_targets)): every pool attached first
+    /// (so the ALB health-checks them), drained marks taken off, read back as registered; then
+    /// the test listener follows.
     pub(super) async fn add_members(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
         let (arn, resource) = self.group(pool)?;
         for target in targets {

@@ -56,10 +56,10 @@ use place::Place;
 /// - **Drain** deregisters the targets and observes `DescribeTargetHealth` until they are no
 ///   longer `draining`, bounded by the caller's timeout and by the target group's
 ///   deregistration delay (plus 10 s for the ALB's reporting lag): no blind sleep. The drained
-///   targets stay members, as [`MemberState::Disabled`], through a tag on the target group
-///   (`bluegreen:drained:<ip>:<port>`) until they are added again or removed: a target group
-///   holds at most 50 tags, so at most about 45 targets per pool can be drained and not yet
-///   removed at once.
+///   targets stay members, as [`MemberState::Disabled`](bluegreen_core::MemberState::Disabled),
+///   through a tag on the target group (`bluegreen:drained:<ip>:<port>`) until they are added
+///   again or removed: a target group holds at most 50 tags, so at most about 45 targets per
+///   pool can be drained and not yet removed at once.
 /// - **Health**: [`health_probe`](Self::health_probe) is the ALB's own view as a probe.
 /// - **Test listener** (optional, [`test_listener`](Self::test_listener)): kept forwarding to
 ///   the idle pool, for pre-traffic checks on another port.

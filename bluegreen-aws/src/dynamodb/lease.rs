@@ -90,7 +90,8 @@ impl DynamoDbStore {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    /// Takes the lock of `service` for `owner` ([`StateStore::acquire`](bluegreen_core::StateStore::acquire)).
+    /// Takes the lock of `service` for `owner`, or takes it over under the same owner name
+    /// ([`StateStore::acquire`](bluegreen_core::StateStore::acquire)).
     pub(super) async fn acquire_lease(&self, service: &str, owner: &str, ttl: Duration) -> Result<Lease> {
         check_key("service", service)?;
         check_key("owner", owner)?;
