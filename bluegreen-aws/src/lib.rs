@@ -23,10 +23,6 @@
 
 #[cfg(feature = "alb")]
 mod alb;
-#[cfg(feature = "alb")]
-mod alb_health;
-#[cfg(feature = "alb")]
-mod alb_place;
 mod calls;
 mod config;
 #[cfg(feature = "dynamodb")]
@@ -36,9 +32,7 @@ mod ecs;
 pub mod error;
 
 #[cfg(feature = "alb")]
-pub use alb::AlbRouter;
-#[cfg(feature = "alb")]
-pub use alb_health::AlbTargetHealth;
+pub use alb::{AlbRouter, AlbTargetHealth};
 pub use calls::CallLog;
 pub use config::{AwsConfig, MIN_RATE_LIMIT};
 #[cfg(feature = "dynamodb")]

@@ -10,7 +10,7 @@ use crate::error::AwsError;
 
 /// A listener (its default actions) or a listener rule (its actions).
 #[derive(Debug, Clone)]
-pub(crate) enum Place {
+pub(super) enum Place {
     Listener(String),
     Rule(String),
 }
@@ -26,7 +26,7 @@ impl fmt::Display for Place {
 
 impl Place {
     /// The actions, as the ALB serves them.
-    pub(crate) async fn actions(&self, client: &Client) -> Result<Vec<Action>> {
+    pub(super) async fn actions(&self, client: &Client) -> Result<Vec<Action>> {
         match self {
             Self::Rule(rule) => {
                 let out = client
@@ -50,7 +50,7 @@ impl Place {
     }
 
     /// Replaces the actions.
-    pub(crate) async fn set_actions(&self, client: &Client, actions: Vec<Action>) -> Result<()> {
+    pub(super) async fn set_actions(&self, client: &Client, actions: Vec<Action>) -> Result<()> {
         match self {
             Self::Rule(rule) => {
                 client

@@ -10,6 +10,7 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use bluegreen_core::{Health, HealthProbe, Target};
 use tokio::time::Instant;
 
+use super::target::target_name;
 use crate::error::AwsError;
 
 /// One target's state in one target group, with the ALB's reason.
@@ -86,8 +87,7 @@ impl AlbTargetHealth {
                 .into_iter()
                 .filter_map(|d| {
                     let target = d.target()?;
-                    let id =
-                        crate::alb::target_name(target.id().unwrap_or_default(), target.port().unwrap_or_default());
+                    let id = target_name(target.id().unwrap_or_default(), target.port().unwrap_or_default());
                     let health = d.target_health();
                     let state = health.and_then(|h| h.state()).cloned().unwrap_or(TargetHealthStateEnum::Initial);
                     let reason = health.and_then(|h| {
