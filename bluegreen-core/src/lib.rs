@@ -11,7 +11,7 @@
 //! - The [`Executor`] runs a plan: health gates, bakes with [`Analysis`], [`Hook`]s, drains,
 //!   retries, and a rollback computed from where it stands; a [`Control`] handle steers it.
 //! - Every change is an [`Event`] sent to [`EventSink`]s.
-//! - [`sim`] is a simulated router, fleet and probe with an invariant checker, for testing
+//! - [`sim`] (feature `sim`, default) is a simulated router, fleet and probe with an invariant checker, for testing
 //!   strategies without a cloud account.
 //!
 //! ```
@@ -43,6 +43,7 @@ mod plan;
 pub mod probe;
 mod router;
 pub mod shell;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod spec;
 pub mod state;

@@ -977,3 +977,18 @@ fn a_router_that_checks_its_members_gets_new_targets_registered_before_the_healt
     let rolling = rolling_spec(replace(2, None, None));
     assert!(order(&alb, &rolling, &web(4)).chunks(2).all(|pair| pair == ["attach", "gate"]));
 }
+
+/// A rolling spec that leaves `pools` at its default rolls the router's one live pool, whatever
+/// its name (the README's simulator test, pool `web`, failed with "none of the pools
+/// [blue, green] carries all traffic"); a spec that names its pools still gets only those.
+#[test]
+fn a_rolling_deploy_with_default_pools_rolls_the_one_live_pool() {
+    let spec = Spec::new("web", "v2", Strategy::Rolling(Rolling::in_place(2)));
+    let plan = compile(&spec, &web(6));
+    assert_eq!(plan.stable_pool, pool("web"));
+    assert_eq!(plan.candidate_pool, pool("web"));
+
+    let named = spec.with_pools("api", "api-next");
+    let error = Plan::compile(&named, &web(6), &Capabilities::load_balancer()).unwrap_err();
+    assert!(error.to_string().contains("none of the pools"), "{error}");
+}

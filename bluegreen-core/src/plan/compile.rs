@@ -112,9 +112,14 @@ fn check_bakes(plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
-/// The pool carrying all traffic, which must be one of the spec's pools.
+/// The pool carrying all traffic, which must be one of the spec's pools. A rolling deploy whose
+/// spec leaves `pools` at its default (`blue`, `green`) rolls whichever one pool carries all
+/// traffic: it never creates a second pool, so a router of one pool named `web` just works.
 fn live_pool(spec: &Spec, before: &Snapshot) -> Result<PoolName> {
-    let live: Vec<&PoolName> = spec.pools.iter().filter(|p| before.split.weight(p) == 100).collect();
+    let any_pool = matches!(spec.strategy, Strategy::Rolling(_)) && spec.pools == crate::spec::default_pools();
+    let candidates: Vec<PoolName> =
+        if any_pool { before.split.live_pools().cloned().collect() } else { spec.pools.clone() };
+    let live: Vec<&PoolName> = candidates.iter().filter(|p| before.split.weight(p) == 100).collect();
     match live.as_slice() {
         [pool] => Ok((*pool).clone()),
         _ if before.split.live_pools().count() > 1 => Err(Error::drift(format!(

@@ -47,7 +47,8 @@ pub struct Spec {
     /// How traffic and capacity move.
     pub strategy: Strategy,
     /// The two pools of a blue-green, canary or linear deploy (the live one is found by
-    /// reading the split). A rolling deploy updates whichever of them is live.
+    /// reading the split). A rolling deploy updates whichever of them is live; left at the
+    /// default, it updates whichever one pool of the router carries all traffic.
     #[serde(default = "default_pools")]
     pub pools: Vec<PoolName>,
     /// Targets in the new pool; defaults to as many as the live pool has.
@@ -83,7 +84,7 @@ pub struct Spec {
     pub short_bakes: ShortBakePolicy,
 }
 
-fn default_pools() -> Vec<PoolName> {
+pub(crate) fn default_pools() -> Vec<PoolName> {
     vec![PoolName::from("blue"), PoolName::from("green")]
 }
 
