@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bluegreen_core::{Health, HealthProbe, Target};
 
-use super::HaproxyRouter;
+use super::router::HaproxyRouter;
 
 /// HAProxy's view of a target's health: the `status` and `check_status` that `show stat`
 /// reports for the target's server (in whichever pool it is a member).
@@ -32,9 +32,10 @@ pub struct HaproxyCheckProbe {
     router: HaproxyRouter,
 }
 
-impl HaproxyCheckProbe {
-    pub(super) fn new(router: HaproxyRouter) -> Self {
-        Self { router }
+impl HaproxyRouter {
+    /// HAProxy's own health checks of the backend's servers, as a [`HealthProbe`](bluegreen_core::HealthProbe).
+    pub fn check_probe(&self) -> HaproxyCheckProbe {
+        HaproxyCheckProbe { router: self.clone() }
     }
 }
 
