@@ -56,6 +56,8 @@ enum How {
 ///     Ok(format!("{} now runs {version}", host.id))
 /// });
 /// ```
+///
+/// [`HostFleet::last_output`]: super::HostFleet::last_output
 #[derive(Clone)]
 pub struct Updater {
     how: How,
