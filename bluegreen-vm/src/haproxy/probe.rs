@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bluegreen_core::{Health, HealthProbe, Target};
 
-use super::HaproxyRouter;
+use super::router::HaproxyRouter;
 
 /// HAProxy's view of a target's health: the `status` and `check_status` that `show stat`
 /// reports for the target's server (in whichever pool it is a member).
@@ -11,7 +11,7 @@ use super::HaproxyRouter;
 /// **A second opinion only.** HAProxy reports a server `UP` the moment it leaves maintenance,
 /// before any check ran, even when the process behind it is down (measured on 2.6: `UP 1/2`
 /// with the `L7OK` of the check before maintenance). Gate targets on a probe that talks to the
-/// target itself ([`HttpProbe`](bluegreen_core::HttpProbe)), and use this one to watch, or
+/// target itself (`HttpProbe`, bluegreen-core's feature `http-probe`), and use this one to watch, or
 /// combine both in a [`FnProbe`](bluegreen_core::FnProbe).
 ///
 /// # Guarantees
@@ -32,9 +32,10 @@ pub struct HaproxyCheckProbe {
     router: HaproxyRouter,
 }
 
-impl HaproxyCheckProbe {
-    pub(super) fn new(router: HaproxyRouter) -> Self {
-        Self { router }
+impl HaproxyRouter {
+    /// HAProxy's own health checks of the backend's servers, as a [`HealthProbe`](bluegreen_core::HealthProbe).
+    pub fn check_probe(&self) -> HaproxyCheckProbe {
+        HaproxyCheckProbe { router: self.clone() }
     }
 }
 

@@ -2,9 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -12,8 +11,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bluegreen_core::{Error, Fleet, ProvisionRequest, Result, Target, TargetId, Version};
 use futures::future::join_all;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::Child;
+
+mod process;
+
+use process::{stop, Process, Program, NAME};
 
 /// The stand-in application server's binary name.
 pub const TARGET_BINARY: &str = "bluegreen-target";
@@ -21,8 +23,6 @@ pub const TARGET_BINARY: &str = "bluegreen-target";
 /// Environment variable naming the target binary, checked first by
 /// [`LocalProcessFleet::find_target_binary`].
 pub const TARGET_BINARY_ENV: &str = "BLUEGREEN_TARGET_BIN";
-
-const NAME: &str = "local-process";
 
 /// Targets are real local processes of the `bluegreen-target` binary (or any server that
 /// takes the same arguments), one per target, each on its own loopback port.
@@ -75,15 +75,11 @@ pub struct LocalProcessFleet {
 }
 
 struct Inner {
-    binary: PathBuf,
-    /// Arguments before `--version` (a subcommand, when the binary is not `bluegreen-target`).
-    leading_args: Vec<String>,
-    host: IpAddr,
+    program: Program,
     id_prefix: String,
     zones: Vec<String>,
     args: Vec<String>,
     version_args: Mutex<HashMap<Version, Vec<String>>>,
-    ready_timeout: Duration,
     stop_timeout: Duration,
     next_id: AtomicU64,
     targets: Mutex<BTreeMap<TargetId, Entry>>,
@@ -97,25 +93,10 @@ struct Entry {
     process: Arc<tokio::sync::Mutex<Process>>,
 }
 
-/// The running process of one target; `None` after a restart failed.
-struct Process {
-    child: Option<Child>,
-}
-
-impl Process {
-    fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
-    }
-}
-
 impl fmt::Debug for LocalProcessFleet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalProcessFleet")
-            .field("binary", &self.inner.binary)
+            .field("binary", &self.inner.program.binary)
             .field("targets", &self.inner.targets().len())
             .finish_non_exhaustive()
     }
@@ -220,14 +201,16 @@ impl LocalProcessFleetBuilder {
         };
         Ok(LocalProcessFleet {
             inner: Arc::new(Inner {
-                binary,
-                leading_args: self.leading_args,
-                host: self.host,
+                program: Program {
+                    binary,
+                    leading_args: self.leading_args,
+                    host: self.host,
+                    ready_timeout: self.ready_timeout,
+                },
                 id_prefix: self.id_prefix,
                 zones: self.zones,
                 args: self.args,
                 version_args: Mutex::new(self.version_args),
-                ready_timeout: self.ready_timeout,
                 stop_timeout: self.stop_timeout,
                 next_id: AtomicU64::new(1),
                 targets: Mutex::new(BTreeMap::new()),
@@ -304,7 +287,7 @@ impl LocalProcessFleet {
 
     /// The server binary this fleet starts.
     pub fn binary(&self) -> &Path {
-        &self.inner.binary
+        &self.inner.program.binary
     }
 
     /// Sets the extra arguments for processes of `version` started from now on, instead of
@@ -440,7 +423,7 @@ impl Inner {
     async fn start_new(&self, version: &Version, zone: Option<String>, tag: Option<String>) -> Result<Target> {
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
         let id = TargetId::from(format!("{}-{n:02}", self.id_prefix));
-        let (child, address) = self.spawn(&id, version, 0).await?;
+        let (child, address) = self.program.spawn(&id, version, 0, self.args_for(version)).await?;
         let target = Target { id: id.clone(), address: address.to_string(), zone, version: version.clone(), tag };
         let entry = Entry {
             target: target.clone(),
@@ -458,7 +441,7 @@ impl Inner {
         let mut backoff = Duration::from_millis(20);
         let mut waited = Duration::ZERO;
         loop {
-            match self.spawn(id, version, port).await {
+            match self.program.spawn(id, version, port, self.args_for(version)).await {
                 Ok((child, _)) => return Ok(child),
                 Err(error) if error.is_retryable() && waited < Duration::from_secs(5) => {
                     tracing::debug!(%id, port, %error, "local fleet: port busy, trying again");
@@ -467,62 +450,6 @@ impl Inner {
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
                 Err(error) => return Err(error),
-            }
-        }
-    }
-
-    /// Starts one process and waits for its `listening on ADDR` line.
-    async fn spawn(&self, id: &TargetId, version: &Version, port: u16) -> Result<(Child, SocketAddr)> {
-        let listen = SocketAddr::new(self.host, port);
-        let mut command = Command::new(&self.binary);
-        command
-            .args(&self.leading_args)
-            .arg("--version")
-            .arg(version.as_str())
-            .arg("--listen")
-            .arg(listen.to_string())
-            .args(self.args_for(version))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| Error::Backend {
-            backend: NAME.to_owned(),
-            message: format!("cannot start {} for target {id}", self.binary.display()),
-            retryable: false,
-            source: Some(Box::new(e)),
-        })?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(self.ready_timeout, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(address) = line.strip_prefix("listening on ") {
-                    return address.trim().parse::<SocketAddr>().ok();
-                }
-            }
-            None
-        })
-        .await;
-        match ready {
-            Ok(Some(address)) => {
-                forward_output(id.clone(), lines.into_inner(), stderr);
-                Ok((child, address))
-            }
-            outcome => {
-                let _ = child.start_kill();
-                let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await.ok().and_then(Result::ok);
-                let stderr = read_tail(stderr).await;
-                let why = match outcome {
-                    Err(_) => format!("did not report listening within {:?}", self.ready_timeout),
-                    _ => format!("exited ({}) before listening", describe(status)),
-                };
-                Err(Error::Backend {
-                    backend: NAME.to_owned(),
-                    message: format!("target {id} ({version}) on {listen} {why}: {}", stderr.trim()),
-                    retryable: stderr.contains("in use"),
-                    source: None,
-                })
             }
         }
     }
@@ -548,44 +475,4 @@ fn check_version(version: &Version) -> Result<()> {
         return Err(Error::invalid("version", format!("{v:?} cannot be passed as --version")));
     }
     Ok(())
-}
-
-/// SIGTERM, wait up to `timeout` for the process to finish its in-flight work and exit, then
-/// SIGKILL.
-async fn stop(child: &mut Child, timeout: Duration) {
-    if matches!(child.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    if let Some(pid) = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    if tokio::time::timeout(timeout, child.wait()).await.is_err() {
-        tracing::warn!(pid = ?child.id(), ?timeout, "local fleet: process did not exit after SIGTERM; killing it");
-        let _ = child.kill().await;
-    }
-}
-
-/// Keeps reading a running process's output (so it never blocks on a full pipe) and logs it.
-fn forward_output(id: TargetId, stdout: BufReader<tokio::process::ChildStdout>, stderr: ChildStderr) {
-    async fn pump(id: TargetId, stream: &'static str, reader: impl AsyncRead + Unpin) {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::debug!(target_id = %id, stream, "{line}");
-        }
-    }
-    tokio::spawn(pump(id.clone(), "stdout", stdout));
-    tokio::spawn(pump(id, "stderr", stderr));
-}
-
-/// The last KiB of what a dead process wrote to stderr.
-async fn read_tail(mut stderr: ChildStderr) -> String {
-    let mut buffer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(1), stderr.read_to_end(&mut buffer)).await;
-    let text = String::from_utf8_lossy(&buffer);
-    let start = text.len().saturating_sub(1024);
-    text.get(start..).unwrap_or(&text).to_owned()
-}
-
-fn describe(status: Option<ExitStatus>) -> String {
-    status.map_or_else(|| "status unknown".to_owned(), |s| s.to_string())
 }
