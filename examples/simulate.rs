@@ -13,13 +13,13 @@
 //! well under a second of wall time.
 //!
 //! ```text
-//! cargo run -p bluegreen-core --example simulate
+//! cargo run -p bluegreen --example simulate
 //! ```
 
 use std::time::{Duration, Instant};
 
-use bluegreen_core::sim::{Sim, VersionBehaviour};
-use bluegreen_core::{
+use bluegreen::sim::{Sim, VersionBehaviour};
+use bluegreen::{
     Canary, ChannelSink, Event, Executor, HealthPolicy, Outcome, Rolling, ShiftStep, Spec, Status, Strategy,
 };
 

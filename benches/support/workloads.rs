@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use bluegreen_core::sim::{Sim, VersionBehaviour};
-use bluegreen_core::{BatchSize, BlueGreen, Executor, HealthPolicy, Outcome, Rolling, Spec, Strategy};
+use bluegreen::sim::{Sim, VersionBehaviour};
+use bluegreen::{BatchSize, BlueGreen, Executor, HealthPolicy, Outcome, Rolling, Spec, Strategy};
 
 /// Probe every 5 s, 2 passes, no minimum healthy time.
 pub(crate) fn health() -> HealthPolicy {

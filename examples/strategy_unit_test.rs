@@ -4,13 +4,13 @@
 //!
 //! The "strategy" is the team's policy as code, `release()`: a canary 5 % → 25 % → 100 % with
 //! bakes and an error-budget analysis. The tests below pin it down; `cargo test -p
-//! bluegreen-core --example strategy_unit_test` runs them (CI does, with every other test), and
-//! `cargo run -p bluegreen-core --example strategy_unit_test` prints the plan and a run.
+//! bluegreen --example strategy_unit_test` runs them (CI does, with every other test), and
+//! `cargo run -p bluegreen --example strategy_unit_test` prints the plan and a run.
 
 use std::time::Duration;
 
-use bluegreen_core::sim::Sim;
-use bluegreen_core::{Canary, Executor, FnAnalysis, HealthPolicy, ShiftStep, Spec, Strategy, Verdict};
+use bluegreen::sim::Sim;
+use bluegreen::{Canary, Executor, FnAnalysis, HealthPolicy, ShiftStep, Spec, Strategy, Verdict};
 
 /// The team's release policy: canary 5 % for 2 minutes, 25 % for 5 minutes, then everything.
 pub fn release(service: &str, version: &str) -> Spec {
@@ -69,8 +69,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use bluegreen_core::sim::VersionBehaviour;
-    use bluegreen_core::{Capabilities, MockFleet, MockHealthProbe, MockRouter, PoolName, Split, Status, Target};
+    use bluegreen::sim::VersionBehaviour;
+    use bluegreen::{Capabilities, MockFleet, MockHealthProbe, MockRouter, PoolName, Split, Status, Target};
 
     fn green_percent(split: &Split) -> u32 {
         split.weight(&PoolName::from("green"))
@@ -125,9 +125,9 @@ mod tests {
             let ids: &[&str] = if pool.as_str() == "blue" { &["b-1", "b-2"] } else { &[] };
             Ok(ids
                 .iter()
-                .map(|id| bluegreen_core::Member {
+                .map(|id| bluegreen::Member {
                     id: (*id).into(),
-                    state: bluegreen_core::MemberState::Serving,
+                    state: bluegreen::MemberState::Serving,
                     in_flight: None,
                 })
                 .collect())

@@ -7,7 +7,7 @@
 //! - `compile_rolling_10k`: `Plan::compile` alone for 10,000 targets.
 //!
 //! ```text
-//! cargo bench -p bluegreen-core --bench simulate
+//! cargo bench -p bluegreen --bench simulate
 //! ```
 //!
 //! The workloads match `examples/scale.rs`, which measures CPU time and peak RSS.
@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use bluegreen_core::{BatchSize, Capabilities, Plan, Status};
+use bluegreen::{BatchSize, Capabilities, Plan, Status};
 use criterion::{criterion_group, criterion_main, BatchSize as Setup, Criterion, SamplingMode};
 
 #[path = "support/workloads.rs"]

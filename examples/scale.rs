@@ -9,9 +9,9 @@
 //! RSS (`VmHWM`) is the workload's own and not the larger of the two.
 //!
 //! ```text
-//! cargo run --release -p bluegreen-core --example scale              # both
-//! cargo run --release -p bluegreen-core --example scale -- rolling 2000   # one, smaller
-//! cargo run --release -p bluegreen-core --example scale -- rolling 10000 100   # batches of 100
+//! cargo run --release -p bluegreen --example scale              # both
+//! cargo run --release -p bluegreen --example scale -- rolling 2000   # one, smaller
+//! cargo run --release -p bluegreen --example scale -- rolling 10000 100   # batches of 100
 //! ```
 //!
 //! CPU time is utime + stime from `/proc/self/stat` (all threads, in clock ticks of 10 ms)
@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use bluegreen_core::{BatchSize, Outcome, Status};
+use bluegreen::{BatchSize, Outcome, Status};
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
