@@ -1,8 +1,6 @@
 //! The ECS fleet: targets are the tasks of an ECS service's task sets (the `EXTERNAL`
 //! deployment controller), and a version is a task definition revision.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,12 +9,13 @@ use aws_sdk_ecs::Client;
 use bluegreen_core::{Error, Fleet, ProvisionRequest, Result, Target, TargetId, Version};
 
 mod diagnose;
+mod known;
 mod observe;
 mod provision;
 mod retire;
 mod revision;
 
-use revision::Revision;
+use known::KnownRevisions;
 
 /// Task tag naming the provisioning tag (the task set's `externalId`) its task was started for.
 const TAG_KEY: &str = "bluegreen:tag";
@@ -111,7 +110,7 @@ pub struct EcsFleet {
     poll: Duration,
     start_timeout: Duration,
     /// Task definition ARN → what it runs. Revisions are immutable, so this never goes stale.
-    revisions: Arc<Mutex<BTreeMap<String, Revision>>>,
+    revisions: KnownRevisions,
 }
 
 /// Builds an [`EcsFleet`]; see [`EcsFleet::builder`].
@@ -169,14 +168,6 @@ impl EcsFleet {
 
     fn where_(&self) -> String {
         format!("service {} in cluster {}", self.service, self.cluster)
-    }
-
-    fn remembered(&self, arn: &str) -> Option<Revision> {
-        self.revisions.lock().unwrap_or_else(PoisonError::into_inner).get(arn).cloned()
-    }
-
-    fn remember(&self, arn: &str, revision: &Revision) {
-        self.revisions.lock().unwrap_or_else(PoisonError::into_inner).insert(arn.to_owned(), revision.clone());
     }
 }
 
@@ -257,7 +248,7 @@ impl EcsFleetBuilder {
             env: self.env,
             poll: self.poll,
             start_timeout: self.start_timeout,
-            revisions: Arc::default(),
+            revisions: KnownRevisions::default(),
         })
     }
 }

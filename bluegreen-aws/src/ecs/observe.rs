@@ -3,7 +3,7 @@
 use aws_sdk_ecs::types::{DeploymentControllerType, DesiredStatus, Task, TaskField, TaskSet};
 use bluegreen_core::{Error, Result, Target, TargetId};
 
-use super::revision::Revision;
+use super::known::Revision;
 use super::{EcsFleet, SET_KEY};
 use crate::error::aws_error;
 

@@ -5,25 +5,12 @@ use aws_sdk_ecs::types::{
 };
 use bluegreen_core::{Error, Result, Version};
 
+use super::known::Revision;
 use super::{EcsFleet, VERSION_KEY};
 use crate::error::aws_error;
 
 /// How many of a family's newest revisions are looked at for one that already runs a version.
 const REUSE_WINDOW: usize = 10;
-
-/// What one task definition revision runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Revision {
-    /// `family:revision`.
-    pub(super) name: String,
-    /// Its `bluegreen:version` tag; else the version read from the image through the template;
-    /// else `family:revision`.
-    pub(super) version: Version,
-    /// The fleet's container's first port mapping, if it has one.
-    pub(super) port: Option<u16>,
-    /// The fleet's container's image and environment, if the container exists.
-    container: Option<(String, Vec<(String, String)>)>,
-}
 
 /// Whether `version` can be an image tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`).
 pub(super) fn check_version(version: &Version) -> Result<()> {
@@ -42,12 +29,12 @@ pub(super) fn check_version(version: &Version) -> Result<()> {
 impl EcsFleet {
     /// What the revision `arn` runs (remembered: revisions never change).
     pub(super) async fn revision(&self, arn: &str) -> Result<Revision> {
-        if let Some(known) = self.remembered(arn) {
+        if let Some(known) = self.revisions.get(arn) {
             return Ok(known);
         }
         let (definition, tags) = self.describe_task_definition(arn).await?;
         let revision = self.summarize(&definition, &tags);
-        self.remember(arn, &revision);
+        self.revisions.insert(arn, &revision);
         Ok(revision)
     }
 
