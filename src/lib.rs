@@ -14,14 +14,14 @@
 //! | `sim` (default) | [`sim`]: the simulator, for tests and rehearsals | `bluegreen-core` |
 //! | `mock` | `MockRouter`, `MockFleet`, `MockHealthProbe` (mockall) | `bluegreen-core` |
 //! | `conformance` | `conformance`: the suites a backend runs against itself | `bluegreen-core` |
-//! | `haproxy` | `HaproxyRouter`, `HaproxyCheckProbe` (HAProxy's runtime API) | [`vm`] |
-//! | `hosts` | `HostFleet` and `Updater`: fixed hosts updated in place | [`vm`] |
-//! | `local-proxy` | `LocalProxyRouter`: an in-process HTTP proxy (hyper) | [`vm`] |
-//! | `rfc2136` | `Rfc2136Router` (dynamic DNS with TSIG), `PropagationCheck` | [`dns`] |
-//! | `route53` | `Route53Router` (weighted record sets; the Route53 SDK) | [`dns`] |
-//! | `alb` | `AlbRouter`, `AlbTargetHealth` (the ELBv2 SDK) | [`aws`] |
-//! | `ecs` | `EcsFleet`: ECS task sets (the ECS SDK) | [`aws`] |
-//! | `dynamodb` | `DynamoDbStore`: state and lock on one table (the DynamoDB SDK) | [`aws`] |
+//! | `haproxy` | `HaproxyRouter`, `HaproxyCheckProbe` (HAProxy's runtime API) | `bluegreen::vm` |
+//! | `hosts` | `HostFleet` and `Updater`: fixed hosts updated in place | `bluegreen::vm` |
+//! | `local-proxy` | `LocalProxyRouter`: an in-process HTTP proxy (hyper) | `bluegreen::vm` |
+//! | `rfc2136` | `Rfc2136Router` (dynamic DNS with TSIG), `PropagationCheck` | `bluegreen::dns` |
+//! | `route53` | `Route53Router` (weighted record sets; the Route53 SDK) | `bluegreen::dns` |
+//! | `alb` | `AlbRouter`, `AlbTargetHealth` (the ELBv2 SDK) | `bluegreen::aws` |
+//! | `ecs` | `EcsFleet`: ECS task sets (the ECS SDK) | `bluegreen::aws` |
+//! | `dynamodb` | `DynamoDbStore`: state and lock on one table (the DynamoDB SDK) | `bluegreen::aws` |
 //!
 //! The defaults are enough to write and unit-test a release strategy; no backend is on by
 //! default, so a program compiles only the SDKs and servers it names. A backend crate's types
@@ -73,7 +73,7 @@ pub use bluegreen_dns::{PropagationCheck, Rfc2136Router, Rfc2136RouterBuilder, T
 pub use bluegreen_dns::{Route53RecordType, Route53Router, Route53RouterBuilder};
 
 /// AWS: ALB, ECS, DynamoDB and the shared, rate-limited SDK client (`bluegreen-aws`;
-/// features `alb`, `ecs`, `dynamodb`; `route53` brings it for [`AwsConfig`]).
+/// features `alb`, `ecs`, `dynamodb`; `route53` brings it for `AwsConfig`).
 #[cfg(any(feature = "alb", feature = "ecs", feature = "dynamodb", feature = "route53"))]
 pub use bluegreen_aws as aws;
 #[cfg(feature = "dynamodb")]

@@ -61,10 +61,10 @@ pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint};
 pub use model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
 pub use outcome::{Outcome, Status};
 pub use plan::{Plan, Snapshot, Step, TargetSet, Timeline, TimelineRow};
-#[cfg(feature = "mock")]
-pub use probe::MockHealthProbe;
 #[cfg(feature = "http-probe")]
 pub use probe::HttpProbe;
+#[cfg(feature = "mock")]
+pub use probe::MockHealthProbe;
 pub use probe::{FnProbe, Health, HealthProbe, TcpProbe};
 #[cfg(feature = "mock")]
 pub use router::MockRouter;

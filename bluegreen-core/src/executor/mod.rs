@@ -50,7 +50,7 @@ pub use control::Control;
 ///
 /// # Errors
 /// - `deploy` returns `Err` only for bad input and for failures before the first change;
-///   once a change was made it returns an [`Outcome`], whose [`Status`] says how it ended.
+///   once a change was made it returns an [`Outcome`], whose [`Status`](crate::Status) says how it ended.
 #[derive(Debug, Clone)]
 pub struct Executor {
     router: Arc<dyn Router>,
