@@ -11,6 +11,7 @@
 //! - The [`Executor`] runs a plan: health gates, bakes with [`Analysis`], [`Hook`]s, drains,
 //!   retries, and a rollback computed from where it stands; a [`Control`] handle steers it.
 //! - Every change is an [`Event`] sent to [`EventSink`]s.
+//! - [`layers`] wrap a router to record its calls, inject faults or respect a rate limit.
 //! - [`sim`] is a simulated router, fleet and probe with an invariant checker, for testing
 //!   strategies without a cloud account.
 //!
@@ -37,6 +38,7 @@ pub mod events;
 mod executor;
 mod fleet;
 pub mod hooks;
+pub mod layers;
 mod model;
 mod outcome;
 mod plan;
