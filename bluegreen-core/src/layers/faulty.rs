@@ -141,11 +141,6 @@ impl FaultyRouter {
         self
     }
 
-    /// The wrapped router.
-    pub fn inner(&self) -> &Arc<dyn Router> {
-        &self.inner
-    }
-
     /// Takes one pending failure of `op`, if any.
     fn take_failure(&self, op: RouterOp) -> Option<Error> {
         let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,15 +172,10 @@ impl fmt::Debug for FaultyRouter {
 
 #[async_trait::async_trait]
 impl Layer for FaultyRouter {
-    fn inner(&self) -> &dyn Router {
-        self.inner.as_ref()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        let caps = self.inner.capabilities();
+    fn capabilities(&self, inner: Capabilities) -> Capabilities {
         match &self.capabilities {
-            Some(change) => change(caps),
-            None => caps,
+            Some(change) => change(inner),
+            None => inner,
         }
     }
 

@@ -181,19 +181,17 @@ impl Args<'_> {
     }
 }
 
-/// What a layer adds around the inner router; `layer_router!` makes each layer a [`Router`]
-/// from it, so the eight delegating methods are written once.
+/// What a layer adds around the inner router (its field `inner: Arc<dyn Router>`);
+/// `layer_router!` makes each layer a [`Router`] from it, so the eight delegating methods are
+/// written once.
 #[async_trait::async_trait]
 trait Layer: Send + Sync + fmt::Debug {
-    /// The wrapped router.
-    fn inner(&self) -> &dyn Router;
-
-    /// The capabilities reported: the inner router's unless the layer changes them.
-    fn capabilities(&self) -> Capabilities {
-        self.inner().capabilities()
+    /// The capabilities reported, given the inner router's: those unless the layer changes them.
+    fn capabilities(&self, inner: Capabilities) -> Capabilities {
+        inner
     }
 
-    /// One call: the layer's work around `args.forward(self.inner())`.
+    /// One call: the layer's work around `args.forward(&*self.inner)`.
     async fn call(&self, args: Args<'_>) -> Result<Response>;
 }
 
@@ -202,32 +200,40 @@ fn mismatch(router: &dyn Router, op: RouterOp, response: &Response) -> Error {
     Error::permanent(router.name(), format!("a router layer answered {op} with {response:?}"))
 }
 
-/// Implements [`Router`] for a [`Layer`]: every method goes through [`Layer::call`].
+/// Implements [`Router`] for a [`Layer`] with a field `inner: Arc<dyn Router>`: every method
+/// goes through [`Layer::call`]. Adds the layer's `inner()`.
 macro_rules! layer_router {
     ($layer:ty) => {
+        impl $layer {
+            /// The wrapped router.
+            pub fn inner(&self) -> &std::sync::Arc<dyn $crate::router::Router> {
+                &self.inner
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::router::Router for $layer {
             fn name(&self) -> &str {
-                $crate::layers::Layer::inner(self).name()
+                self.inner.name()
             }
             fn capabilities(&self) -> $crate::router::Capabilities {
-                $crate::layers::Layer::capabilities(self)
+                $crate::layers::Layer::capabilities(self, self.inner.capabilities())
             }
             async fn pools(&self) -> $crate::error::Result<Vec<$crate::model::PoolName>> {
-                $crate::layers::answer!(self, Args::Pools, Pools)
+                $crate::layers::answer!(self, Args::Pools, Response::Pools(pools) => pools)
             }
             async fn split(&self) -> $crate::error::Result<$crate::model::Split> {
-                $crate::layers::answer!(self, Args::Split, Split)
+                $crate::layers::answer!(self, Args::Split, Response::Split(split) => split)
             }
             async fn set_split(&self, split: &$crate::model::Split) -> $crate::error::Result<()> {
-                $crate::layers::answer!(self, Args::SetSplit(split))
+                $crate::layers::answer!(self, Args::SetSplit(split), Response::Done => ())
             }
             async fn add_targets(
                 &self,
                 pool: &$crate::model::PoolName,
                 targets: &[$crate::model::Target],
             ) -> $crate::error::Result<()> {
-                $crate::layers::answer!(self, Args::AddTargets(pool, targets))
+                $crate::layers::answer!(self, Args::AddTargets(pool, targets), Response::Done => ())
             }
             async fn drain(
                 &self,
@@ -235,20 +241,20 @@ macro_rules! layer_router {
                 targets: &[$crate::model::TargetId],
                 timeout: std::time::Duration,
             ) -> $crate::error::Result<$crate::router::DrainReport> {
-                $crate::layers::answer!(self, Args::Drain(pool, targets, timeout), Drained)
+                $crate::layers::answer!(self, Args::Drain(pool, targets, timeout), Response::Drained(report) => report)
             }
             async fn remove_targets(
                 &self,
                 pool: &$crate::model::PoolName,
                 targets: &[$crate::model::TargetId],
             ) -> $crate::error::Result<()> {
-                $crate::layers::answer!(self, Args::RemoveTargets(pool, targets))
+                $crate::layers::answer!(self, Args::RemoveTargets(pool, targets), Response::Done => ())
             }
             async fn members(
                 &self,
                 pool: &$crate::model::PoolName,
             ) -> $crate::error::Result<Vec<$crate::model::Member>> {
-                $crate::layers::answer!(self, Args::Members(pool), Members)
+                $crate::layers::answer!(self, Args::Members(pool), Response::Members(members) => members)
             }
         }
     };
@@ -256,19 +262,11 @@ macro_rules! layer_router {
 
 /// One call through [`Layer::call`], its [`Response`] unwrapped to the method's return type.
 macro_rules! answer {
-    ($layer:expr, $args:expr) => {{
+    ($layer:expr, $args:expr, $expected:pat => $answer:expr) => {{
         use $crate::layers::{Args, Layer as _, Response};
         let args = $args;
         match $layer.call(args).await? {
-            Response::Done => Ok(()),
-            other => Err($crate::layers::mismatch($layer, args.op(), &other)),
-        }
-    }};
-    ($layer:expr, $args:expr, $variant:ident) => {{
-        use $crate::layers::{Args, Layer as _, Response};
-        let args = $args;
-        match $layer.call(args).await? {
-            Response::$variant(answer) => Ok(answer),
+            $expected => Ok($answer),
             other => Err($crate::layers::mismatch($layer, args.op(), &other)),
         }
     }};

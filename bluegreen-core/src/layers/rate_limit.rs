@@ -67,11 +67,6 @@ impl RateLimitedRouter {
         self
     }
 
-    /// The wrapped router.
-    pub fn inner(&self) -> &Arc<dyn Router> {
-        &self.inner
-    }
-
     /// Takes the next free slot: now, or `period` after the call `calls` places before.
     fn reserve(&self) -> Instant {
         let now = Instant::now();
@@ -88,10 +83,6 @@ impl RateLimitedRouter {
 
 #[async_trait::async_trait]
 impl Layer for RateLimitedRouter {
-    fn inner(&self) -> &dyn Router {
-        self.inner.as_ref()
-    }
-
     async fn call(&self, args: Args<'_>) -> Result<Response> {
         if !self.writes_only || args.op().is_write() {
             tokio::time::sleep_until(self.reserve()).await;

@@ -119,11 +119,6 @@ impl RecordingRouter {
     pub fn recorder(&self) -> Recorder {
         self.recorder.clone()
     }
-
-    /// The wrapped router.
-    pub fn inner(&self) -> &Arc<dyn Router> {
-        &self.inner
-    }
 }
 
 impl fmt::Debug for RecordingRouter {
@@ -138,10 +133,6 @@ impl fmt::Debug for RecordingRouter {
 
 #[async_trait::async_trait]
 impl Layer for RecordingRouter {
-    fn inner(&self) -> &dyn Router {
-        self.inner.as_ref()
-    }
-
     async fn call(&self, args: Args<'_>) -> Result<Response> {
         let request = args.request();
         let count = || self.counter.as_ref().map(|counter| counter());
