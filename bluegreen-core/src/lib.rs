@@ -11,8 +11,9 @@
 //! - The [`Executor`] runs a plan: health gates, bakes with [`Analysis`], [`Hook`]s, drains,
 //!   retries, and a rollback computed from where it stands; a [`Control`] handle steers it.
 //! - Every change is an [`Event`] sent to [`EventSink`]s.
-//! - [`sim`] (feature `sim`, default) is a simulated router, fleet and probe with an invariant checker, for testing
-//!   strategies without a cloud account.
+//! - [`layers`] wrap a router to record its calls, inject faults or respect a rate limit.
+//! - [`sim`] (feature `sim`, default) is a simulated router, fleet and probe with an invariant
+//!   checker, for testing strategies without a cloud account.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -37,6 +38,7 @@ pub mod events;
 mod executor;
 mod fleet;
 pub mod hooks;
+pub mod layers;
 mod model;
 mod outcome;
 mod plan;

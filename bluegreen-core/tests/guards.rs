@@ -7,13 +7,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use bluegreen_core::layers::{FaultyRouter, RouterOp};
 use bluegreen_core::sim::{Sim, VersionBehaviour};
 use bluegreen_core::StateStore as _;
 use bluegreen_core::{
-    BlueGreen, Capabilities, ConcurrencyPolicy, DrainReport, Error, Executor, FnHook, HookOutput, HookPoint, Linear,
-    Member, MemoryStore, PoolName, RollbackPace, RollbackPolicy, Rolling, Router, Spec, Split, Status, Step, Strategy,
-    Target, TargetId,
+    BlueGreen, ConcurrencyPolicy, Error, Executor, FnHook, HookOutput, HookPoint, Linear, MemoryStore, PoolName,
+    RollbackPace, RollbackPolicy, Rolling, Spec, Split, Status, Step, Strategy, TargetId,
 };
 use support::*;
 
@@ -69,51 +68,12 @@ async fn a_switch_that_would_leave_capacity_below_the_floor_does_not_happen() {
     assert_no_violations(&sim, &log);
 }
 
-/// A router that acknowledges a drain without applying it.
-#[derive(Debug)]
-struct IgnoresDrains(Arc<dyn Router>);
-
-#[async_trait]
-impl Router for IgnoresDrains {
-    fn name(&self) -> &str {
-        "ignores-drains"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-    async fn pools(&self) -> bluegreen_core::Result<Vec<PoolName>> {
-        self.0.pools().await
-    }
-    async fn split(&self) -> bluegreen_core::Result<Split> {
-        self.0.split().await
-    }
-    async fn set_split(&self, split: &Split) -> bluegreen_core::Result<()> {
-        self.0.set_split(split).await
-    }
-    async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> bluegreen_core::Result<()> {
-        self.0.add_targets(pool, targets).await
-    }
-    async fn drain(&self, _: &PoolName, _: &[TargetId], _: Duration) -> bluegreen_core::Result<DrainReport> {
-        Ok(DrainReport {
-            in_flight_at_start: Some(0),
-            in_flight_at_end: Some(0),
-            timed_out: false,
-            elapsed: Duration::ZERO,
-        })
-    }
-    async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> bluegreen_core::Result<()> {
-        self.0.remove_targets(pool, targets).await
-    }
-    async fn members(&self, pool: &PoolName) -> bluegreen_core::Result<Vec<Member>> {
-        self.0.members(pool).await
-    }
-}
-
 /// Invariants 3 and 7: an in-place update reads the drain back before restarting a target.
 #[tokio::test(start_paused = true)]
 async fn an_update_never_restarts_a_target_the_router_still_serves() {
     let sim = Sim::builder().pool("blue", 4, "v1").capacity_floor(2).build();
-    let router = Arc::new(IgnoresDrains(sim.router()));
+    // A router that acknowledges a drain without applying it.
+    let router = Arc::new(FaultyRouter::new(sim.router()).ignoring(RouterOp::Drain));
     let exec = Executor::builder(router, sim.fleet(), sim.probe()).shared_sink(sim.sink()).build();
     let outcome = exec.deploy(&quick(Spec::new("web", "v2", Strategy::Rolling(Rolling::in_place(2))))).await.unwrap();
     assert_ne!(outcome.status, Status::Succeeded);

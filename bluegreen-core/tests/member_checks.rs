@@ -5,50 +5,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use bluegreen_core::layers::FaultyRouter;
 use bluegreen_core::sim::Sim;
 use bluegreen_core::{
-    BlueGreen, Capabilities, DrainReport, Executor, Health, HealthProbe, Member, MemberState, PoolName, Result,
-    Rolling, Router, Spec, Split, Status, Strategy, Target, TargetId,
+    BlueGreen, Executor, Health, HealthProbe, MemberState, Rolling, Router, Spec, Status, Strategy, Target,
 };
 use support::*;
-
-/// The simulator's router, claiming to health-check its members.
-#[derive(Debug)]
-struct Checking(Arc<dyn Router>);
-
-#[async_trait]
-impl Router for Checking {
-    fn name(&self) -> &str {
-        "checking"
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities().with_checks_members(true)
-    }
-    async fn pools(&self) -> Result<Vec<PoolName>> {
-        self.0.pools().await
-    }
-    async fn split(&self) -> Result<Split> {
-        self.0.split().await
-    }
-    async fn set_split(&self, split: &Split) -> Result<()> {
-        self.0.set_split(split).await
-    }
-    async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
-        self.0.add_targets(pool, targets).await
-    }
-    async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: Duration) -> Result<DrainReport> {
-        self.0.drain(pool, targets, timeout).await
-    }
-    async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
-        self.0.remove_targets(pool, targets).await
-    }
-    async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
-        self.0.members(pool).await
-    }
-}
 
 /// Healthy only if the simulator says so *and* the router has the target as a serving member
 /// of some pool (what `AlbTargetHealth` answers).
@@ -72,7 +36,9 @@ impl HealthProbe for RouterView {
 }
 
 fn executor(sim: &Sim) -> Executor {
-    let router: Arc<dyn Router> = Arc::new(Checking(sim.router()));
+    // The simulator's router, claiming to health-check its members.
+    let router: Arc<dyn Router> =
+        Arc::new(FaultyRouter::new(sim.router()).with_capabilities(|caps| caps.with_checks_members(true)));
     let probe = Arc::new(RouterView { router: router.clone(), inner: sim.probe() });
     Executor::builder(router, sim.fleet(), probe).shared_sink(sim.sink()).build()
 }

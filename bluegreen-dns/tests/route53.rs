@@ -147,14 +147,14 @@ async fn deploy(
     moto: &MotoServer,
     strategy: Strategy,
     fail_at: Option<u32>,
-) -> (Arc<Counting>, MemorySink, bluegreen_core::Outcome, Vec<String>, Vec<String>, Duration) {
+) -> (Counting, MemorySink, bluegreen_core::Outcome, Vec<String>, Vec<String>, Duration) {
     let (sdk, client, zone) = setup(moto).await;
     let router = builder(&sdk, &zone).build().unwrap();
     let (sim, fleet) = serving_blue(&router).await;
     let before = zone_listing(&client, &zone).await;
     let counting = Counting::new(router.clone());
     let sink = MemorySink::new();
-    let mut builder = Executor::builder(counting.clone(), fleet, sim.probe()).sink(sink.clone());
+    let mut builder = Executor::builder(counting.recording.clone(), fleet, sim.probe()).sink(sink.clone());
     if let Some(limit) = fail_at {
         let watched = router.clone();
         builder = builder.analysis(FnAnalysis::new("error-rate", move |_| {

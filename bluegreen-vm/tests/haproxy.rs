@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bluegreen_core::conformance::{router_suite, RouterFixture};
+use bluegreen_core::layers::{FaultyRouter, Recorder, RecordingRouter, Request, Response, RouterOp};
 use bluegreen_core::{
-    BlueGreen, Canary, Capabilities, DrainPolicy, DrainReport, Error, Event, EventKind, Executor, Fleet, Health,
-    HealthPolicy, HealthProbe, HttpProbe, Member, MemberState, MemorySink, PoolName, Rolling, Router, ShiftStep, Spec,
-    Split, Status, Step, Strategy, Target, TargetId,
+    BlueGreen, Canary, DrainPolicy, DrainReport, Error, Event, EventKind, Executor, Fleet, Health, HealthPolicy,
+    HealthProbe, HttpProbe, Member, MemberState, MemorySink, PoolName, Rolling, Router, ShiftStep, Spec, Split, Status,
+    Step, Strategy, Target, TargetId,
 };
 use bluegreen_testkit::free_port;
 use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, LocalProcessFleet, Updater};
@@ -314,19 +314,25 @@ fn summary(samples: &[Sample]) -> String {
 
 // ---- a router that puts long requests in flight on a target just before draining it ----
 
-/// Delegates to a [`HaproxyRouter`]; before each drain it sends `per_target` long requests
-/// (`/sleep/long_ms`) through HAProxy pinned to each target's server and waits until HAProxy
-/// counts them as sessions — so every drain has work in flight to wait for. It also records
-/// when each target's drain and re-enable happened, for the overhead measurement.
+/// Before each drain of a [`HaproxyRouter`], sends `per_target` long requests (`/sleep/long_ms`)
+/// through HAProxy pinned to each target's server and waits until HAProxy counts them as
+/// sessions — so every drain has work in flight to wait for.
 #[derive(Debug)]
 struct PinBeforeDrain {
-    inner: HaproxyRouter,
     url: String,
     long_ms: u64,
     per_target: u64,
     log: Log,
     pending: Arc<AtomicUsize>,
-    marks: Arc<Mutex<Marks>>,
+}
+
+/// The router of [`PinBeforeDrain::around`]: the pinning runs as a hook before each drain, and
+/// a recording below it keeps when each drain began and what it reported, for the overhead
+/// measurement.
+struct Pinned {
+    router: Arc<dyn Router>,
+    recorder: Recorder,
+    setup: Arc<Mutex<BTreeMap<TargetId, Duration>>>,
 }
 
 #[derive(Debug, Default)]
@@ -337,35 +343,29 @@ struct Marks {
     drains: BTreeMap<TargetId, (Instant, DrainReport)>,
 }
 
-#[async_trait]
-impl Router for PinBeforeDrain {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl PinBeforeDrain {
+    fn around(self, inner: HaproxyRouter) -> Pinned {
+        let recording = RecordingRouter::new(Arc::new(inner.clone()));
+        let recorder = recording.recorder();
+        let setup: Arc<Mutex<BTreeMap<TargetId, Duration>>> = Arc::default();
+        let (pin, marks) = (Arc::new(self), setup.clone());
+        let router = FaultyRouter::new(Arc::new(recording)).before(RouterOp::Drain, move |request| {
+            let (pin, inner, marks) = (pin.clone(), inner.clone(), marks.clone());
+            async move { pin.pin(&inner, request, &marks).await }
+        });
+        Pinned { router: Arc::new(router), recorder, setup }
     }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn pools(&self) -> bluegreen_core::Result<Vec<PoolName>> {
-        self.inner.pools().await
-    }
-    async fn split(&self) -> bluegreen_core::Result<Split> {
-        self.inner.split().await
-    }
-    async fn set_split(&self, split: &Split) -> bluegreen_core::Result<()> {
-        self.inner.set_split(split).await
-    }
-    async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> bluegreen_core::Result<()> {
-        self.inner.add_targets(pool, targets).await
-    }
-    async fn drain(
+
+    async fn pin(
         &self,
-        pool: &PoolName,
-        targets: &[TargetId],
-        timeout: Duration,
-    ) -> bluegreen_core::Result<DrainReport> {
+        inner: &HaproxyRouter,
+        request: Request,
+        marks: &Mutex<BTreeMap<TargetId, Duration>>,
+    ) -> bluegreen_core::Result<()> {
+        let (Some(pool), targets) = (request.pool, request.targets) else { return Ok(()) };
         let setup_start = Instant::now();
-        for id in targets {
-            let server = self.inner.server_name(pool, id);
+        for id in &targets {
+            let server = inner.server_name(&pool, id);
             for _ in 0..self.per_target {
                 let (log, url, server) =
                     (self.log.clone(), format!("{}/sleep/{}", self.url, self.long_ms), server.clone());
@@ -382,7 +382,7 @@ impl Router for PinBeforeDrain {
         // not counted as the deploy's).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let members = self.inner.members(pool).await?;
+            let members = inner.members(&pool).await?;
             let pinned = |id: &TargetId| members.iter().find(|m| m.id == *id).and_then(|m| m.in_flight).unwrap_or(0);
             if targets.iter().all(|id| pinned(id) >= self.per_target) || Instant::now() > deadline {
                 break;
@@ -390,20 +390,25 @@ impl Router for PinBeforeDrain {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let setup = setup_start.elapsed();
-        let began = Instant::now();
-        let report = self.inner.drain(pool, targets, timeout).await?;
-        let mut marks = self.marks.lock().expect("marks");
+        let mut marks = marks.lock().expect("marks");
         for id in targets {
-            marks.setup.insert(id.clone(), setup);
-            marks.drains.insert(id.clone(), (began, report.clone()));
+            marks.insert(id, setup);
         }
-        Ok(report)
+        Ok(())
     }
-    async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> bluegreen_core::Result<()> {
-        self.inner.remove_targets(pool, targets).await
-    }
-    async fn members(&self, pool: &PoolName) -> bluegreen_core::Result<Vec<Member>> {
-        self.inner.members(pool).await
+}
+
+impl Pinned {
+    /// Per target: the set-up time, and when its (successful) drain began and what it reported.
+    fn marks(&self) -> Marks {
+        let mut drains = BTreeMap::new();
+        for call in self.recorder.calls_of(RouterOp::Drain) {
+            let Ok(Response::Drained(report)) = call.result else { continue };
+            for id in call.request.targets {
+                drains.insert(id, (call.started.into_std(), report.clone()));
+            }
+        }
+        Marks { setup: self.setup.lock().expect("marks").clone(), drains }
     }
 }
 
@@ -525,15 +530,15 @@ async fn rolling_ten_servers_two_at_a_time_under_load_drops_nothing() {
     // the deployer's own CPU time (the load generator runs in this process).
     let workers = std::env::var("BLUEGREEN_HAPROXY_LOAD_WORKERS").ok().and_then(|w| w.parse().ok()).unwrap_or(6);
     let load = Load::start(&haproxy.url(), workers);
-    let router = Arc::new(PinBeforeDrain {
-        inner: haproxy.router(),
+    let pinned = PinBeforeDrain {
         url: haproxy.url(),
         long_ms: 2000,
         per_target: 2,
         log: load.log.clone(),
         pending: load.pending.clone(),
-        marks: Arc::default(),
-    });
+    }
+    .around(haproxy.router());
+    let router = pinned.router.clone();
     let sink = MemorySink::new();
     let executor = Executor::builder(router.clone(), hosts.clone(), probe()).sink(sink.clone()).build();
     let spec = spec("v2", Strategy::Rolling(Rolling::in_place(2)));
@@ -586,7 +591,7 @@ async fn rolling_ten_servers_two_at_a_time_under_load_drops_nothing() {
         }
     }
 
-    overhead_report(&plan, &outcome, &router.marks, &update_marks, &samples, &events);
+    overhead_report(&plan, &outcome, &pinned.marks(), &update_marks, &samples, &events);
     eprintln!(
         "CPU time of this test process during the deploy: {cpu:.3?} ({} load workers in the same process)",
         workers
@@ -603,12 +608,11 @@ async fn rolling_ten_servers_two_at_a_time_under_load_drops_nothing() {
 fn overhead_report(
     plan: &bluegreen_core::Plan,
     outcome: &bluegreen_core::Outcome,
-    marks: &Mutex<Marks>,
+    marks: &Marks,
     updates: &UpdateMarks,
     samples: &[Sample],
     events: &[Event],
 ) {
-    let marks = marks.lock().expect("marks");
     let updates = updates.lock().expect("marks");
     let mut critical = Duration::ZERO;
     let mut setup = Duration::ZERO;

@@ -7,13 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_route53::types::RrType;
 use bluegreen_aws::AwsConfig;
-use bluegreen_core::{Capabilities, DrainReport, Member, PoolName, Result, Router, Split, Target, TargetId};
+use bluegreen_core::layers::{Recorder, RecordingRouter, RouterOp};
+use bluegreen_core::{Router, Split};
 use bluegreen_dns::Route53Router;
 use bluegreen_testkit::moto::{MotoServer, CREDENTIALS, REGION};
 
@@ -101,55 +101,31 @@ pub(crate) struct SplitCall {
     pub(crate) batches: u64,
 }
 
-/// A [`Route53Router`] that records, for every `set_split`, the change batches it sent.
-#[derive(Debug)]
+/// A [`Route53Router`] under a [`RecordingRouter`] that counts, for every call, the change
+/// batches it sent.
+#[derive(Debug, Clone)]
 pub(crate) struct Counting {
+    /// The router itself, for reading it back outside the recording.
     pub(crate) router: Route53Router,
-    pub(crate) calls: Mutex<Vec<SplitCall>>,
+    /// The recording router, for the executor.
+    pub(crate) recording: Arc<dyn Router>,
+    recorder: Recorder,
 }
 
 impl Counting {
-    pub(crate) fn new(router: Route53Router) -> Arc<Self> {
-        Arc::new(Self { router, calls: Mutex::new(Vec::new()) })
+    pub(crate) fn new(router: Route53Router) -> Self {
+        let counted = router.clone();
+        let recording =
+            RecordingRouter::new(Arc::new(router.clone())).with_counter(move || counted.change_batches_sent());
+        Self { router, recorder: recording.recorder(), recording: Arc::new(recording) }
     }
 
+    /// Every `set_split` so far, with the change batches each sent.
     pub(crate) fn calls(&self) -> Vec<SplitCall> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Router for Counting {
-    fn name(&self) -> &str {
-        self.router.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.router.capabilities()
-    }
-    async fn pools(&self) -> Result<Vec<PoolName>> {
-        self.router.pools().await
-    }
-    async fn split(&self) -> Result<Split> {
-        self.router.split().await
-    }
-    async fn set_split(&self, split: &Split) -> Result<()> {
-        let before = self.router.change_batches_sent();
-        let result = self.router.set_split(split).await;
-        let batches = self.router.change_batches_sent() - before;
-        self.calls.lock().unwrap().push(SplitCall { split: split.clone(), batches });
-        result
-    }
-    async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
-        self.router.add_targets(pool, targets).await
-    }
-    async fn drain(&self, pool: &PoolName, targets: &[TargetId], timeout: std::time::Duration) -> Result<DrainReport> {
-        self.router.drain(pool, targets, timeout).await
-    }
-    async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
-        self.router.remove_targets(pool, targets).await
-    }
-    async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
-        self.router.members(pool).await
+        let calls = self.recorder.calls_of(RouterOp::SetSplit).into_iter();
+        calls
+            .map(|c| SplitCall { split: c.request.split.unwrap_or_default(), batches: c.counted.unwrap_or(0) })
+            .collect()
     }
 }
 
