@@ -19,7 +19,7 @@ use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
 use aws_sdk_ecs::Client;
 use bluegreen_aws::{AlbRouter, EcsFleet};
 use bluegreen_core::conformance::FleetFixture;
-use bluegreen_core::conformance::{provision_is_ensure, retire_is_idempotent, update_of_unknown_target_is_not_found};
+use bluegreen_core::conformance::{fleet_suite, update_of_unknown_target_is_not_found};
 use bluegreen_core::{
     BatchSize, BlueGreen, Error, Executor, Fleet, FnProbe, Health, HealthPolicy, MemorySink, Outcome, PoolName,
     ProvisionRequest, Rolling, RollingMode, Router, Spec, Split, Status, Strategy, Target,
@@ -218,17 +218,18 @@ async fn provision_again_writes_nothing_and_reuses_the_revision() {
     assert_eq!(setup.revisions().await, 2);
 }
 
-/// Real moto: the core fleet conformance checks except the in-place update (which ECS cannot do:
-/// `update` of a known target to another version is refused with `Invalid`, checked here).
+/// Real moto: the core fleet conformance suite, which checks what `EcsFleet` claims (it
+/// provisions) and that what it does not claim (an in-place update) is refused with `Invalid`,
+/// changing nothing; and an unknown task is `NotFound`.
 #[tokio::test]
-async fn ecs_fleet_passes_the_fleet_conformance_checks_it_can() {
+async fn ecs_fleet_passes_the_fleet_conformance_suite() {
     let Some(moto) = Moto::start() else { return };
     let setup = Setup::new(&moto, 2).await;
     let fleet = setup.fleet();
     let fixture = FleetFixture { version: "v2".into(), other_version: "v3".into(), tag: "conformance".into() };
-    provision_is_ensure(&fleet, &fixture).await;
+    assert!(!fleet.capabilities().updates_in_place && fleet.capabilities().provisions);
+    fleet_suite(&fleet, &fixture).await;
     update_of_unknown_target_is_not_found(&fleet, &fixture).await;
-    retire_is_idempotent(&fleet, &fixture).await;
 
     let blue = fleet.list().await.expect("list");
     assert_eq!(blue.len(), 2, "only the first task set is left: {blue:?}");

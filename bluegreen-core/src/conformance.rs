@@ -56,12 +56,68 @@ pub async fn router_suite(router: &dyn Router, fixture: &RouterFixture) {
     remove_targets_is_idempotent(router, fixture).await;
 }
 
-/// Runs every fleet test.
+/// Runs every fleet test: what the fleet's [`FleetCapabilities`](crate::FleetCapabilities)
+/// claim, and that what they do not claim is refused with `Error::Invalid`, changing nothing.
+/// A fleet that cannot provision is updated on a target it lists (at least one).
 pub async fn fleet_suite(fleet: &dyn Fleet, fixture: &FleetFixture) {
-    provision_is_ensure(fleet, fixture).await;
-    update_in_place_reads_back(fleet, fixture).await;
-    update_of_unknown_target_is_not_found(fleet, fixture).await;
-    retire_is_idempotent(fleet, fixture).await;
+    let can = fleet.capabilities();
+    if can.provisions {
+        provision_is_ensure(fleet, fixture).await;
+        retire_is_idempotent(fleet, fixture).await;
+    } else {
+        provision_is_refused(fleet, fixture).await;
+    }
+    if can.updates_in_place {
+        update_in_place_reads_back(fleet, fixture).await;
+        update_of_unknown_target_is_not_found(fleet, fixture).await;
+    } else {
+        update_is_refused(fleet, fixture).await;
+    }
+}
+
+/// A target to update: a provisioned one, or the first listed by a fleet that cannot provision.
+async fn target_to_update(fleet: &dyn Fleet, fixture: &FleetFixture, tag: &str) -> (Target, bool) {
+    if fleet.capabilities().provisions {
+        let request =
+            ProvisionRequest { version: fixture.version.clone(), count: 1, zones: Vec::new(), tag: tag.to_owned() };
+        (fleet.provision(&request).await.expect("provision failed").remove(0), true)
+    } else {
+        let listed = fleet.list().await.expect("list failed");
+        let first = listed.into_iter().next();
+        (
+            first.unwrap_or_else(|| panic!("{}: a fleet that cannot provision needs a target to update", fleet.name())),
+            false,
+        )
+    }
+}
+
+/// A fleet that does not provision refuses to, with `Invalid`, and lists the same targets after.
+pub async fn provision_is_refused(fleet: &dyn Fleet, fixture: &FleetFixture) {
+    let before = ids(&fleet.list().await.expect("list failed"));
+    let request =
+        ProvisionRequest { version: fixture.version.clone(), count: 1, zones: Vec::new(), tag: fixture.tag.clone() };
+    let err = fleet.provision(&request).await.expect_err("a fleet that does not provision must refuse to");
+    assert!(matches!(err, Error::Invalid { .. }), "{}: provision refused with {err}, not Invalid", fleet.name());
+    assert_eq!(
+        ids(&fleet.list().await.expect("list failed")),
+        before,
+        "{}: a refused provision changed the fleet",
+        fleet.name()
+    );
+}
+
+/// A fleet that does not update in place refuses to move a target to another version, with
+/// `Invalid`, and the target keeps its version.
+pub async fn update_is_refused(fleet: &dyn Fleet, fixture: &FleetFixture) {
+    let (target, provisioned) = target_to_update(fleet, fixture, &format!("{}-no-update", fixture.tag)).await;
+    let err = fleet.update(&target.id, &fixture.other_version).await.expect_err("an in-place update must be refused");
+    assert!(matches!(err, Error::Invalid { .. }), "{}: update refused with {err}, not Invalid", fleet.name());
+    let listed = fleet.list().await.expect("list failed");
+    let seen = listed.iter().find(|t| t.id == target.id).expect("the target vanished");
+    assert_eq!(seen.version, target.version, "{}: a refused update changed the version", fleet.name());
+    if provisioned {
+        fleet.retire(std::slice::from_ref(&target.id)).await.expect("retire failed");
+    }
 }
 
 fn ids(targets: &[Target]) -> Vec<TargetId> {
@@ -258,20 +314,16 @@ pub async fn provision_is_ensure(fleet: &dyn Fleet, fixture: &FleetFixture) {
 
 /// An in-place update reads back; updating to the same version again changes nothing.
 pub async fn update_in_place_reads_back(fleet: &dyn Fleet, fixture: &FleetFixture) {
-    let request = ProvisionRequest {
-        version: fixture.version.clone(),
-        count: 1,
-        zones: Vec::new(),
-        tag: format!("{}-update", fixture.tag),
-    };
-    let target = fleet.provision(&request).await.expect("provision failed").remove(0);
+    let (target, provisioned) = target_to_update(fleet, fixture, &format!("{}-update", fixture.tag)).await;
     let updated = fleet.update(&target.id, &fixture.other_version).await.expect("update failed");
     assert_eq!(updated.version, fixture.other_version, "{}: update returned the old version", fleet.name());
     let listed = fleet.list().await.expect("list failed");
     let seen = listed.iter().find(|t| t.id == target.id).expect("updated target vanished");
     assert_eq!(seen.version, fixture.other_version, "{}: list shows the old version after update", fleet.name());
     fleet.update(&target.id, &fixture.other_version).await.expect("update to the same version failed");
-    fleet.retire(std::slice::from_ref(&target.id)).await.expect("retire failed");
+    if provisioned {
+        fleet.retire(std::slice::from_ref(&target.id)).await.expect("retire failed");
+    }
 }
 
 /// Updating a target that does not exist is `NotFound`.

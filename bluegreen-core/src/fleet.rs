@@ -8,6 +8,47 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::model::{Target, TargetId, Version};
 
+/// What a fleet can do. The executor refuses a plan that needs more, before anything changes
+/// (a fixed inventory of hosts asked to start targets for a blue-green deploy), and the
+/// conformance suite tests what is claimed and that the rest is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FleetCapabilities {
+    /// Starts new targets ([`Fleet::provision`]): blue-green, canary, linear and a rolling
+    /// replace need it.
+    pub provisions: bool,
+    /// Moves a target to another version in place ([`Fleet::update`]): a rolling deploy in
+    /// place needs it.
+    pub updates_in_place: bool,
+}
+
+impl FleetCapabilities {
+    /// A fleet that provisions and updates in place (the default).
+    pub fn all() -> Self {
+        Self { provisions: true, updates_in_place: true }
+    }
+
+    /// The same, with `provisions` set.
+    #[must_use]
+    pub fn with_provisions(mut self, yes: bool) -> Self {
+        self.provisions = yes;
+        self
+    }
+
+    /// The same, with `updates_in_place` set.
+    #[must_use]
+    pub fn with_updates_in_place(mut self, yes: bool) -> Self {
+        self.updates_in_place = yes;
+        self
+    }
+}
+
+impl Default for FleetCapabilities {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
 /// A request for targets of one version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvisionRequest {
@@ -45,6 +86,12 @@ pub struct ProvisionRequest {
 pub trait Fleet: Send + Sync + Debug {
     /// A short name for events and errors.
     fn name(&self) -> &str;
+
+    /// What this fleet can do; by default, everything. A fleet that cannot provision or cannot
+    /// update in place says so, and still refuses such a call with [`Error::Invalid`](crate::Error::Invalid).
+    fn capabilities(&self) -> FleetCapabilities {
+        FleetCapabilities::all()
+    }
 
     /// Ensures `request.count` targets of `request.version` tagged `request.tag` exist.
     async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>>;

@@ -58,7 +58,7 @@ pub use events::{ChannelSink, Event, EventKind, EventSink, JsonLinesSink, Memory
 pub use executor::{Control, Executor, ExecutorBuilder};
 #[cfg(feature = "mock")]
 pub use fleet::MockFleet;
-pub use fleet::{Fleet, ProvisionRequest};
+pub use fleet::{Fleet, FleetCapabilities, ProvisionRequest};
 pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint};
 pub use model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
 pub use outcome::{Outcome, Status};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_ecs::Client;
-use bluegreen_core::{Error, Fleet, ProvisionRequest, Result, Target, TargetId, Version};
+use bluegreen_core::{Error, Fleet, FleetCapabilities, ProvisionRequest, Result, Target, TargetId, Version};
 
 mod diagnose;
 mod known;
@@ -257,6 +257,11 @@ impl EcsFleetBuilder {
 impl Fleet for EcsFleet {
     fn name(&self) -> &str {
         "ecs"
+    }
+
+    /// Versions are whole task sets: a task is never moved to another version in place.
+    fn capabilities(&self) -> FleetCapabilities {
+        FleetCapabilities::all().with_updates_in_place(false)
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {

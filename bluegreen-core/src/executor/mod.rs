@@ -214,6 +214,7 @@ impl Executor {
         spec.validate()?;
         let before = self.observe().await?;
         let mut plan = Plan::compile(spec, &before, &self.router.capabilities())?;
+        refuse_what_the_fleet_cannot_do(&plan, self.fleet.as_ref())?;
         let spec_hooks = plan_spec_hooks(spec);
         plan.steps.retain(|step| match step {
             Step::Hook { point } => !self.hooks_at(&spec_hooks, *point).is_empty(),
@@ -284,6 +285,32 @@ impl Executor {
         all.extend(self.analyses.iter().cloned());
         all
     }
+}
+
+/// Refuses, before anything changes, a plan that needs what the fleet says it cannot do.
+fn refuse_what_the_fleet_cannot_do(plan: &Plan, fleet: &dyn Fleet) -> Result<()> {
+    let can = fleet.capabilities();
+    let strategy = plan.spec.strategy.name();
+    if !can.provisions && plan.steps.iter().any(|s| matches!(s, Step::Provision { .. })) {
+        return Err(Error::invalid(
+            "strategy",
+            format!(
+                "fleet {} cannot start targets (a fixed inventory), and a {strategy} deploy starts the new \
+                 version's: use a rolling deploy in place",
+                fleet.name()
+            ),
+        ));
+    }
+    if !can.updates_in_place && plan.steps.iter().any(|s| matches!(s, Step::UpdateBatch { .. })) {
+        return Err(Error::invalid(
+            "strategy.mode",
+            format!(
+                "fleet {} cannot update targets in place: use a rolling replace, blue-green, canary or linear",
+                fleet.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn plan_spec_hooks(spec: &Spec) -> Vec<(HookPoint, Arc<dyn Hook>)> {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use bluegreen_core::{Error, Fleet, ProvisionRequest, Result, Target, TargetId, Version};
+use bluegreen_core::{Error, Fleet, FleetCapabilities, ProvisionRequest, Result, Target, TargetId, Version};
 
 mod updater;
 
@@ -115,6 +115,11 @@ impl HostFleet {
 impl Fleet for HostFleet {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A fixed inventory: updated in place, never provisioned.
+    fn capabilities(&self) -> FleetCapabilities {
+        FleetCapabilities::all().with_provisions(false)
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
