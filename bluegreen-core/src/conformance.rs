@@ -51,7 +51,9 @@ pub async fn router_suite(router: &dyn Router, fixture: &RouterFixture) {
     add_targets_serves_and_is_idempotent(router, fixture).await;
     split_reads_back(router, fixture).await;
     invalid_split_is_refused(router, fixture).await;
+    splits_finer_than_claimed_are_refused(router, fixture).await;
     drain_stops_traffic_and_add_re_enables(router, fixture).await;
+    per_target_drain_leaves_the_pool_serving(router, fixture).await;
     drain_lasts_the_propagation_delay(router, fixture).await;
     remove_targets_is_idempotent(router, fixture).await;
 }
@@ -200,6 +202,56 @@ pub async fn invalid_split_is_refused(router: &dyn Router, fixture: &RouterFixtu
     assert!(matches!(err, Error::Invalid { .. }), "set_split(80%): {err}");
     let after = router.split().await.expect("split() failed");
     assert!(after.same_traffic(&before), "a refused split changed traffic: {before} → {after}");
+}
+
+/// A split the router does not claim to express — any weighted one without `weighted_split`, or
+/// one off its `weight_granularity` — is refused with `Invalid` and changes nothing.
+pub async fn splits_finer_than_claimed_are_refused(router: &dyn Router, fixture: &RouterFixture) {
+    let [a, b] = &fixture.pools;
+    let caps = router.capabilities();
+    let finer = if !caps.weighted_split {
+        50
+    } else if caps.weight_granularity > 1 {
+        caps.weight_granularity / 2 + 1
+    } else {
+        return;
+    };
+    router.add_targets(a, &fixture.targets[..1]).await.expect("add_targets failed");
+    router.add_targets(b, &fixture.targets[1..2]).await.expect("add_targets failed");
+    router.set_split(&Split::all_to(a)).await.expect("set_split failed");
+    let split = Split::between(a, b, finer);
+    let err = router.set_split(&split).await.expect_err("a split finer than claimed must be refused");
+    assert!(
+        matches!(err, Error::Invalid { .. }),
+        "{}: set_split({split}) refused with {err}, not Invalid",
+        router.name()
+    );
+    let after = router.split().await.expect("split() failed");
+    assert!(after.same_traffic(&Split::all_to(a)), "{}: a refused split changed traffic to {after}", router.name());
+}
+
+/// With `per_target_drain`, draining one target leaves the others of its pool serving and the
+/// split as it was.
+pub async fn per_target_drain_leaves_the_pool_serving(router: &dyn Router, fixture: &RouterFixture) {
+    if !router.capabilities().per_target_drain {
+        return;
+    }
+    let pool = &fixture.pools[0];
+    let [first, second, ..] = fixture.targets.as_slice() else { panic!("the fixture needs two targets") };
+    router.add_targets(pool, &[first.clone(), second.clone()]).await.expect("add_targets failed");
+    router.set_split(&Split::all_to(pool)).await.expect("set_split failed");
+    router.drain(pool, std::slice::from_ref(&first.id), Duration::from_secs(10)).await.expect("drain failed");
+    let name = router.name();
+    assert_eq!(
+        state_of(router, pool, &second.id).await,
+        Some(MemberState::Serving),
+        "{name}: draining {} stopped {}",
+        first.id,
+        second.id
+    );
+    let split = router.split().await.expect("split() failed");
+    assert!(split.same_traffic(&Split::all_to(pool)), "{name}: draining one target changed the split to {split}");
+    router.add_targets(pool, std::slice::from_ref(first)).await.expect("re-enable failed");
 }
 
 /// A drained target stops serving and the report says the drain ended; adding it again

@@ -1,9 +1,13 @@
 //! The conformance suite against the simulator's router and fleet (every backend crate runs
 //! the same functions against its own).
 
-use bluegreen_core::conformance::{fleet_suite, router_suite, FleetFixture, RouterFixture};
+use bluegreen_core::conformance::{
+    fleet_suite, per_target_drain_leaves_the_pool_serving, router_suite, splits_finer_than_claimed_are_refused,
+    FleetFixture, RouterFixture,
+};
+use bluegreen_core::layers::{FaultyRouter, RouterOp};
 use bluegreen_core::sim::Sim;
-use bluegreen_core::{Capabilities, ProvisionRequest};
+use bluegreen_core::{Capabilities, ProvisionRequest, Router, TargetId};
 
 #[tokio::test(start_paused = true)]
 async fn the_simulated_router_conforms() {
@@ -23,4 +27,53 @@ async fn the_simulated_fleet_conforms() {
     let sim = Sim::builder().build();
     let fixture = FleetFixture { version: "v1".into(), other_version: "v2".into(), tag: "conformance".into() };
     fleet_suite(sim.fleet().as_ref(), &fixture).await;
+}
+
+/// The suite catches a router that claims more than it does: coarser weights than it accepts,
+/// or no weights at all while it takes a 50/50 split.
+#[tokio::test(start_paused = true)]
+async fn the_suite_fails_a_router_that_accepts_splits_it_does_not_claim() {
+    for claim in [
+        Capabilities::load_balancer().with_weight_granularity(25),
+        Capabilities::load_balancer().with_weighted_split(false),
+    ] {
+        let sim = Sim::builder().pool("blue", 0, "v1").pool("green", 0, "v1").build();
+        let targets = sim
+            .fleet()
+            .provision(&ProvisionRequest { version: "v1".into(), count: 2, zones: vec![], tag: "fixture".into() })
+            .await
+            .unwrap();
+        let claimed = claim.clone();
+        let liar = FaultyRouter::new(sim.router()).with_capabilities(move |_| claimed.clone());
+        let fixture = RouterFixture { pools: ["blue".into(), "green".into()], targets };
+        let run = tokio::spawn(async move { splits_finer_than_claimed_are_refused(&liar, &fixture).await });
+        let panic = run.await.expect_err("the suite must fail");
+        let message = panic.into_panic().downcast::<String>().map(|m| *m).unwrap_or_default();
+        assert!(message.contains("must be refused"), "{claim:?}: {message}");
+    }
+}
+
+/// And a router that claims per-target drains but stops the whole pool.
+#[tokio::test(start_paused = true)]
+async fn the_suite_fails_a_router_whose_per_target_drain_stops_the_pool() {
+    let sim = Sim::builder().pool("blue", 0, "v1").pool("green", 0, "v1").build();
+    let targets = sim
+        .fleet()
+        .provision(&ProvisionRequest { version: "v1".into(), count: 2, zones: vec![], tag: "fixture".into() })
+        .await
+        .unwrap();
+    let all: Vec<TargetId> = targets.iter().map(|t| t.id.clone()).collect();
+    let inner = sim.router();
+    let whole_pool = FaultyRouter::new(sim.router()).before(RouterOp::Drain, move |request| {
+        let (inner, all) = (inner.clone(), all.clone());
+        async move {
+            let pool = request.pool.expect("a drain names its pool");
+            inner.drain(&pool, &all, std::time::Duration::from_secs(1)).await.map(drop)
+        }
+    });
+    let fixture = RouterFixture { pools: ["blue".into(), "green".into()], targets };
+    let run = tokio::spawn(async move { per_target_drain_leaves_the_pool_serving(&whole_pool, &fixture).await });
+    let panic = run.await.expect_err("the suite must fail");
+    let message = panic.into_panic().downcast::<String>().map(|m| *m).unwrap_or_default();
+    assert!(message.contains("stopped"), "{message}");
 }
