@@ -7,7 +7,7 @@ use bluegreen_core::conformance::{
 };
 use bluegreen_core::layers::{FaultyRouter, RouterOp};
 use bluegreen_core::sim::Sim;
-use bluegreen_core::{Capabilities, ProvisionRequest, Router, TargetId};
+use bluegreen_core::{Capabilities, ProvisionRequest, TargetId};
 
 #[tokio::test(start_paused = true)]
 async fn the_simulated_router_conforms() {
