@@ -86,17 +86,22 @@ pub use bluegreen_aws::{AwsConfig, CallLog};
 pub use bluegreen_aws::{EcsFleet, EcsFleetBuilder};
 
 /// Every Rust snippet in the README and in docs/ is compiled (and run, unless marked `no_run`)
-/// as a doctest of this crate: `cargo test -p bluegreen --all-features --doc`.
+/// as a doctest of this crate, each page when the features its snippets use are on:
+/// `cargo test -p bluegreen --all-features --doc` runs them all.
 #[cfg(doctest)]
 mod snippets {
+    #[cfg(all(feature = "http-probe", feature = "sim"))]
     #[doc = include_str!("../README.md")]
     struct Readme;
+    #[cfg(all(feature = "alb", feature = "dynamodb"))]
     #[doc = include_str!("../docs/aws.md")]
     struct Aws;
+    #[cfg(feature = "rfc2136")]
     #[doc = include_str!("../docs/dns.md")]
     struct Dns;
     #[doc = include_str!("../docs/durable-deployments.md")]
     struct DurableDeployments;
+    #[cfg(all(feature = "haproxy", feature = "hosts", feature = "http-probe"))]
     #[doc = include_str!("../docs/haproxy.md")]
     struct Haproxy;
     #[doc = include_str!("../docs/cli.md")]
