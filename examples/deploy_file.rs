@@ -39,10 +39,8 @@ async fn plan_or_deploy(path: &std::path::Path, run: bool) -> Result<(), OpenErr
     let executor = opened.backends.executor().state_store(opened.store, owner).build();
     if run {
         let outcome = executor.deploy(&opened.spec).await.map_err(OpenError::Backend)?;
-        println!(
-            "{} {}: {} serving {:?}",
-            outcome.deployment_id, outcome.status, outcome.split, outcome.serving_versions
-        );
+        let versions: Vec<String> = outcome.serving_versions.iter().map(ToString::to_string).collect();
+        println!("{} {}: {} serving {}", outcome.deployment_id, outcome.status, outcome.split, versions.join(", "));
     } else {
         let plan = executor.plan(&opened.spec).await.map_err(OpenError::Backend)?;
         println!(
