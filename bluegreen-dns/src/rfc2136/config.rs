@@ -126,3 +126,24 @@ impl Rfc2136RouterConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tsig_secret_stays_out_of_debug_and_a_bad_one_names_its_field() {
+        let config: Rfc2136RouterConfig = serde_json::from_value(serde_json::json!({
+            "server": "127.0.0.1:53", "zone": "example.test.", "name": "www.example.test.",
+            "tsig_key": "k.", "tsig_secret": "c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+        }))
+        .unwrap();
+        assert!(!format!("{config:?}").contains("c2VjcmV0"), "{config:?}");
+        let pools = [PoolName::from("blue"), PoolName::from("green")];
+        config.build(&pools).unwrap();
+        let bad = Rfc2136RouterConfig { tsig_secret: "not base64!".to_owned(), ..config };
+        let error = bad.build(&pools).unwrap_err();
+        assert_eq!(error.field(), Some("tsig_secret"));
+        assert!(!error.to_string().contains("not base64!"), "{error}");
+    }
+}
