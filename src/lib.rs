@@ -14,6 +14,7 @@
 //! | `sim` (default) | [`sim`]: the simulator, for tests and rehearsals | `bluegreen-core` |
 //! | `mock` | `MockRouter`, `MockFleet`, `MockHealthProbe` (mockall) | `bluegreen-core` |
 //! | `conformance` | `conformance`: the suites a backend runs against itself | `bluegreen-core` |
+//! | `deploy-file` | `deploy_file` (the deploy file reader) and [`deploy`] (its `[backend]` and `[state]` built with the backends compiled in) | `bluegreen-core` (toml_edit) |
 //! | `haproxy` | `HaproxyRouter`, `HaproxyCheckProbe` (HAProxy's runtime API) | `bluegreen::vm` |
 //! | `hosts` | `HostFleet` and `Updater`: fixed hosts updated in place | `bluegreen::vm` |
 //! | `local-proxy` | `LocalProxyRouter`: an in-process HTTP proxy (hyper) | `bluegreen::vm` |
@@ -51,6 +52,9 @@
 //! `tracing_subscriber::fmt::init()`) to see them, or use [`JsonLinesSink`] / [`ChannelSink`].
 
 pub use bluegreen_core::*;
+
+#[cfg(feature = "deploy-file")]
+pub mod deploy;
 
 /// Hosts and VMs, and local use: HAProxy, fixed host fleets, the in-process proxy
 /// (`bluegreen-vm`; features `haproxy`, `hosts`, `local-proxy`).

@@ -30,12 +30,16 @@ mod dynamodb;
 #[cfg(feature = "ecs")]
 mod ecs;
 pub mod error;
+mod settings;
 
 #[cfg(feature = "alb")]
-pub use alb::{AlbRouter, AlbTargetHealth};
+pub use alb::{AlbRouter, AlbRouterConfig, AlbTargetHealth};
+/// The SDK's configuration, as the builders and [`AwsSettings::load`] take and give it.
+pub use aws_config::SdkConfig;
 pub use calls::CallLog;
 pub use config::{AwsConfig, MIN_RATE_LIMIT};
 #[cfg(feature = "dynamodb")]
-pub use dynamodb::DynamoDbStore;
+pub use dynamodb::{DynamoDbStateConfig, DynamoDbStore};
 #[cfg(feature = "ecs")]
-pub use ecs::{EcsFleet, EcsFleetBuilder};
+pub use ecs::{EcsFleet, EcsFleetBuilder, EcsFleetConfig};
+pub use settings::AwsSettings;

@@ -2,37 +2,25 @@
 
 use std::sync::Arc;
 
-use bluegreen_core::{
-    Command as Remote, DeploymentRecord, Executor, ExecutorBuilder, Outcome, Phase, StateStore, Version,
-};
+use bluegreen::deploy::Deployment;
+use bluegreen_core::{Command as Remote, DeploymentRecord, ExecutorBuilder, Outcome, Phase, StateStore, Version};
 use serde_json::json;
 
 use crate::args::{FileArgs, Output, TargetArgs};
 use crate::exit::{CliError, Code};
 use crate::progress;
-use crate::specfile::{self, DeployFile, Substitutions};
-
-/// Loads the deploy file named by `args`.
-pub(crate) fn load(args: &FileArgs) -> Result<DeployFile, CliError> {
-    let subs = match &args.tf_outputs {
-        Some(path) => Substitutions::with_tf_outputs(path)?,
-        None => Substitutions::default(),
-    };
-    specfile::load(&args.file, &subs, args.version.as_deref())
-}
+use crate::specfile::{load, locate, owner};
 
 /// An executor over the file's backends; with `store`, recording there and writing the
 /// deployment's event log.
 async fn executor(
-    file: &DeployFile,
+    file: &Deployment,
     args: &FileArgs,
     store: Option<Arc<dyn StateStore>>,
 ) -> Result<ExecutorBuilder, CliError> {
-    let backends = file.backend.build().await?;
-    let mut builder = Executor::builder(backends.router, backends.fleet, backends.probe);
+    let mut builder = file.backends().await.map_err(|e| locate(file, e))?.executor();
     if let Some(store) = store {
-        builder =
-            builder.state_store(store, file.state.owner(args.owner.as_deref())).holder_gone(crate::owner::is_gone);
+        builder = builder.state_store(store, owner(file, args.owner.as_deref())).holder_gone(crate::owner::is_gone);
     }
     Ok(builder)
 }
@@ -44,7 +32,7 @@ fn print_json(value: &serde_json::Value) {
 /// `bluegreen plan`.
 pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
     let file = load(args)?;
-    let plan = executor(&file, args, None).await?.build().plan(&file.spec).await.map_err(|e| file.locate(e))?;
+    let plan = executor(&file, args, None).await?.build().plan(file.spec()).await.map_err(|e| locate(&file, e))?;
     let timeline = plan.timeline();
     match args.output {
         Output::Json => print_json(&json!({ "plan": plan, "timeline": timeline })),
@@ -66,7 +54,7 @@ pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
 /// `bluegreen deploy` and `bluegreen resume-deploy`.
 pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open().await?;
+    let store = file.state_store().await?;
     if let Some(id) = resume {
         // An unknown id is bad input, found before the backends are opened.
         store.load(id).await.map_err(CliError::unknown)?;
@@ -87,12 +75,12 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
     });
     let result = match resume {
         Some(id) => exec.resume_deployment(id).await,
-        None => exec.deploy(&file.spec).await,
+        None => exec.deploy(file.spec()).await,
     };
     interrupts.abort();
     drop(exec);
     display.finish().await;
-    let outcome = result.map_err(|e| file.locate(e))?;
+    let outcome = result.map_err(|e| locate(&file, e))?;
     print_outcome(&outcome, args);
     Ok(Code::of(outcome.status))
 }
@@ -145,22 +133,26 @@ fn print_outcome(outcome: &Outcome, args: &FileArgs) {
 }
 
 /// The deployment `args` names, or the service's newest one (running first).
-async fn target(store: &dyn StateStore, file: &DeployFile, id: Option<&str>) -> Result<DeploymentRecord, CliError> {
+async fn target(store: &dyn StateStore, file: &Deployment, id: Option<&str>) -> Result<DeploymentRecord, CliError> {
     if let Some(id) = id {
         return store.load(id).await.map_err(CliError::unknown);
     }
-    let history = store.history(&file.spec.service).await?;
+    let history = store.history(&file.spec().service).await?;
     history.iter().rev().find(|r| r.phase != Phase::Finished).or_else(|| history.last()).cloned().ok_or_else(|| {
-        CliError::bad_input(format!("no deployment of {} recorded in {}", file.spec.service, file.state.path.display()))
+        CliError::bad_input(format!(
+            "no deployment of {} recorded in {}",
+            file.spec().service,
+            file.state.local.path.display()
+        ))
     })
 }
 
 /// `bluegreen status`.
 pub(crate) async fn status(args: &TargetArgs) -> Result<Code, CliError> {
     let file = load(&args.file)?;
-    let store = file.state.open().await?;
+    let store = file.state_store().await?;
     let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
-    let holder = store.holder(&file.spec.service).await?;
+    let holder = store.holder(&file.spec().service).await?;
     match args.file.output {
         Output::Json => {
             print_json(&json!({ "deployment": record.summary(), "lock": holder, "failure": record.failure }))
@@ -199,8 +191,8 @@ pub(crate) async fn status(args: &TargetArgs) -> Result<Code, CliError> {
 /// `bluegreen history`.
 pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open().await?;
-    let records = store.history(&file.spec.service).await?;
+    let store = file.state_store().await?;
+    let records = store.history(&file.spec().service).await?;
     let summaries: Vec<_> = records.iter().map(DeploymentRecord::summary).collect();
     match args.output {
         Output::Json => print_json(&json!({ "history": summaries })),
@@ -229,7 +221,7 @@ pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
 /// `bluegreen pause|resume|promote|abort`.
 pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, CliError> {
     let file = load(&args.file)?;
-    let store = file.state.open().await?;
+    let store = file.state_store().await?;
     let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
     if record.phase == Phase::Finished {
         return Err(CliError::bad_input(
@@ -249,10 +241,10 @@ pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, Cli
 /// `bluegreen rollback`.
 pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open().await?;
+    let store = file.state_store().await?;
     let exec = executor(&file, args, Some(store)).await?.build();
     let version = to.map(Version::from);
-    let outcome = exec.rollback_to(&file.spec.service, version.as_ref()).await?;
+    let outcome = exec.rollback_to(&file.spec().service, version.as_ref()).await?;
     print_outcome(&outcome, args);
     Ok(Code::of(outcome.status))
 }
@@ -260,7 +252,7 @@ pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, 
 /// `bluegreen report`.
 pub(crate) async fn report(args: &FileArgs, id: Option<&str>, out: &std::path::Path) -> Result<Code, CliError> {
     let file = load(args)?;
-    let store = file.state.open().await?;
+    let store = file.state_store().await?;
     let record = target(store.as_ref(), &file, id).await?;
     // The log lives in the state store, so any runner that reads the store can plot it.
     let events = store.events(&record.id).await?;

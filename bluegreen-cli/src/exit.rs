@@ -3,6 +3,7 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use bluegreen::deploy_file::DeployFileError;
 use bluegreen_core::{Error, Status};
 
 /// The documented exit codes.
@@ -71,6 +72,17 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
+    }
+}
+
+impl From<DeployFileError> for CliError {
+    /// A refused deploy file is bad input; a located `NotFound` or `Drift` keeps its code.
+    fn from(error: DeployFileError) -> Self {
+        let code = match error.cause() {
+            Some(Error::NotFound { .. } | Error::Drift { .. }) => Code::Drift,
+            _ => Code::BadInput,
+        };
+        Self { code, message: error.to_string() }
     }
 }
 

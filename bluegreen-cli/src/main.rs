@@ -1,8 +1,6 @@
 //! `bluegreen`: plan, deploy, steer and report zero-downtime releases from a declarative spec.
 
 mod args;
-mod aws;
-mod backend;
 mod commands;
 mod demo;
 mod exit;

@@ -147,6 +147,30 @@ impl Error {
         matches!(self, Self::Backend { retryable: true, .. })
     }
 
+    /// Renames the field of an [`Error::Invalid`] (a builder's name for a setting → where the
+    /// setting is in a file); other errors are returned unchanged.
+    pub fn rename_field(self, rename: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::Invalid { field, reason } => Self::Invalid { field: rename(field), reason },
+            other => other,
+        }
+    }
+
+    /// Puts the field of an [`Error::Invalid`] under `prefix` (`separator` →
+    /// `backend.separator`; the empty field, the table itself, becomes `prefix`). Fields that
+    /// name the spec's pools (`pools`, `pools[1]`) are the spec's and stay as they are.
+    pub fn within(self, prefix: &str) -> Self {
+        self.rename_field(|field| {
+            if field == "pools" || field.starts_with("pools[") {
+                field
+            } else if field.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        })
+    }
+
     /// The field named by an [`Error::Invalid`], if this is one.
     pub fn field(&self) -> Option<&str> {
         match self {

@@ -31,8 +31,11 @@
 //! ```
 
 pub mod analysis;
+pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "deploy-file")]
+pub mod deploy_file;
 mod error;
 pub mod events;
 mod executor;

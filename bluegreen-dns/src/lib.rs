@@ -66,6 +66,6 @@ pub use rfc2136::propagation::{PropagationCheck, PropagationReport, ServerAnswer
 #[cfg(feature = "rfc2136")]
 pub use rfc2136::tsig::{TsigAlgorithm, TsigKey};
 #[cfg(feature = "rfc2136")]
-pub use rfc2136::{Rfc2136Router, Rfc2136RouterBuilder};
+pub use rfc2136::{Rfc2136Router, Rfc2136RouterBuilder, Rfc2136RouterConfig};
 #[cfg(feature = "route53")]
-pub use route53::{Route53RecordType, Route53Router, Route53RouterBuilder};
+pub use route53::{Route53RecordType, Route53Router, Route53RouterBuilder, Route53RouterConfig};

@@ -9,6 +9,17 @@ use bluegreen_core::{Error, PoolName, Result};
 /// The longest TTL accepted (unless a provider allows any): one day. Every traffic step waits
 /// TTL + margin, so a longer TTL makes a deploy take days.
 pub(crate) const MAX_TTL: u64 = 86_400;
+/// The TTL a config gives records when it names none: one minute.
+pub(crate) fn default_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// What a config adds to the TTL for resolvers that keep answers longer, when it names
+/// nothing: 5 s.
+pub(crate) fn default_margin() -> Duration {
+    Duration::from_secs(5)
+}
+
 /// The longest a pool name (a DNS label) may be.
 const MAX_POOL_NAME: usize = 63;
 

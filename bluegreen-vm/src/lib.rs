@@ -43,10 +43,10 @@ pub mod target;
 
 /// Feature `haproxy`.
 #[cfg(feature = "haproxy")]
-pub use haproxy::{HaproxyCheckProbe, HaproxyEndpoint, HaproxyRouter, HaproxyRouterBuilder};
+pub use haproxy::{HaproxyCheckProbe, HaproxyEndpoint, HaproxyRouter, HaproxyRouterBuilder, HaproxyRouterConfig};
 /// Feature `hosts`.
 #[cfg(feature = "hosts")]
-pub use host_fleet::{HostFleet, Updater};
+pub use host_fleet::{HostEntry, HostFleet, HostFleetConfig, Updater};
 /// Feature `demo`.
 #[cfg(feature = "demo")]
 pub use load::{LoadGenerator, LoadGeneratorBuilder, LoadReport, MAX_RATE, MIN_RATE};

@@ -28,6 +28,7 @@ use tokio::sync::OnceCell;
 
 mod builder;
 mod check;
+mod config;
 mod drain;
 mod health;
 mod members;
@@ -37,6 +38,7 @@ mod split;
 mod tags;
 mod target;
 
+pub use config::AlbRouterConfig;
 pub use health::AlbTargetHealth;
 use place::Place;
 

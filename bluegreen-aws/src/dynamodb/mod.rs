@@ -26,6 +26,9 @@ use bluegreen_core::state::{system_clock, Clock, Command, CommandRecord, Deploym
 use bluegreen_core::{Error, Event, Result};
 
 mod access;
+mod config;
+
+pub use config::DynamoDbStateConfig;
 mod commands;
 mod events;
 mod item;

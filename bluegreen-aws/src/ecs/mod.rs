@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ecs::Client;
 use bluegreen_core::{Error, Fleet, FleetCapabilities, ProvisionRequest, Result, Target, TargetId, Version};
 
+mod config;
 mod diagnose;
 mod known;
 mod observe;
@@ -15,6 +16,7 @@ mod provision;
 mod retire;
 mod revision;
 
+pub use config::EcsFleetConfig;
 use known::KnownRevisions;
 
 /// Task tag naming the provisioning tag (the task set's `externalId`) its task was started for.

@@ -3,6 +3,7 @@
 //! (every authoritative server serves the new records).
 
 mod builder;
+mod config;
 pub(crate) mod propagation;
 mod records;
 pub(crate) mod tsig;
@@ -24,6 +25,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::time::Instant;
 
 pub use builder::Rfc2136RouterBuilder;
+pub use config::Rfc2136RouterConfig;
 use propagation::PropagationCheck;
 use records::{answer_for, member_rdata, parse_member, RrSet, State};
 use wire::BACKEND;

@@ -7,15 +7,19 @@ use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm as HickoryAlgorithm;
 use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::rr::Name;
 
-/// The HMAC algorithms a [`TsigKey`] can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The HMAC algorithms a [`TsigKey`] can use (serde: by their usual names, `hmac-sha256`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[non_exhaustive]
 pub enum TsigAlgorithm {
     /// `hmac-sha256` (the usual choice; `knotc` / `tsig-keygen` default).
+    #[default]
+    #[serde(rename = "hmac-sha256")]
     HmacSha256,
     /// `hmac-sha384`.
+    #[serde(rename = "hmac-sha384")]
     HmacSha384,
     /// `hmac-sha512`.
+    #[serde(rename = "hmac-sha512")]
     HmacSha512,
 }
 

@@ -5,6 +5,7 @@
 
 mod builder;
 mod change;
+mod config;
 mod drain;
 mod read;
 mod records;
@@ -24,6 +25,7 @@ use bluegreen_core::{Capabilities, DrainReport, Error, Member, PoolName, Result,
 use tokio::time::Instant;
 
 pub use builder::Route53RouterBuilder;
+pub use config::Route53RouterConfig;
 use read::State;
 pub use records::Route53RecordType;
 use records::{desired, normalize, parse_txt, Weights};

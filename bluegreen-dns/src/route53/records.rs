@@ -9,14 +9,15 @@ use bluegreen_core::{Error, MemberState, PoolName, Result, Split};
 
 use crate::bookkeeping::{Family, MemberRecord};
 
-/// Which address records the pools are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which address records the pools are (serde: `A`, `AAAA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Route53RecordType {
     /// IPv4 `A` records (the default): targets need an IPv4 address.
     #[default]
     A,
     /// IPv6 `AAAA` records: targets need an IPv6 address.
+    #[serde(rename = "AAAA")]
     Aaaa,
 }
 

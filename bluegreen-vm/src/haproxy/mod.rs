@@ -19,6 +19,7 @@ use bluegreen_core::{Capabilities, DrainReport, Member, PoolName, Result, Router
 
 mod builder;
 mod cli;
+mod config;
 mod drain;
 mod error;
 mod members;
@@ -31,6 +32,7 @@ mod weights;
 
 pub use builder::HaproxyRouterBuilder;
 pub use cli::HaproxyEndpoint;
+pub use config::HaproxyRouterConfig;
 pub use probe::HaproxyCheckProbe;
 pub use router::HaproxyRouter;
 

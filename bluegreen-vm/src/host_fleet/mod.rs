@@ -7,8 +7,10 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use bluegreen_core::{Error, Fleet, FleetCapabilities, ProvisionRequest, Result, Target, TargetId, Version};
 
+mod config;
 mod updater;
 
+pub use config::{HostEntry, HostFleetConfig};
 pub use updater::Updater;
 
 /// Targets are a fixed inventory of hosts (VMs, machines, long-lived processes), each updated

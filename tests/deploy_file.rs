@@ -1,0 +1,139 @@
+//! The library's deploy file reader (`bluegreen::deploy`) on an HAProxy file and an ECS file:
+//! the parts each builds, and a bad field's `file:line:column`. Nothing connects: building
+//! the configs makes no call, and nothing is deployed.
+
+use std::path::Path;
+
+use bluegreen::deploy::{self, BackendConfig, Deployment, FleetConfig, RouterConfig, StateKind};
+use bluegreen::deploy_file::{DeployFile, Substitutions};
+
+const HAPROXY: &str = r#"service = "web"
+version = "v2"
+
+[strategy]
+kind = "rolling"
+batch = 1
+
+[backend]
+kind = "haproxy"
+socket = "/run/haproxy/admin.sock"
+haproxy_backend = "web"
+separator = "-"
+updater = "ssh {host} deploy.sh {version}"
+
+[[backend.hosts]]
+id = "web-1"
+address = "10.0.0.1:8080"
+version = "v1"
+
+[[backend.hosts]]
+id = "web-2"
+address = "10.0.0.2:8080"
+version = "v1"
+
+[backend.probe]
+path = "/healthz"
+
+[state]
+kind = "memory"
+owner = "ci-42"
+"#;
+
+const ECS: &str = r#"service = "web"
+version = "v2"
+pools = ["blue", "green"]
+
+[strategy]
+kind = "blue_green"
+
+[backend]
+kind = "ecs"
+cluster = "prod"
+service = "web"
+container = "app"
+image = "registry.example/web:{version}"
+
+[backend.aws]
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:9"
+
+[backend.alb]
+listener_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2"
+target_groups = { blue = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/blue/1", green = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/green/2" }
+
+[state]
+kind = "memory"
+"#;
+
+fn parse(text: &str) -> Result<Deployment, String> {
+    DeployFile::parse(Path::new("deploy.toml"), text, &Substitutions::new(), None)
+        .and_then(Deployment::read)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn an_haproxy_file_gives_its_router_fleet_and_probe_and_a_bad_field_its_line() {
+    let deployment = parse(HAPROXY).unwrap();
+    assert_eq!(deployment.spec().service, "web");
+    let BackendConfig::Parts(parts) = &deployment.backend else { panic!("not parts: {:?}", deployment.backend) };
+    assert_eq!(parts.kind, "haproxy");
+    let RouterConfig::Haproxy(router) = &parts.router else { panic!("{:?}", parts.router) };
+    assert_eq!((router.haproxy_backend.as_str(), router.separator), ("web", '-'));
+    let FleetConfig::Hosts(hosts) = &parts.fleet else { panic!("{:?}", parts.fleet) };
+    assert_eq!(hosts.hosts.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["web-1", "web-2"]);
+    assert_eq!(parts.probe.as_ref().and_then(|p| p.path.as_deref()), Some("/healthz"));
+    assert_eq!((deployment.state.kind, deployment.state.local.owner.as_deref()), (StateKind::Memory, Some("ci-42")));
+    // Built, not connected: HAProxy is asked nothing until the executor runs.
+    let backends = deployment.backends().await.unwrap();
+    assert_eq!(backends.router.name(), "haproxy");
+    assert_eq!(backends.fleet.list().await.unwrap().len(), 2);
+
+    let bad = HAPROXY.replace("separator = \"-\"", "separator = \"/\"");
+    let error = parse(&bad).unwrap_err();
+    assert!(error.starts_with("deploy.toml:12:13: invalid backend.separator: "), "{error}");
+
+    let typo = HAPROXY.replace("haproxy_backend = \"web\"", "haproxy_backend = \"web\"\nsokcet = \"x\"");
+    let error = parse(&typo).unwrap_err();
+    assert!(
+        error.starts_with("deploy.toml:12:10: invalid backend: unknown field `sokcet`, expected one of `socket`"),
+        "{error}"
+    );
+
+    let blue_green = HAPROXY.replace("kind = \"rolling\"\nbatch = 1", "kind = \"blue_green\"");
+    let error = parse(&blue_green).unwrap_err();
+    assert!(
+        error.starts_with("deploy.toml:5:8: invalid strategy.kind: kind = \"haproxy\" updates a fixed inventory"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_ecs_file_read_from_disk_gives_the_alb_and_the_task_sets_and_a_bad_field_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.toml");
+    std::fs::write(&path, ECS).unwrap();
+    let deployment = Deployment::load(&path, &Substitutions::new(), Some("v3")).unwrap();
+    assert_eq!(deployment.spec().version.as_str(), "v3");
+    let BackendConfig::Parts(parts) = &deployment.backend else { panic!("not parts: {:?}", deployment.backend) };
+    let RouterConfig::Alb(alb) = &parts.router else { panic!("{:?}", parts.router) };
+    assert_eq!(alb.target_groups.len(), 2);
+    let FleetConfig::Ecs(ecs) = &parts.fleet else { panic!("{:?}", parts.fleet) };
+    assert_eq!((ecs.cluster.as_str(), ecs.container.as_str()), ("prod", "app"));
+    assert!(parts.probe.is_none(), "the ALB's own health checks by default");
+    assert_eq!(parts.aws.region.as_deref(), Some("eu-west-1"));
+
+    // One call: spec, backends and store (the AWS clients are made, nothing is sent).
+    let opened = deploy::open(&path, &Substitutions::new(), None).await.unwrap();
+    assert_eq!(opened.backends.router.name(), "alb");
+    assert!(opened.store.history("web").await.unwrap().is_empty());
+
+    std::fs::write(&path, ECS.replace("container = \"app\"", "container = \"app\"\nclustr = \"x\"")).unwrap();
+    let error = Deployment::load(&path, &Substitutions::new(), None).unwrap_err();
+    assert_eq!(error.position.map(|p| p.line), Some(13));
+    assert_eq!(error.field.as_deref(), Some("backend.clustr"));
+    assert!(error.to_string().contains(":13:10: invalid backend: unknown field `clustr`"), "{error}");
+
+    let rolling = ECS.replace("kind = \"blue_green\"", "kind = \"rolling\"\nbatch = 1");
+    let error = parse(&rolling).unwrap_err();
+    assert!(error.starts_with("deploy.toml:6:8: invalid strategy.kind: on kind = \"ecs\""), "{error}");
+}
