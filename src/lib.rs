@@ -90,8 +90,9 @@ pub use bluegreen_aws::{AwsConfig, CallLog};
 pub use bluegreen_aws::{EcsFleet, EcsFleetBuilder};
 
 /// Every Rust snippet in the README and in docs/ is compiled (and run, unless marked `no_run`)
-/// as a doctest of this crate, each page when the features its snippets use are on:
-/// `cargo test -p bluegreen --all-features --doc` runs them all.
+/// as a doctest of this crate, each page when the features its snippets use are on; the
+/// workspace's `cargo test` has them all on (the command enables every backend feature), and
+/// `cargo test -p bluegreen --all-features --doc` runs them alone.
 #[cfg(doctest)]
 mod snippets {
     #[cfg(all(feature = "http-probe", feature = "sim"))]
