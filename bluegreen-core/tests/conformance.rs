@@ -9,16 +9,29 @@ use bluegreen_core::layers::{FaultyRouter, RouterOp};
 use bluegreen_core::sim::Sim;
 use bluegreen_core::{Capabilities, ProvisionRequest, TargetId};
 
+/// A simulator with two empty pools, blue and green, claiming `caps`, and a fixture of two
+/// targets it provisioned (members of no pool yet).
+async fn two_idle_targets(caps: Capabilities) -> (Sim, RouterFixture) {
+    let sim = Sim::builder().pool("blue", 0, "v1").pool("green", 0, "v1").capabilities(caps).build();
+    let targets = sim
+        .fleet()
+        .provision(&ProvisionRequest { version: "v1".into(), count: 2, zones: vec![], tag: "fixture".into() })
+        .await
+        .unwrap();
+    (sim, RouterFixture { pools: ["blue".into(), "green".into()], targets })
+}
+
+/// What a suite function panicked with, run on its own task.
+async fn failure_of(check: impl std::future::Future<Output = ()> + Send + 'static) -> String {
+    let panic = tokio::spawn(check).await.expect_err("the suite must fail");
+    panic.into_panic().downcast::<String>().map(|m| *m).unwrap_or_default()
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_simulated_router_conforms() {
     for caps in [Capabilities::load_balancer(), Capabilities::load_balancer().with_weight_granularity(25)] {
-        let sim = Sim::builder().pool("blue", 0, "v1").pool("green", 0, "v1").capabilities(caps).build();
-        let targets = sim
-            .fleet()
-            .provision(&ProvisionRequest { version: "v1".into(), count: 2, zones: vec![], tag: "fixture".into() })
-            .await
-            .unwrap();
-        router_suite(sim.router().as_ref(), &RouterFixture { pools: ["blue".into(), "green".into()], targets }).await;
+        let (sim, fixture) = two_idle_targets(caps).await;
+        router_suite(sim.router().as_ref(), &fixture).await;
     }
 }
 
@@ -37,18 +50,10 @@ async fn the_suite_fails_a_router_that_accepts_splits_it_does_not_claim() {
         Capabilities::load_balancer().with_weight_granularity(25),
         Capabilities::load_balancer().with_weighted_split(false),
     ] {
-        let sim = Sim::builder().pool("blue", 0, "v1").pool("green", 0, "v1").build();
-        let targets = sim
-            .fleet()
-            .provision(&ProvisionRequest { version: "v1".into(), count: 2, zones: vec![], tag: "fixture".into() })
-            .await
-            .unwrap();
+        let (sim, fixture) = two_idle_targets(Capabilities::load_balancer()).await;
         let claimed = claim.clone();
         let liar = FaultyRouter::new(sim.router()).with_capabilities(move |_| claimed.clone());
-        let fixture = RouterFixture { pools: ["blue".into(), "green".into()], targets };
-        let run = tokio::spawn(async move { splits_finer_than_claimed_are_refused(&liar, &fixture).await });
-        let panic = run.await.expect_err("the suite must fail");
-        let message = panic.into_panic().downcast::<String>().map(|m| *m).unwrap_or_default();
+        let message = failure_of(async move { splits_finer_than_claimed_are_refused(&liar, &fixture).await }).await;
         assert!(message.contains("must be refused"), "{claim:?}: {message}");
     }
 }
@@ -56,13 +61,8 @@ async fn the_suite_fails_a_router_that_accepts_splits_it_does_not_claim() {
 /// And a router that claims per-target drains but stops the whole pool.
 #[tokio::test(start_paused = true)]
 async fn the_suite_fails_a_router_whose_per_target_drain_stops_the_pool() {
-    let sim = Sim::builder().pool("blue", 0, "v1").pool("green", 0, "v1").build();
-    let targets = sim
-        .fleet()
-        .provision(&ProvisionRequest { version: "v1".into(), count: 2, zones: vec![], tag: "fixture".into() })
-        .await
-        .unwrap();
-    let all: Vec<TargetId> = targets.iter().map(|t| t.id.clone()).collect();
+    let (sim, fixture) = two_idle_targets(Capabilities::load_balancer()).await;
+    let all: Vec<TargetId> = fixture.targets.iter().map(|t| t.id.clone()).collect();
     let inner = sim.router();
     let whole_pool = FaultyRouter::new(sim.router()).before(RouterOp::Drain, move |request| {
         let (inner, all) = (inner.clone(), all.clone());
@@ -71,9 +71,7 @@ async fn the_suite_fails_a_router_whose_per_target_drain_stops_the_pool() {
             inner.drain(&pool, &all, std::time::Duration::from_secs(1)).await.map(drop)
         }
     });
-    let fixture = RouterFixture { pools: ["blue".into(), "green".into()], targets };
-    let run = tokio::spawn(async move { per_target_drain_leaves_the_pool_serving(&whole_pool, &fixture).await });
-    let panic = run.await.expect_err("the suite must fail");
-    let message = panic.into_panic().downcast::<String>().map(|m| *m).unwrap_or_default();
+    let message =
+        failure_of(async move { per_target_drain_leaves_the_pool_serving(&whole_pool, &fixture).await }).await;
     assert!(message.contains("stopped"), "{message}");
 }
