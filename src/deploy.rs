@@ -347,21 +347,24 @@ impl PartsConfig {
             #[cfg(feature = "hosts")]
             FleetConfig::Hosts(hosts) => {
                 use bluegreen_core::{RollingMode, Strategy};
-                let in_place = matches!(&spec.strategy, Strategy::Rolling(r) if r.mode == RollingMode::InPlace);
-                if !in_place {
-                    // Blue-green, canary and linear start the new version's targets, and a
-                    // rolling replace starts new ones: a fixed inventory can do neither.
-                    let what = match &spec.strategy {
-                        Strategy::Rolling(_) => "strategy.mode",
-                        _ => "strategy.kind",
-                    };
+                hosts.check_pools(&spec.pools).map_err(|e| file.invalid(e.within("backend")))?;
+                let refused = match &spec.strategy {
+                    // A rolling replace starts new hosts: a fixed inventory cannot.
+                    Strategy::Rolling(r) if r.mode == RollingMode::Replace => Some(("strategy.mode", "rolling replace")),
+                    Strategy::Rolling(_) => None,
+                    // Blue-green, canary and linear switch between standing pools.
+                    _ if hosts.has_pools() => None,
+                    other => Some(("strategy.kind", other.name())),
+                };
+                if let Some((what, name)) = refused {
                     return Err(file.error_at(
                         what,
                         format!(
-                            "invalid {what}: kind = \"{}\" updates a fixed inventory of hosts in place: use kind = \"rolling\" \
-                             with mode = \"in_place\" (the default); {} would need to start new hosts",
-                            self.kind,
-                            spec.strategy.name()
+                            "invalid {what}: kind = \"{}\" has a fixed inventory of hosts, which {name} would need to \
+                             start new ones of: put the hosts in two standing pools (`pool = \"blue\"` / \"green\" on \
+                             each host) for blue-green, canary and linear, or use kind = \"rolling\" with mode = \
+                             \"in_place\" (the default)",
+                            self.kind
                         ),
                     ));
                 }

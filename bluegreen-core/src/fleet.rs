@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::model::{Target, TargetId, Version};
+use std::collections::BTreeMap;
+
+use crate::model::{PoolName, Target, TargetId, Version};
 
 /// What a fleet can do. The executor refuses a plan that needs more, before anything changes
 /// (a fixed inventory of hosts asked to start targets for a blue-green deploy), and the
@@ -20,12 +22,17 @@ pub struct FleetCapabilities {
     /// Moves a target to another version in place ([`Fleet::update`]): a rolling deploy in
     /// place needs it.
     pub updates_in_place: bool,
+    /// Reads what each target runs from the targets themselves. A fleet that cannot (a fixed
+    /// inventory, whose file gives only the first versions) is told, before every plan and
+    /// resume of an executor with a state store, what the recorded deployments left each
+    /// target on ([`Fleet::learn_versions`]).
+    pub reads_versions: bool,
 }
 
 impl FleetCapabilities {
     /// A fleet that provisions and updates in place (the default).
     pub fn all() -> Self {
-        Self { provisions: true, updates_in_place: true }
+        Self { provisions: true, updates_in_place: true, reads_versions: true }
     }
 
     /// The same, with `provisions` set.
@@ -39,6 +46,13 @@ impl FleetCapabilities {
     #[must_use]
     pub fn with_updates_in_place(mut self, yes: bool) -> Self {
         self.updates_in_place = yes;
+        self
+    }
+
+    /// The same, with `reads_versions` set.
+    #[must_use]
+    pub fn with_reads_versions(mut self, yes: bool) -> Self {
+        self.reads_versions = yes;
         self
     }
 }
@@ -91,6 +105,21 @@ pub trait Fleet: Send + Sync + Debug {
     /// update in place says so, and still refuses such a call with [`Error::Invalid`](crate::Error::Invalid).
     fn capabilities(&self) -> FleetCapabilities {
         FleetCapabilities::all()
+    }
+
+    /// The standing environments of a fixed inventory: each host and the pool it stands in
+    /// (empty by default, and for any fleet that provisions). The executor counts such a host
+    /// as a member of its pool even while the router does not list it yet (it is registered
+    /// when its pool is deployed to), and refuses a router that serves it from another pool.
+    fn standing_pools(&self) -> BTreeMap<TargetId, PoolName> {
+        BTreeMap::new()
+    }
+
+    /// Takes what the recorded deployments left each target on (a fleet that does not
+    /// [`read versions`](FleetCapabilities::reads_versions)); ids it does not know are
+    /// ignored. The default ignores them all.
+    fn learn_versions(&self, recorded: &BTreeMap<TargetId, Version>) {
+        let _ = recorded;
     }
 
     /// Ensures `request.count` targets of `request.version` tagged `request.tag` exist.

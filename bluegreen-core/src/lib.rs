@@ -65,7 +65,7 @@ pub use fleet::{Fleet, FleetCapabilities, ProvisionRequest};
 pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint};
 pub use model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
 pub use outcome::{Outcome, Status};
-pub use plan::{Plan, Snapshot, Step, TargetSet, Timeline, TimelineRow};
+pub use plan::{Plan, PoolRow, Snapshot, Step, TargetSet, Timeline, TimelineRow};
 #[cfg(feature = "http-probe")]
 pub use probe::HttpProbe;
 #[cfg(feature = "mock")]

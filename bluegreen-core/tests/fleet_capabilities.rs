@@ -1,6 +1,7 @@
 //! A plan that needs what the fleet says it cannot do is refused by `plan` and `deploy` before
-//! anything changes: a fixed inventory asked to start targets (blue-green over hosts), a fleet of
-//! task sets asked to update a task in place.
+//! anything changes: a fixed inventory asked for blue-green with no standing pool to switch to,
+//! a fleet that can neither start nor update targets, a fleet of task sets asked to update a
+//! task in place.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ fn executor_over(sim: &Sim, can: FleetCapabilities) -> Executor {
     fleet.expect_capabilities().return_const(can);
     let targets = sim.targets();
     fleet.expect_list().returning(move || Ok(targets.clone()));
+    fleet.expect_standing_pools().returning(Default::default);
     Executor::builder(sim.router(), Arc::new(fleet), sim.probe()).build()
 }
 
@@ -26,19 +28,28 @@ fn refusal(result: bluegreen_core::Result<impl std::fmt::Debug>) -> (String, Str
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_fleet_that_cannot_provision_refuses_blue_green_before_any_change() {
+async fn a_fixed_inventory_with_no_idle_pool_refuses_blue_green_before_any_change() {
     let sim = Sim::builder().pool("blue", 4, "v1").pool("green", 0, "v1").build();
     let executor = executor_over(&sim, FleetCapabilities::all().with_provisions(false));
     let spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default()));
     let (field, reason) = refusal(executor.plan(&spec).await);
-    assert_eq!(field, "strategy");
-    assert!(
-        reason.contains("fleet hosts cannot start targets") && reason.contains("rolling deploy in place"),
-        "{reason}"
-    );
+    assert_eq!(field, "pools[1]");
+    assert!(reason.contains("pool green has no hosts") && reason.contains("rolling in place"), "{reason}");
     let (field, _) = refusal(executor.deploy(&spec).await);
-    assert_eq!(field, "strategy");
+    assert_eq!(field, "pools[1]");
     assert_eq!(sim.writes(), 0, "nothing changed: {:?}", sim.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_that_can_neither_start_nor_update_targets_refuses_blue_green() {
+    let sim = Sim::builder().pool("blue", 4, "v1").pool("green", 0, "v1").build();
+    let executor =
+        executor_over(&sim, FleetCapabilities::all().with_provisions(false).with_updates_in_place(false));
+    let spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default()));
+    let (field, reason) = refusal(executor.deploy(&spec).await);
+    assert_eq!(field, "strategy");
+    assert!(reason.contains("fleet hosts cannot start targets"), "{reason}");
+    assert_eq!(sim.writes(), 0);
 }
 
 #[tokio::test(start_paused = true)]

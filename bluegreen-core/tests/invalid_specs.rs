@@ -197,7 +197,7 @@ fn pure_cases() -> Vec<Case> {
         built(
             "blue-green keeps the old pool 25 hours",
             spec(Strategy::BlueGreen(BlueGreen {
-                keep_old_for: day + Duration::from_secs(3600),
+                keep_old_for: Some(day + Duration::from_secs(3600)),
                 ..BlueGreen::default()
             })),
             "strategy.keep_old_for",

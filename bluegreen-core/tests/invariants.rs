@@ -217,7 +217,7 @@ async fn invariant_5_interrupted_at_every_step_and_resumed_converges() {
     let strategies = [
         (
             "blue-green",
-            Strategy::BlueGreen(BlueGreen { bake: secs(30), keep_old_for: secs(10), ..BlueGreen::default() }),
+            Strategy::BlueGreen(BlueGreen { bake: secs(30), keep_old_for: Some(secs(10)), ..BlueGreen::default() }),
             2,
         ),
         (

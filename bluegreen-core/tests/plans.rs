@@ -156,7 +156,7 @@ fn zone_of<'a>(before: &'a Snapshot, id: &TargetId) -> &'a str {
 
 #[test]
 fn blue_green_provisions_tests_switches_bakes_keeps_then_retires_the_old_pool() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: mins(30) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
     let spec = Spec::new("web", "v2", Strategy::BlueGreen(bg));
     let plan = compile(&spec, &blue_green_snapshot());
 
@@ -642,7 +642,7 @@ fn compiling_against_the_simulators_snapshot_uses_its_targets() {
 
 #[test]
 fn blue_green_timeline_sums_the_waits_and_peaks_at_both_pools() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: mins(30) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
     let plan = compile(&Spec::new("web", "v2", Strategy::BlueGreen(bg)), &blue_green_snapshot());
     let timeline = plan.timeline();
     // Default health: 3 passes 5 s apart, at least 10 s healthy: 10 s at best.
@@ -720,12 +720,12 @@ fn propagation_delay_is_added_to_every_shift_and_drain() {
 
 #[test]
 fn timeline_prints_one_row_per_step_and_a_summary() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: mins(30) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
     let plan = compile(&Spec::new("web", "v2", Strategy::BlueGreen(bg)), &blue_green_snapshot());
     let timeline = plan.timeline();
     let text = timeline.to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1 + plan.steps.len() + 1, "header, rows, summary:\n{text}");
+    assert_eq!(lines.len(), 1 + plan.steps.len() + 2, "header, rows, summary, pools:\n{text}");
     assert!(lines[0].contains("step") && lines[0].contains("expected") && lines[0].contains("serving"), "{}", lines[0]);
     for (line, row) in lines[1..=plan.steps.len()].iter().zip(&timeline.rows) {
         assert!(line.starts_with(&format!("{:>3}  ", row.index)), "{line}");
@@ -733,7 +733,11 @@ fn timeline_prints_one_row_per_step_and_a_summary() {
         assert!(line.contains(&step), "{line} should show {step}");
         assert!(line.trim_end().ends_with(&format!("{:>7} {:>7}", row.running, row.serving)), "{line}");
     }
-    assert_eq!(*lines.last().unwrap(), "expected duration 42m 10s; peak 20 targets running; lowest 10 of 10 serving");
+    assert_eq!(lines[plan.steps.len() + 1], "expected duration 42m 10s; peak 20 targets running; lowest 10 of 10 serving");
+    assert_eq!(
+        *lines.last().unwrap(),
+        "pools before: blue 10 target(s), 10 serving, 100% of traffic; green 0 target(s), 0 serving, 0% of traffic"
+    );
     assert!(text.contains("pause 30m (keep pool blue warm"), "{text}");
 }
 
@@ -753,7 +757,7 @@ fn a_manual_pause_has_no_upper_bound_in_the_timeline() {
 
 #[test]
 fn plans_round_trip_through_json() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: mins(30) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
     let mut manual = compile(&Spec::new("web", "v2", Strategy::BlueGreen(bg.clone())), &blue_green_snapshot());
     manual.steps.push(Step::Pause { duration: None, reason: "sign-off".into() });
     let plans = [
@@ -883,7 +887,7 @@ fn a_spec_of_each_strategy_round_trips_through_json() {
         Spec::new(
             "web",
             "v2",
-            Strategy::BlueGreen(BlueGreen { test_for: secs(30), bake: mins(5), keep_old_for: mins(1) }),
+            Strategy::BlueGreen(BlueGreen { test_for: secs(30), bake: mins(5), keep_old_for: Some(mins(1)) }),
         ),
         preset_spec(Preset::EcsLinear10PercentEvery6Minutes, Duration::ZERO),
         Spec::new("web", "v2", Strategy::Linear(Linear { percent: 20, interval: Duration::from_millis(1500) })),

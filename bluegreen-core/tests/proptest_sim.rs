@@ -21,7 +21,7 @@ fn strategy(size: usize) -> impl Strategy<Value = Deploy> {
         (secs(30), secs(60), secs(30)).prop_map(|(test_for, bake, keep_old_for)| Deploy::BlueGreen(BlueGreen {
             test_for,
             bake,
-            keep_old_for
+            keep_old_for: Some(keep_old_for)
         })),
         (proptest::collection::btree_set(1u32..100, 1..4), secs(120)).prop_map(|(percents, bake)| {
             let steps = percents.into_iter().map(|percent| ShiftStep { percent, bake }).collect();

@@ -222,6 +222,10 @@ impl Executor {
         };
         let note = d.free_if_holder_gone(&record.service).await?;
         let lease = d.store.acquire(&record.service, &d.owner, d.lease_ttl).await?;
+        if let Err(e) = self.learn_recorded_versions(&record.service).await {
+            let _ = d.store.release(&lease).await;
+            return Err(e);
+        }
         Ok(self.run_journaled(&d, record, lease, Start { resume: Some(resumption), note }).await)
     }
 

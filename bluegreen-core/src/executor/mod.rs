@@ -183,6 +183,8 @@ impl Executor {
     pub async fn observe(&self) -> Result<Snapshot> {
         let split = self.router.split().await?;
         let fleet: BTreeMap<_, Target> = self.fleet.list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let standing =
+            if self.fleet.capabilities().provisions { BTreeMap::new() } else { self.fleet.standing_pools() };
         let mut pools = BTreeMap::new();
         let mut disabled = std::collections::BTreeSet::new();
         for pool in self.router.pools().await? {
@@ -198,7 +200,23 @@ impl Executor {
                         self.fleet.name()
                     ))
                 })?;
+                if let Some(home) = standing.get(&member.id).filter(|home| **home != pool) {
+                    return Err(Error::drift(format!(
+                        "host {} stands in pool {home} in fleet {}'s inventory, but the router has it in pool {pool}: \
+                         correct the inventory or the router",
+                        member.id,
+                        self.fleet.name()
+                    )));
+                }
                 targets.push(target);
+            }
+            // Hosts of the inventory's pool the router does not list yet: members out of
+            // service, registered when their pool is deployed to.
+            for (id, _) in standing.iter().filter(|(_, home)| **home == pool) {
+                if let (Some(host), false) = (fleet.get(id), targets.iter().any(|t: &Target| t.id == *id)) {
+                    disabled.insert(id.clone());
+                    targets.push(host.clone());
+                }
             }
             pools.insert(pool, targets);
         }
@@ -212,8 +230,10 @@ impl Executor {
     /// As [`Spec::validate`] (before any backend call) and [`Plan::compile`].
     pub async fn plan(&self, spec: &Spec) -> Result<Plan> {
         spec.validate()?;
+        self.learn_recorded_versions(&spec.service).await?;
         let before = self.observe().await?;
-        let mut plan = Plan::compile(spec, &before, &self.router.capabilities())?;
+        let mut plan =
+            Plan::compile_for(spec, &before, &self.router.capabilities(), &self.fleet.capabilities())?;
         refuse_what_the_fleet_cannot_do(&plan, self.fleet.as_ref())?;
         let spec_hooks = plan_spec_hooks(spec);
         plan.steps.retain(|step| match step {
@@ -221,6 +241,19 @@ impl Executor {
             _ => true,
         });
         Ok(plan)
+    }
+
+    /// Tells a fleet that cannot read what its targets run what the recorded deployments of
+    /// `service` left them on (nothing without a state store).
+    pub(super) async fn learn_recorded_versions(&self, service: &str) -> Result<()> {
+        let Some(durable) = &self.durable else { return Ok(()) };
+        if self.fleet.capabilities().reads_versions {
+            return Ok(());
+        }
+        let wanted = self.fleet.list().await?.into_iter().map(|t| t.id).collect();
+        let recorded = crate::state::recorded_versions(durable.store.as_ref(), service, &wanted).await?;
+        self.fleet.learn_versions(&recorded);
+        Ok(())
     }
 
     /// Plans and runs `spec`.

@@ -3,7 +3,8 @@
 //! Three phases, each an "ensure" like the plan's steps:
 //! 1. the old targets serve again: updated ones are updated back, drained ones pass the
 //!    health gate and are re-enabled, retired ones are replaced by new targets of the old
-//!    version;
+//!    version (a standing idle pool is left as it is: it carries no traffic once the split is
+//!    restored, so going back between standing pools is a traffic switch);
 //! 2. the pre-deploy split is restored (at once, or ramped);
 //! 3. the targets this deployment started are drained, deregistered and stopped.
 //!
@@ -79,6 +80,11 @@ impl Run<'_> {
         let fleet = self.fleet_map().await?;
         let drain_timeout = self.plan.drain_timeout();
         for (pool, before) in &self.plan.before.pools {
+            // A standing idle pool carries no traffic once the split is restored: its hosts
+            // stay on the new version, warm, and no updater runs (the instant rollback).
+            if self.plan.standing && *pool == self.plan.candidate_pool {
+                continue;
+            }
             let states = self.member_states(pool).await?;
             let mut to_update: BTreeMap<&Version, Vec<TargetId>> = BTreeMap::new();
             let mut to_enable: Vec<Target> = Vec::new();

@@ -93,10 +93,14 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The new version's targets: the candidate pool's tag, or (rolling) every target of the version.
+    /// The new version's targets: the candidate pool's tag (its hosts, for a standing pool), or
+    /// (rolling) the live pool's targets.
     pub(super) fn candidate_set(&self) -> TargetSet {
         let spec = &self.plan.spec;
-        if self.plan.shifts_traffic() {
+        if self.plan.standing {
+            let ids = self.plan.before.targets(&self.plan.candidate_pool).iter().map(|t| t.id.clone()).collect();
+            TargetSet::Ids(ids)
+        } else if self.plan.shifts_traffic() {
             TargetSet::Tagged(crate::plan::tag(spec, self.plan.candidate_pool.as_str()))
         } else {
             let ids = self.plan.before.targets(&self.plan.stable_pool).iter().map(|t| t.id.clone()).collect();

@@ -4,20 +4,39 @@ use std::collections::BTreeMap;
 
 use super::{Plan, Snapshot, Step, TargetSet};
 use crate::error::{Error, Result};
+use crate::fleet::FleetCapabilities;
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Split, Target, TargetId, Version};
 use crate::router::Capabilities;
 use crate::spec::{RollbackPace, Rolling, RollingMode, ShortBakePolicy, Spec, Strategy};
 
 impl Plan {
-    /// Compiles `spec` against `before` for a router with `capabilities`.
+    /// Compiles `spec` against `before` for a router with `capabilities` and a fleet that can
+    /// do everything (see [`compile_for`](Plan::compile_for)).
+    ///
+    /// # Errors
+    /// As [`compile_for`](Plan::compile_for).
+    pub fn compile(spec: &Spec, before: &Snapshot, capabilities: &Capabilities) -> Result<Plan> {
+        Self::compile_for(spec, before, capabilities, &FleetCapabilities::all())
+    }
+
+    /// Compiles `spec` against `before` for a router with `capabilities` and a fleet that can
+    /// do what `fleet` says. Over a fleet that cannot start targets but updates them in place
+    /// (a fixed inventory of hosts), blue-green, canary and linear run between two *standing*
+    /// pools: the idle pool's hosts are updated in place, gated, and take the traffic; the old
+    /// pool keeps its hosts on the old version, out of traffic (see [`Plan::standing`]).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a spec that cannot work on these backends (unknown pool, batch
     /// larger than the pool, a weight the router cannot express, a capacity floor the batch
     /// breaks), [`Error::Drift`] when the backends show an unfinished deploy. Nothing is
     /// called on any backend.
-    pub fn compile(spec: &Spec, before: &Snapshot, capabilities: &Capabilities) -> Result<Plan> {
+    pub fn compile_for(
+        spec: &Spec,
+        before: &Snapshot,
+        capabilities: &Capabilities,
+        fleet: &FleetCapabilities,
+    ) -> Result<Plan> {
         spec.validate()?;
         // A rolling deploy needs only its live pool; a second pool it does not use may be absent.
         let rolling = matches!(spec.strategy, Strategy::Rolling(_));
@@ -44,12 +63,14 @@ impl Plan {
             capacity_floor: 0,
             batch_size: 1,
             propagation_delay: capabilities.propagation_delay,
+            standing: false,
             steps: Vec::new(),
             warnings: Vec::new(),
         };
         check_drain_timeout(&mut plan);
         match &spec.strategy {
             Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling, capabilities)?,
+            _ if !fleet.provisions && fleet.updates_in_place => compile_standing(&mut plan, capabilities)?,
             _ => compile_shift(&mut plan, capabilities)?,
         }
         check_bakes(&mut plan)?;
@@ -167,25 +188,14 @@ fn zones_of(targets: &[Target]) -> Vec<String> {
     zones
 }
 
-/// Blue-green, canary and linear: a full new pool, traffic moved in steps, the old pool retired.
-fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
-    let spec = plan.spec.clone();
-    let drain_timeout = plan.drain_timeout();
-    let stable = plan.stable_pool.clone();
-    let candidate = spec.pools.iter().find(|p| **p != stable).cloned().expect("validated: two pools");
-    let leftovers = plan.before.targets(&candidate);
-    if !leftovers.is_empty() {
-        return Err(Error::drift(format!(
-            "pool {candidate} still has {} target(s) ({}): an earlier deployment did not finish; resume or roll it back first",
-            leftovers.len(),
-            leftovers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    let old = ids(plan.before.targets(&stable));
-    let replicas = spec.replicas.unwrap_or(old.len());
-    let zones = if spec.zones.is_empty() { zones_of(plan.before.targets(&stable)) } else { spec.zones.clone() };
-    let steps = spec.shift_steps();
-    for (i, step) in steps.iter().enumerate() {
+/// The pool a blue-green, canary or linear deploy moves traffic to: the spec's other pool.
+fn candidate_pool(plan: &Plan) -> PoolName {
+    plan.spec.pools.iter().find(|p| **p != plan.stable_pool).cloned().expect("validated: two pools")
+}
+
+/// Refuses traffic steps (and a ramped rollback) the router cannot express.
+fn check_shift_steps(spec: &Spec, capabilities: &Capabilities) -> Result<()> {
+    for (i, step) in spec.shift_steps().iter().enumerate() {
         let field = match &spec.strategy {
             Strategy::Canary(c) if c.preset.is_some() => "strategy.preset".to_owned(),
             Strategy::Canary(_) => format!("strategy.steps[{i}].percent"),
@@ -208,7 +218,6 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
             ));
         }
     }
-
     if let RollbackPace::Ramp { percent, .. } = &spec.rollback.pace {
         if !capabilities.weighted_split {
             return Err(Error::invalid(
@@ -226,20 +235,15 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
             ));
         }
     }
-    plan.candidate_pool = candidate.clone();
-    plan.capacity_floor = plan.before.serving(&stable).len().min(replicas);
-    plan.batch_size = replicas;
-    let new = TargetSet::Tagged(tag(&spec, &candidate.0));
+    Ok(())
+}
+
+/// The steps from the test phase to the last traffic step: hooks, test traffic, each shift
+/// with its bake.
+fn push_shifts(plan: &mut Plan, new: &TargetSet) {
+    let spec = plan.spec.clone();
+    let (stable, candidate) = (plan.stable_pool.clone(), plan.candidate_pool.clone());
     let s = &mut plan.steps;
-    s.push(Step::Hook { point: HookPoint::BeforeProvision });
-    s.push(Step::Provision {
-        pool: candidate.clone(),
-        version: spec.version.clone(),
-        count: replicas,
-        zones,
-        tag: tag(&spec, &candidate.0),
-    });
-    gate_and_attach(s, capabilities, &candidate, &new);
     if let Strategy::BlueGreen(bg) = &spec.strategy {
         if !bg.test_for.is_zero() {
             s.push(Step::TestTraffic { duration: bg.test_for, targets: new.clone() });
@@ -247,7 +251,7 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
     }
     s.push(Step::Hook { point: HookPoint::AfterTestTraffic });
     s.push(Step::Hook { point: HookPoint::BeforeTraffic });
-    for step in &steps {
+    for step in spec.shift_steps() {
         s.push(Step::ShiftTraffic { split: Split::between(&stable, &candidate, step.percent) });
         if step.percent == 100 {
             s.push(Step::Hook { point: HookPoint::AfterSwitch });
@@ -256,18 +260,140 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
             s.push(Step::Bake { duration: step.bake, watch: new.clone() });
         }
     }
-    if let Strategy::BlueGreen(bg) = &spec.strategy {
-        if !bg.keep_old_for.is_zero() {
-            s.push(Step::Pause {
-                duration: Some(bg.keep_old_for),
-                reason: format!("keep pool {stable} warm for an instant rollback"),
-            });
-        }
+}
+
+/// How long a blue-green keeps the old pool warm, if the spec says.
+fn keep_old_for(spec: &Spec) -> Option<std::time::Duration> {
+    match &spec.strategy {
+        Strategy::BlueGreen(bg) => bg.keep_old_for,
+        _ => None,
+    }
+}
+
+/// Blue-green, canary and linear: a full new pool, traffic moved in steps, the old pool retired.
+fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
+    let spec = plan.spec.clone();
+    let drain_timeout = plan.drain_timeout();
+    let stable = plan.stable_pool.clone();
+    let candidate = candidate_pool(plan);
+    let leftovers = plan.before.targets(&candidate);
+    if !leftovers.is_empty() {
+        return Err(Error::drift(format!(
+            "pool {candidate} still has {} target(s) ({}): an earlier deployment did not finish; resume or roll it back first",
+            leftovers.len(),
+            leftovers.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    check_shift_steps(&spec, capabilities)?;
+    let old = ids(plan.before.targets(&stable));
+    let replicas = spec.replicas.unwrap_or(old.len());
+    let zones = if spec.zones.is_empty() { zones_of(plan.before.targets(&stable)) } else { spec.zones.clone() };
+    plan.candidate_pool = candidate.clone();
+    plan.capacity_floor = plan.before.serving(&stable).len().min(replicas);
+    plan.batch_size = replicas;
+    let new = TargetSet::Tagged(tag(&spec, &candidate.0));
+    plan.steps.push(Step::Hook { point: HookPoint::BeforeProvision });
+    plan.steps.push(Step::Provision {
+        pool: candidate.clone(),
+        version: spec.version.clone(),
+        count: replicas,
+        zones,
+        tag: tag(&spec, &candidate.0),
+    });
+    gate_and_attach(&mut plan.steps, capabilities, &candidate, &new);
+    push_shifts(plan, &new);
+    let s = &mut plan.steps;
+    if let Some(keep) = keep_old_for(&spec).filter(|k| !k.is_zero()) {
+        s.push(Step::Pause { duration: Some(keep), reason: format!("keep pool {stable} warm for an instant rollback") });
     }
     let old = TargetSet::Ids(old);
     s.push(Step::Drain { pool: stable.clone(), targets: old.clone(), timeout: drain_timeout });
     s.push(Step::Detach { pool: stable, targets: old.clone() });
     s.push(Step::Retire { targets: old });
+    s.push(Step::Hook { point: HookPoint::AfterDeploy });
+    Ok(())
+}
+
+/// Blue-green, canary and linear between two standing pools of a fixed inventory: the idle
+/// pool's hosts are updated in place (drained first if they still serve anything), gated,
+/// and take the traffic; the old pool keeps its hosts on the old version, warm (or drained
+/// after `keep_old_for`), so going back is a traffic switch.
+fn compile_standing(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
+    let spec = plan.spec.clone();
+    let drain_timeout = plan.drain_timeout();
+    let stable = plan.stable_pool.clone();
+    let candidate = candidate_pool(plan);
+    let pool_index = spec.pools.iter().position(|p| *p == candidate).unwrap_or(1);
+    let idle = ids(plan.before.targets(&candidate));
+    let serving = plan.before.serving(&stable).len();
+    if idle.is_empty() {
+        return Err(Error::invalid(
+            format!("pools[{pool_index}]"),
+            format!(
+                "pool {candidate} has no hosts: over a fixed inventory a {} deploy updates the idle pool's hosts in \
+                 place and switches traffic to them; give pool {candidate} hosts (`pool = \"{candidate}\"` on \
+                 hosts of the inventory), or deploy rolling in place",
+                spec.strategy.name()
+            ),
+        ));
+    }
+    match spec.replicas {
+        Some(r) if r != idle.len() => {
+            return Err(Error::invalid(
+                "replicas",
+                format!(
+                    "replicas = {r}, but pool {candidate} is a standing pool of {} host(s), updated whole: leave \
+                     replicas out, or set it to {} to accept a pool smaller than {stable}'s {serving}",
+                    idle.len(),
+                    idle.len()
+                ),
+            ));
+        }
+        None if idle.len() < serving => {
+            return Err(Error::invalid(
+                format!("pools[{pool_index}]"),
+                format!(
+                    "pool {candidate} has {} host(s) but pool {stable} serves with {serving}: after the switch {} \
+                     would carry the traffic of {serving}; give {candidate} {serving} hosts, or set replicas = {} to \
+                     accept the smaller pool",
+                    idle.len(),
+                    idle.len(),
+                    idle.len()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    check_shift_steps(&spec, capabilities)?;
+    plan.standing = true;
+    plan.candidate_pool = candidate.clone();
+    plan.capacity_floor = serving.min(idle.len());
+    plan.batch_size = idle.len();
+    let new = TargetSet::Ids(idle.clone());
+    plan.steps.push(Step::Hook { point: HookPoint::BeforeProvision });
+    plan.steps.push(Step::UpdateBatch {
+        pool: candidate.clone(),
+        batch: 1,
+        of: 1,
+        targets: idle,
+        version: spec.version.clone(),
+        drain_timeout,
+    });
+    // The update gates each host it touches; hosts already on the version (a re-run, or a
+    // rollback to the warm old pool) are gated here.
+    plan.steps.push(Step::AwaitHealthy { targets: new.clone() });
+    push_shifts(plan, &new);
+    let s = &mut plan.steps;
+    if let Some(keep) = keep_old_for(&spec) {
+        if !keep.is_zero() {
+            s.push(Step::Pause {
+                duration: Some(keep),
+                reason: format!("keep pool {stable} warm for an instant rollback"),
+            });
+        }
+        let old = TargetSet::Ids(ids(plan.before.targets(&stable)));
+        s.push(Step::Drain { pool: stable, targets: old, timeout: drain_timeout });
+    }
     s.push(Step::Hook { point: HookPoint::AfterDeploy });
     Ok(())
 }

@@ -15,7 +15,7 @@ mod compile;
 pub(crate) use compile::{gate_and_attach, tag};
 mod timeline;
 
-pub use timeline::{Timeline, TimelineRow};
+pub use timeline::{PoolRow, Timeline, TimelineRow};
 
 /// What the backends serve before a deploy: the split and each pool's members.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -232,6 +232,12 @@ pub struct Plan {
     /// Added to every wait after a traffic change (the router's propagation delay).
     #[serde(with = "humantime_serde")]
     pub propagation_delay: Duration,
+    /// The candidate pool is a standing environment of a fixed inventory: its hosts are
+    /// updated in place rather than started, the old pool keeps its hosts (warm, or drained
+    /// after `keep_old_for`) rather than stopping them, and a rollback switches traffic back
+    /// without updating any host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standing: bool,
     /// The steps, in order.
     pub steps: Vec<Step>,
     /// What the operator should know before running it (a bake shorter than a DNS TTL).

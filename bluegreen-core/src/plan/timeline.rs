@@ -49,9 +49,29 @@ pub struct Timeline {
     pub lowest_serving: usize,
     /// Targets serving before the deploy.
     pub serving_before: usize,
+    /// Each pool before the deploy: its targets, how many serve, its share of traffic.
+    #[serde(default)]
+    pub pools: Vec<PoolRow>,
+    /// For a deploy between standing pools of a fixed inventory: what happens to each pool,
+    /// and what a rollback will be (a traffic switch, no host updated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<String>,
     /// The plan's warnings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// One pool's capacity before a deploy, in a [`Timeline`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRow {
+    /// The pool.
+    pub pool: PoolName,
+    /// Its members (serving or not).
+    pub targets: usize,
+    /// Those serving.
+    pub serving: usize,
+    /// Its share of traffic, in percent.
+    pub percent: u32,
 }
 
 impl Plan {
@@ -76,9 +96,12 @@ impl Plan {
                 Step::ShiftTraffic { .. } => (self.propagation_delay, Some(self.propagation_delay)),
                 Step::Pause { duration, .. } => (duration.unwrap_or_default(), *duration),
                 Step::Drain { timeout, .. } => (self.propagation_delay, Some(self.propagation_delay.max(*timeout))),
-                Step::UpdateBatch { targets, drain_timeout, .. } => {
+                Step::UpdateBatch { pool, targets, drain_timeout, .. } => {
                     // Each target's drain lasts the propagation delay (a DNS TTL) at least.
-                    low = low.saturating_sub(targets.len());
+                    // An idle pool's targets carry no traffic: updating them costs none.
+                    if count.split.weight(pool) > 0 {
+                        low = low.saturating_sub(targets.len());
+                    }
                     let drain = self.propagation_delay;
                     (drain + health.fastest_pass(), Some(drain.max(*drain_timeout) + health.deadline))
                 }
@@ -109,8 +132,47 @@ impl Plan {
             peak_running: peak,
             lowest_serving: lowest,
             serving_before,
+            pools: self.pool_rows(),
+            standing: self.standing_note(),
             warnings: self.warnings.clone(),
         }
+    }
+
+    fn pool_rows(&self) -> Vec<PoolRow> {
+        let before = &self.before;
+        before
+            .pools
+            .iter()
+            .map(|(pool, targets)| PoolRow {
+                pool: pool.clone(),
+                targets: targets.len(),
+                serving: before.serving(pool).len(),
+                percent: before.split.weight(pool),
+            })
+            .collect()
+    }
+
+    fn standing_note(&self) -> Option<String> {
+        if !self.standing {
+            return None;
+        }
+        let (stable, candidate) = (&self.stable_pool, &self.candidate_pool);
+        let from = self.from_version.as_ref().map_or_else(|| "its version".to_owned(), ToString::to_string);
+        let keep = match self.steps.iter().find(|s| matches!(s, Step::Drain { .. })) {
+            None => format!("keeps its hosts on {from}, warm, until the next deploy"),
+            Some(_) => match self.steps.iter().find_map(|s| match s {
+                Step::Pause { duration: Some(d), .. } => Some(*d),
+                _ => None,
+            }) {
+                Some(keep) => format!("keeps its hosts on {from}, warm, for {}, then drains them", crate::model::short(keep)),
+                None => format!("drains its hosts, which stay on {from}"),
+            },
+        };
+        Some(format!(
+            "standing pools: {candidate}'s hosts are updated in place to {}; {stable} {keep}; a rollback switches \
+             traffic back to {stable} without updating any host",
+            self.spec.version
+        ))
     }
 }
 
@@ -159,6 +221,11 @@ impl Counter {
                 *attached = attached.saturating_sub(n);
             }
             Step::Retire { targets } => self.running = self.running.saturating_sub(self.size(targets)),
+            // Every target of the batch is serving again after it (an idle pool's too).
+            Step::UpdateBatch { pool, targets, .. } => {
+                let attached = self.attached.entry(pool.clone()).or_default();
+                *attached = (*attached).max(targets.len());
+            }
             _ => {}
         }
     }
@@ -196,6 +263,17 @@ impl fmt::Display for Timeline {
             self.lowest_serving,
             self.serving_before
         )?;
+        let pools: Vec<String> = self
+            .pools
+            .iter()
+            .map(|p| format!("{} {} target(s), {} serving, {}% of traffic", p.pool, p.targets, p.serving, p.percent))
+            .collect();
+        if !pools.is_empty() {
+            write!(f, "\npools before: {}", pools.join("; "))?;
+        }
+        if let Some(note) = &self.standing {
+            write!(f, "\n{note}")?;
+        }
         if let Some(wait) = self.rows.iter().map(|r| r.propagation_wait).find(|w| !w.is_zero()) {
             let n = self.rows.iter().filter(|r| !r.propagation_wait.is_zero()).count();
             write!(f, "\n* {n} steps wait {} each for DNS caches (TTL + margin), counted in `expected`", d(wait))?;

@@ -33,6 +33,7 @@ pub struct SimBuilder {
     shared: Option<PathBuf>,
     on_write: Option<WriteHook>,
     addressing: Addressing,
+    standing: bool,
 }
 
 impl fmt::Debug for SimBuilder {
@@ -163,6 +164,16 @@ impl SimBuilder {
         self
     }
 
+    /// Makes the fleet a fixed inventory of hosts standing in pools: it cannot start targets,
+    /// updates them in place, and each initial target stands in the pool it starts in (see
+    /// [`Fleet::standing_pools`](crate::Fleet::standing_pools)). Blue-green, canary and linear
+    /// then update the idle pool in place and switch to it; give both pools targets.
+    #[must_use]
+    pub fn standing(mut self) -> Self {
+        self.standing = true;
+        self
+    }
+
     /// The simulation.
     pub fn build(self) -> Sim {
         self.try_build().unwrap_or_else(|e| panic!("{e}"))
@@ -195,11 +206,13 @@ impl SimBuilder {
             addressing: self.addressing,
         };
         let mut first_live = None;
+        let mut standing = BTreeMap::new();
         for (pool, count, version) in &self.pools {
             let mut members = BTreeMap::new();
             for i in 0..*count {
                 let zone = (!self.zones.is_empty()).then(|| self.zones[i % self.zones.len()].clone());
                 let target = world.new_target(version, zone, None, pool.as_str());
+                standing.insert(target.id.clone(), pool.clone());
                 members.insert(target.id, SimMember { state: MemberState::Serving, drain: None });
             }
             if *count > 0 && first_live.is_none() {
@@ -225,6 +238,7 @@ impl SimBuilder {
             capabilities: self.capabilities.unwrap_or_else(Capabilities::load_balancer),
             latency: self.latency,
             update_time: self.update_time,
+            standing: self.standing.then(|| Arc::new(standing)),
         };
         if let Some(traffic) = self.traffic {
             traffic::start(Arc::downgrade(&sim.world), traffic);

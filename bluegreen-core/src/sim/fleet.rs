@@ -1,13 +1,15 @@
 //! The simulated fleet.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::behaviour::Op;
 use super::Sim;
 use crate::error::{Error, Result};
-use crate::fleet::{Fleet, ProvisionRequest};
-use crate::model::{Target, TargetId, Version};
+use crate::fleet::{Fleet, FleetCapabilities, ProvisionRequest};
+use crate::model::{PoolName, Target, TargetId, Version};
 
 #[derive(Debug)]
 pub(super) struct SimFleet(pub(super) Sim);
@@ -18,7 +20,18 @@ impl Fleet for SimFleet {
         "sim"
     }
 
+    fn capabilities(&self) -> FleetCapabilities {
+        FleetCapabilities::all().with_provisions(self.0.standing.is_none())
+    }
+
+    fn standing_pools(&self) -> BTreeMap<TargetId, PoolName> {
+        self.0.standing.as_deref().cloned().unwrap_or_default()
+    }
+
     async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
+        if self.0.standing.is_some() && request.count > 0 {
+            return Err(Error::invalid("strategy", "the simulated fleet is a fixed inventory and cannot start targets"));
+        }
         self.0.delay().await;
         let mut w = self.0.lock();
         w.enter(Op::Provision)?;

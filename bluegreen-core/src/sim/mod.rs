@@ -109,6 +109,8 @@ pub struct Sim {
     capabilities: Capabilities,
     latency: Duration,
     update_time: Duration,
+    /// For a fixed inventory ([`SimBuilder::standing`]): each initial target's pool.
+    standing: Option<Arc<BTreeMap<TargetId, PoolName>>>,
 }
 
 impl fmt::Debug for Sim {

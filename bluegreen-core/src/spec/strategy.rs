@@ -44,9 +44,12 @@ pub struct BlueGreen {
     #[serde(with = "humantime_serde")]
     pub bake: Duration,
     /// Keep the old pool attached but idle this long after the bake, so a rollback is one
-    /// split change; then drain and retire it.
-    #[serde(with = "humantime_serde")]
-    pub keep_old_for: Duration,
+    /// split change; then drain and retire it (a fleet that provisions) or drain it, keeping its
+    /// hosts on the old version (a standing environment of a fixed inventory). Unset: a fleet
+    /// that provisions retires the old pool at once; a standing environment keeps it warm
+    /// until the next deploy, so `bluegreen rollback` is a traffic switch.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub keep_old_for: Option<Duration>,
 }
 
 /// One traffic step of a canary: send `percent` to the new pool, then bake.

@@ -96,7 +96,7 @@ impl Spec {
             Strategy::BlueGreen(bg) => {
                 longest("strategy.test_for", bg.test_for)?;
                 longest("strategy.bake", bg.bake)?;
-                longest("strategy.keep_old_for", bg.keep_old_for)
+                longest("strategy.keep_old_for", bg.keep_old_for.unwrap_or_default())
             }
             Strategy::Canary(c) => {
                 match (c.preset.is_some(), c.steps.is_empty()) {

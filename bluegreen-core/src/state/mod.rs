@@ -29,9 +29,11 @@ use crate::plan::Plan;
 mod file;
 pub mod lease;
 mod memory;
+mod versions;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use versions::recorded_versions;
 
 /// The version of the records' on-disk format. A store refuses records of a newer format.
 pub const FORMAT_VERSION: u32 = 1;

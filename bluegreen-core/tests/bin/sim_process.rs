@@ -31,7 +31,7 @@ fn strategy(name: &str) -> (Strategy, usize, bool) {
     let ms = Duration::from_millis;
     match name {
         "blue-green" => {
-            (Strategy::BlueGreen(BlueGreen { bake: ms(30), keep_old_for: ms(20), ..BlueGreen::default() }), 3, true)
+            (Strategy::BlueGreen(BlueGreen { bake: ms(30), keep_old_for: Some(ms(20)), ..BlueGreen::default() }), 3, true)
         }
         "canary" => (
             Strategy::Canary(Canary {

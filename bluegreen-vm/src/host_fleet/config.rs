@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bluegreen_core::{Error, Result, Target, Version};
+use bluegreen_core::{Error, PoolName, Result, Target, TargetId, Version};
 use serde::Deserialize;
 
 use super::{HostFleet, Updater};
@@ -36,8 +36,13 @@ pub struct HostEntry {
     /// The zone it is in.
     #[serde(default)]
     pub zone: Option<String>,
-    /// The version it runs now.
+    /// The version it ran when it entered the inventory; once bluegreen deployed to it, the
+    /// state store's record wins.
     pub version: String,
+    /// The standing pool it belongs to (`blue`, `green`): set on every host or on none.
+    /// With pools, blue-green, canary and linear switch between them.
+    #[serde(default)]
+    pub pool: Option<String>,
 }
 
 fn default_update_timeout() -> Duration {
@@ -85,7 +90,47 @@ impl HostFleetConfig {
             })?;
             targets.push(target);
         }
-        HostFleet::new(targets, updater)
+        let pools = self.hosts.iter().filter_map(|h| Some((TargetId::from(h.id.as_str()), PoolName::from(h.pool.as_deref()?))));
+        HostFleet::new(targets, updater)?.with_standing_pools(pools)
+    }
+
+    /// Whether the hosts stand in pools (blue-green, canary and linear then switch between them).
+    pub fn has_pools(&self) -> bool {
+        self.hosts.iter().any(|h| h.pool.is_some())
+    }
+
+    /// Refuses pools that do not match `pools` (the spec's): a host with a pool and another
+    /// without (`hosts[2].pool`), a host in a pool the spec does not name (`hosts[1].pool`), a
+    /// pool of the spec with no host (`pools`). Nothing to check when no host names a pool.
+    pub fn check_pools(&self, pools: &[PoolName]) -> Result<()> {
+        if !self.has_pools() {
+            return Ok(());
+        }
+        let names = pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", ");
+        for (i, host) in self.hosts.iter().enumerate() {
+            match host.pool.as_deref() {
+                None => {
+                    return Err(Error::invalid(
+                        format!("hosts[{i}]"),
+                        format!("host {} has no `pool`: give every host one ({names}), or none", host.id),
+                    ))
+                }
+                Some(pool) if !pools.iter().any(|p| p.as_str() == pool) => {
+                    return Err(Error::invalid(
+                        format!("hosts[{i}].pool"),
+                        format!("host {} is in pool {pool:?}, which is not one of the deploy's pools ({names})", host.id),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(empty) = pools.iter().find(|p| !self.hosts.iter().any(|h| h.pool.as_deref() == Some(p.as_str()))) {
+            return Err(Error::invalid(
+                "pools",
+                format!("pool {empty} has no host in the inventory: give it hosts (`pool = \"{empty}\"`)"),
+            ));
+        }
+        Ok(())
     }
 
     /// Applies a router's own check to each host (`check(id, address)`, whose `Error::Invalid`

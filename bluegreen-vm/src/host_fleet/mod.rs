@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use bluegreen_core::{Error, Fleet, FleetCapabilities, ProvisionRequest, Result, Target, TargetId, Version};
+use bluegreen_core::{
+    Error, Fleet, FleetCapabilities, PoolName, ProvisionRequest, Result, Target, TargetId, Version,
+};
 
 mod config;
 mod updater;
@@ -14,29 +16,33 @@ pub use config::{HostEntry, HostFleetConfig};
 pub use updater::Updater;
 
 /// Targets are a fixed inventory of hosts (VMs, machines, long-lived processes), each updated
-/// in place by an [`Updater`]. Use it with rolling in-place deploys: the executor drains a
-/// host in the router, runs the updater, gates it on the health probe and puts it back.
+/// in place by an [`Updater`]. With rolling in-place deploys the executor drains a host in
+/// the router, runs the updater, gates it on the health probe and puts it back. With hosts in
+/// two standing pools ([`with_standing_pools`](HostFleet::with_standing_pools)), blue-green,
+/// canary and linear update the idle pool's hosts in place and switch traffic to them; the
+/// old pool stays warm on the old version.
 ///
 /// # Guarantees
 /// - [`update`](Fleet::update) of a host already on the version returns at once, without
 ///   running the updater; otherwise it runs the updater and records the new version only when
 ///   the updater succeeded.
 /// - [`list`](Fleet::list) returns the inventory's hosts not retired, with the versions the
-///   updater last installed successfully.
+///   updater last installed successfully, or the recorded deployments left them on
+///   ([`learn_versions`](Fleet::learn_versions)), or else the inventory's.
 /// - Updates of different hosts run concurrently; the inventory is never locked across an
 ///   update.
 ///
 /// # Assumptions
 /// - The updater is the only thing that changes a host's version (there is no way to ask a
-///   host what it runs: the inventory is the record). The executor's health gate, not the
+///   host what it runs: the inventory gives the first versions, the state store's deployments
+///   the later ones). The executor's health gate, not the
 ///   fleet, verifies that the new version serves.
 /// - The executor drained the host before [`update`](Fleet::update) (the updater may restart
 ///   the service).
 ///
 /// # Errors
 /// - [`provision`](Fleet::provision): [`Error::Invalid`] — a fixed inventory cannot create
-///   hosts. Blue-green, canary and rolling `replace` need a fleet that can; use rolling
-///   in place (the default mode) with this one.
+///   hosts (the executor never asks: it plans standing pools or rolling in place instead).
 /// - [`retire`](Fleet::retire) marks hosts as out of the inventory (they leave
 ///   [`list`](Fleet::list)); it does not stop or delete machines. Unknown ids are ignored;
 ///   [`HostFleet::readmit`] brings a host back.
@@ -50,6 +56,7 @@ pub struct HostFleet {
 
 struct Host {
     target: Target,
+    pool: Option<PoolName>,
     retired: bool,
     last_output: Option<String>,
 }
@@ -77,7 +84,7 @@ impl HostFleet {
             if map.contains_key(&target.id) {
                 return Err(Error::invalid(format!("hosts[{i}].id"), format!("host {} is listed twice", target.id)));
             }
-            map.insert(target.id.clone(), Host { target, retired: false, last_output: None });
+            map.insert(target.id.clone(), Host { target, pool: None, retired: false, last_output: None });
         }
         if map.is_empty() {
             return Err(Error::invalid("hosts", "the inventory is empty"));
@@ -90,6 +97,23 @@ impl HostFleet {
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Puts hosts into standing pools (host id → pool): blue-green, canary and linear then
+    /// run between the pools, updating the idle one's hosts in place. Hosts left out stand in
+    /// no pool (the router's membership alone decides).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a host that is not in the inventory.
+    pub fn with_standing_pools(self, pools: impl IntoIterator<Item = (TargetId, PoolName)>) -> Result<Self> {
+        {
+            let mut hosts = self.lock();
+            for (id, pool) in pools {
+                let host = hosts.get_mut(&id).ok_or_else(|| Error::not_found(format!("host {id} in the inventory")))?;
+                host.pool = Some(pool);
+            }
+        }
+        Ok(self)
     }
 
     /// The output tail of the last update of `host` (successful or not), if one ran.
@@ -119,9 +143,23 @@ impl Fleet for HostFleet {
         &self.name
     }
 
-    /// A fixed inventory: updated in place, never provisioned.
+    /// A fixed inventory: updated in place, never provisioned; what a host runs is known from
+    /// the inventory and the recorded deployments, not read from the host.
     fn capabilities(&self) -> FleetCapabilities {
-        FleetCapabilities::all().with_provisions(false)
+        FleetCapabilities::all().with_provisions(false).with_reads_versions(false)
+    }
+
+    fn standing_pools(&self) -> BTreeMap<TargetId, PoolName> {
+        self.lock().iter().filter_map(|(id, h)| Some((id.clone(), h.pool.clone()?))).collect()
+    }
+
+    fn learn_versions(&self, recorded: &BTreeMap<TargetId, Version>) {
+        let mut hosts = self.lock();
+        for (id, version) in recorded {
+            if let Some(host) = hosts.get_mut(id) {
+                host.target.version = version.clone();
+            }
+        }
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
