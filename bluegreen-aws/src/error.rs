@@ -58,7 +58,12 @@ impl AwsError {
                 action,
                 resource,
                 code: service.err().code().unwrap_or("Unknown").to_owned(),
-                message: service.err().message().unwrap_or("").to_owned(),
+                // An answer the SDK could not read has no code and no message: say why.
+                message: match (service.err().code(), service.err().message()) {
+                    (_, Some(message)) => message.to_owned(),
+                    (None, None) => DisplayErrorContext(service.err()).to_string(),
+                    (Some(_), None) => String::new(),
+                },
                 status: service.raw().status().as_u16(),
             },
             SdkError::ConstructionFailure(_) => {

@@ -32,7 +32,10 @@ fn print_json(value: &serde_json::Value) {
 /// `bluegreen plan`.
 pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
     let file = load(args)?;
-    let plan = executor(&file, args, None).await?.build().plan(file.spec()).await.map_err(|e| locate(&file, e))?;
+    // With the store: a fixed inventory's versions are what the recorded deploys left.
+    let store = file.state_store().await?;
+    let plan =
+        executor(&file, args, Some(store)).await?.build().plan(file.spec()).await.map_err(|e| locate(&file, e))?;
     let timeline = plan.timeline();
     match args.output {
         Output::Json => print_json(&json!({ "plan": plan, "timeline": timeline })),
@@ -51,6 +54,16 @@ pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
     Ok(Code::Done)
 }
 
+/// What a watched run does.
+enum Run<'a> {
+    /// Deploy the file's spec.
+    Deploy,
+    /// Resume deployment `id`.
+    Resume(&'a str),
+    /// Deploy back to a version from the history (`None`: the one before the current).
+    Rollback(Option<Version>),
+}
+
 /// `bluegreen deploy` and `bluegreen resume-deploy`.
 pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
@@ -59,8 +72,19 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
         // An unknown id is bad input, found before the backends are opened.
         store.load(id).await.map_err(CliError::unknown)?;
     }
+    watched(&file, args, store, resume.map_or(Run::Deploy, Run::Resume)).await
+}
+
+/// Runs `run` with its progress shown, Ctrl-C stopping at a safe point (twice: rolling back),
+/// and the outcome printed.
+async fn watched(
+    file: &Deployment,
+    args: &FileArgs,
+    store: Arc<dyn StateStore>,
+    run: Run<'_>,
+) -> Result<Code, CliError> {
     let (sink, receiver) = bluegreen_core::ChannelSink::new();
-    let exec = executor(&file, args, Some(store.clone())).await?.sink(sink).build();
+    let exec = executor(file, args, Some(store)).await?.sink(sink).build();
     let display = progress::start(receiver, args.output);
     let control = exec.control();
     let interrupts = tokio::spawn(async move {
@@ -73,14 +97,17 @@ pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code
             }
         }
     });
-    let result = match resume {
-        Some(id) => exec.resume_deployment(id).await,
-        None => exec.deploy(file.spec()).await,
+    // A rollback's bad input is the version asked for, not a line of the file.
+    let from_the_file = !matches!(run, Run::Rollback(_));
+    let result = match run {
+        Run::Deploy => exec.deploy(file.spec()).await,
+        Run::Resume(id) => exec.resume_deployment(id).await,
+        Run::Rollback(to) => exec.rollback_to(&file.spec().service, to.as_ref()).await,
     };
     interrupts.abort();
     drop(exec);
     display.finish().await;
-    let outcome = result.map_err(|e| locate(&file, e))?;
+    let outcome = result.map_err(|e| if from_the_file { locate(file, e) } else { e.into() })?;
     print_outcome(&outcome, args);
     Ok(Code::of(outcome.status))
 }
@@ -242,11 +269,7 @@ pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, Cli
 pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, CliError> {
     let file = load(args)?;
     let store = file.state_store().await?;
-    let exec = executor(&file, args, Some(store)).await?.build();
-    let version = to.map(Version::from);
-    let outcome = exec.rollback_to(&file.spec().service, version.as_ref()).await?;
-    print_outcome(&outcome, args);
-    Ok(Code::of(outcome.status))
+    watched(&file, args, store, Run::Rollback(to.map(Version::from))).await
 }
 
 /// `bluegreen report`.

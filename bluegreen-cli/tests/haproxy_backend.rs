@@ -1,8 +1,9 @@
 //! `[backend] kind = "haproxy"` end to end: a real `haproxy` (generated config, frontend on a
 //! 127.0.0.1 high port, admin socket in a temporary directory) in front of four
-//! `bluegreen serve-target` processes; `bluegreen plan` and `bluegreen deploy` of a rolling
-//! update two at a time, whose updater is a shell script that restarts a host's process on the
-//! same port with the new version.
+//! `bluegreen serve-target` processes, whose updater is a shell script that restarts a host's
+//! process on the same port with the new version: `bluegreen plan` and `bluegreen deploy` of a
+//! rolling update two at a time; and blue-green between two standing pools of two hosts each,
+//! run again unchanged, then `bluegreen rollback`.
 //!
 //! Without `haproxy` on PATH (or in /usr/sbin) the test fails when `CI` is set and is skipped
 //! with a notice otherwise; `scripts/test` installs it.
@@ -49,17 +50,23 @@ impl Drop for World {
 const HOSTS: usize = 4;
 
 impl World {
-    /// Starts the hosts on v1 and HAProxy in front of them (backend `web`, servers `blue.web-N`).
-    fn start(binary: &Path) -> (Self, u16, Vec<(String, String)>) {
+    /// Starts the hosts on v1 and HAProxy in front of them: backend `web`, server
+    /// `<pool>.web-N` for host N in `pools[N - 1]`, weight 1 in blue and 0 in any other pool.
+    fn start(binary: &Path, pools: [&str; HOSTS]) -> (Self, u16, Vec<(String, String)>) {
         let dir = temp_dir("cli-haproxy");
         let hosts: Vec<(String, String)> =
             (1..=HOSTS).map(|i| (format!("web-{i}"), format!("127.0.0.1:{}", free_port()))).collect();
         let started = Hosts::start(dir.path(), &hosts);
+        let servers: Vec<(String, &str, u32)> = hosts
+            .iter()
+            .zip(pools)
+            .map(|((id, address), pool)| (format!("{pool}.{id}"), address.as_str(), u32::from(pool == "blue")))
+            .collect();
         // A free port can be taken by another test's server before HAProxy binds it: try another.
         let (child, frontend) = (0..5)
             .find_map(|_| {
                 let frontend = free_port();
-                start_haproxy(binary, dir.path(), &hosts, frontend).map(|child| (child, frontend))
+                start_haproxy(binary, dir.path(), &servers, frontend).map(|child| (child, frontend))
             })
             .unwrap_or_else(|| panic!("haproxy found its frontend port taken 5 times"));
         (Self { dir, haproxy: Some(child), hosts: Some(started) }, frontend, hosts)
@@ -70,9 +77,9 @@ impl World {
     }
 }
 
-/// Starts HAProxy in front of `hosts` with its frontend on `frontend`; `None` if it exited (its
-/// port taken meanwhile by another test's server).
-fn start_haproxy(binary: &Path, dir: &Path, hosts: &[(String, String)], frontend: u16) -> Option<Child> {
+/// Starts HAProxy in front of `servers` (name, address, weight) with its frontend on
+/// `frontend`; `None` if it exited (its port taken meanwhile by another test's server).
+fn start_haproxy(binary: &Path, dir: &Path, servers: &[(String, &str, u32)], frontend: u16) -> Option<Child> {
     let mut config = format!(
         "global\n\
          \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
@@ -92,8 +99,8 @@ fn start_haproxy(binary: &Path, dir: &Path, hosts: &[(String, String)], frontend
          \x20   default-server check inter 200ms fall 2 rise 2\n",
         dir = dir.display()
     );
-    for (id, address) in hosts {
-        config.push_str(&format!("    server blue.{id} {address} weight 1\n"));
+    for (name, address, weight) in servers {
+        config.push_str(&format!("    server {name} {address} weight {weight}\n"));
     }
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, &config).expect("haproxy.cfg");
@@ -156,7 +163,7 @@ fn haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time() {
     let Some(binary) = require_haproxy("haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time") else {
         return;
     };
-    let (world, frontend, hosts) = World::start(&binary);
+    let (world, frontend, hosts) = World::start(&binary, ["blue"; HOSTS]);
     let through_haproxy = format!("127.0.0.1:{frontend}");
 
     let mut file = String::from(
@@ -252,4 +259,104 @@ haproxy_backend = "web"
     let history = world.bluegreen(&["history", "-f", "deploy.toml"]);
     assert_eq!(history.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&history.stdout).contains("succeeded"));
+}
+
+/// The `[[backend.hosts]]` tables of `hosts`, each in `pools[i]` if given.
+fn hosts_toml(hosts: &[(String, String)], pools: Option<[&str; HOSTS]>) -> String {
+    let mut text = String::new();
+    for (i, (id, address)) in hosts.iter().enumerate() {
+        text.push_str(&format!("\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\n"));
+        if let Some(pools) = pools {
+            text.push_str(&format!("pool = \"{}\"\n", pools[i]));
+        }
+    }
+    text
+}
+
+/// The versions HAProxy answers with over a few requests, once they are all the same.
+fn settled_version(through_haproxy: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answers: Vec<_> = (0..2 * HOSTS).map(|_| get(through_haproxy)).collect();
+        if let Ok((first, _)) = &answers[0] {
+            if answers.iter().all(|a| matches!(a, Ok((v, _)) if v == first)) {
+                return first.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "through haproxy: {answers:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn updates(stdout: &str) -> usize {
+    stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count()
+}
+
+#[test]
+fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating() {
+    let test = "haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating";
+    let Some(binary) = require_haproxy(test) else { return };
+    let pools = ["blue", "blue", "green", "green"];
+    let (world, frontend, hosts) = World::start(&binary, pools);
+    let through_haproxy = format!("127.0.0.1:{frontend}");
+    let mut file = format!(
+        r#"service = "web"
+version = "v2"
+
+[strategy]
+kind = "blue_green"
+bake = "500ms"
+
+[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[backend]
+kind = "haproxy"
+socket = "admin.sock"
+haproxy_backend = "web"
+updater = "sh {}/update.sh {{id}} {{address}} {{version}}"
+"#,
+        world.dir.path().display()
+    );
+    file.push_str(&hosts_toml(&hosts, Some(pools)));
+    file.push_str("\n[backend.probe]\npath = \"/healthz\"\ntimeout = \"500ms\"\n\n[state]\npath = \"state\"\n");
+    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
+    let run = |args: &[&str]| {
+        let out = world.bluegreen(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+
+    let plan = run(&["plan", "-f", "deploy.toml"]);
+    assert!(plan.contains("batch 1/1: update 2 targets in pool green to v2"), "{plan}");
+    assert!(plan.contains("standing pools: green's hosts are updated in place to v2"), "{plan}");
+    assert!(!plan.contains("start "), "nothing is started on a fixed inventory: {plan}");
+
+    // v1 → v2: the green hosts are updated and take the traffic; blue stays on v1, warm.
+    let deploy = run(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    assert!(deploy.lines().last().unwrap_or_default().contains("\"status\":\"succeeded\""), "{deploy}");
+    assert_eq!(updates(&deploy), 2, "{deploy}");
+    let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
+    assert_eq!(direct, ["v1", "v1", "v2", "v2"]);
+    assert_eq!(settled_version(&through_haproxy), "v2");
+
+    // The same file again, from a new process whose file still says v1 everywhere: the state
+    // store knows green runs v2, so nothing is updated and nothing moves.
+    let again = run(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    assert_eq!(updates(&again), 0, "{again}");
+    assert!(!again.contains("\"event\":\"traffic_shifted\""), "{again}");
+    assert_eq!(settled_version(&through_haproxy), "v2");
+
+    // `bluegreen rollback`: blue still runs v1, so it is a switch, no update.
+    let back = run(&["rollback", "-f", "deploy.toml", "--output", "json"]);
+    assert_eq!(updates(&back), 0, "{back}");
+    assert!(back.contains("\"event\":\"traffic_shifted\""), "{back}");
+    assert_eq!(settled_version(&through_haproxy), "v1");
+    let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
+    assert_eq!(direct, ["v1", "v1", "v2", "v2"], "green stays warm on v2");
 }

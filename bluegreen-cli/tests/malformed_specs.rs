@@ -653,6 +653,36 @@ fn cases() -> Vec<Case> {
             &["strategy.mode", "fixed inventory", "in_place"],
         )
         .rolling("batch = 1\nmode = \"replace\"  # <-"),
+        // Standing pools: every host in one of the spec's pools, every pool with a host.
+        kind_case(
+            "haproxy: a host in a pool the deploy does not name",
+            HAPROXY,
+            &[],
+            Some(("version = \"v1\"\n", "version = \"v1\"\npool = \"purple\"  # <-\n")),
+            &["backend.hosts[0].pool", "purple", "not one of the deploy's pools (blue, green)"],
+        ),
+        kind_case(
+            "haproxy: a pool with no host",
+            HAPROXY,
+            &[],
+            Some(("version = \"v1\"\n", "version = \"v1\"\npool = \"blue\"\n")),
+            &["pools", "pool green has no host in the inventory"],
+        )
+        .with_replace(
+            "version = \"v2\"\n",
+            "version = \"v2\"\npools = [\"blue\", \"green\"]  # <-\n",
+            &["pools", "pool green has no host"],
+        ),
+        kind_case(
+            "haproxy: one host with a pool and one without",
+            HAPROXY,
+            &[],
+            Some((
+                "version = \"v1\"\n",
+                "version = \"v1\"\npool = \"blue\"\n\n[[backend.hosts]]  # <-\nid = \"web-2\"\naddress = \"127.0.0.1:18082\"\nversion = \"v1\"\n",
+            )),
+            &["backend.hosts[1]", "host web-2 has no `pool`"],
+        ),
         kind_case(
             "haproxy: host address without a port",
             HAPROXY,

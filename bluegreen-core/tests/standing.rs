@@ -55,6 +55,15 @@ async fn blue_green_updates_the_idle_pool_in_place_and_keeps_the_old_one_warm() 
     assert_eq!(sim.traffic().failed, 0);
     assert_no_violations(&sim, &log);
 
+    // The same deploy again: green serves v2 already, so nothing changes.
+    let again = executor.plan(&blue_green("v2")).await.unwrap();
+    assert!(again.steps.is_empty(), "{:?}", again.steps);
+    assert!(again.warnings.iter().any(|w| w.contains("pool green serves v2 already")), "{:?}", again.warnings);
+    let writes = sim.writes();
+    let outcome = executor.deploy(&blue_green("v2")).await.unwrap();
+    assert_eq!(outcome.status, Status::Succeeded);
+    assert_eq!((sim.writes(), green(&sim.split())), (writes, 100), "a deploy of the serving version changed something");
+
     // Going back: the warm blue pool runs v1, so a deploy of v1 is a switch, no update.
     let back = executor.deploy(&blue_green("v1")).await.unwrap();
     assert_eq!(back.status, Status::Succeeded, "{}", log.lines().join("\n"));

@@ -372,6 +372,17 @@ fn compile_standing(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> 
     plan.candidate_pool = candidate.clone();
     plan.capacity_floor = serving.min(idle.len());
     plan.batch_size = idle.len();
+    // The live pool runs the version already (the same deploy file run again): switching to
+    // the idle pool would update it for nothing.
+    let live = plan.before.serving(&stable);
+    if live.iter().all(|t| t.version == spec.version) {
+        plan.warnings.push(format!(
+            "pool {stable} serves {} already (all {} serving hosts): nothing to do",
+            spec.version,
+            live.len()
+        ));
+        return Ok(());
+    }
     let new = TargetSet::Ids(idle.clone());
     plan.steps.push(Step::Hook { point: HookPoint::BeforeProvision });
     plan.steps.push(Step::UpdateBatch {

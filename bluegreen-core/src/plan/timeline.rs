@@ -153,7 +153,7 @@ impl Plan {
     }
 
     fn standing_note(&self) -> Option<String> {
-        if !self.standing {
+        if !self.standing || self.steps.is_empty() {
             return None;
         }
         let (stable, candidate) = (&self.stable_pool, &self.candidate_pool);
