@@ -348,6 +348,19 @@ impl PartsConfig {
             FleetConfig::Hosts(hosts) => {
                 use bluegreen_core::{RollingMode, Strategy};
                 hosts.check_pools(&spec.pools).map_err(|e| file.invalid(e.within("backend")))?;
+                if self.kind != "haproxy" {
+                    if let Some(i) = hosts.hosts.iter().position(|h| h.server.is_some()) {
+                        let field = format!("backend.hosts[{i}].server");
+                        return Err(file.error_at(
+                            &field,
+                            format!(
+                                "invalid {field}: kind = \"{}\" has no server names to adopt (only kind = \"haproxy\" \
+                                 does): leave `server` out",
+                                self.kind
+                            ),
+                        ));
+                    }
+                }
                 let refused = match &spec.strategy {
                     // A rolling replace starts new hosts: a fixed inventory cannot.
                     Strategy::Rolling(r) if r.mode == RollingMode::Replace => {
@@ -464,7 +477,14 @@ impl PartsConfig {
         let (router, own_probe): (Arc<dyn Router>, Option<Arc<dyn HealthProbe>>) = match &self.router {
             #[cfg(feature = "haproxy")]
             RouterConfig::Haproxy(config) => {
-                (Arc::new(config.build(&self.pools).map_err(|e| e.within("backend"))?), None)
+                let named = match &self.fleet {
+                    #[cfg(feature = "hosts")]
+                    FleetConfig::Hosts(hosts) => hosts.named_servers().map_err(|e| e.within("backend"))?,
+                    #[allow(unreachable_patterns, reason = "HAProxy's fleet is a fixed inventory")]
+                    _ => Vec::new(),
+                };
+                let router = config.build_naming(&self.pools, named).map_err(|e| e.within("backend"))?;
+                (Arc::new(router), None)
             }
             #[cfg(feature = "rfc2136")]
             RouterConfig::Rfc2136(config) => {

@@ -68,7 +68,15 @@ pub(crate) enum Command {
     /// Validate the deploy file, read the backends and print the plan's timeline. Changes nothing.
     Plan(FileArgs),
     /// Run the deploy, with a live display; Ctrl-C stops at a safe point, a second Ctrl-C rolls back.
-    Deploy(FileArgs),
+    Deploy {
+        #[command(flatten)]
+        file: FileArgs,
+        /// Take over what the router serves that the file describes but bluegreen does not
+        /// manage yet (HAProxy servers the inventory names with `server = "web-01"`);
+        /// `bluegreen plan` shows it. Without it such a deploy exits 2 and changes nothing.
+        #[arg(long)]
+        adopt: bool,
+    },
     /// Show where the service's latest deployment stands.
     Status(TargetArgs),
     /// List the service's deployments.

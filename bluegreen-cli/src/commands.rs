@@ -54,25 +54,28 @@ pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
     Ok(Code::Done)
 }
 
-/// What a watched run does.
-enum Run<'a> {
-    /// Deploy the file's spec.
-    Deploy,
+/// What [`deploy`] runs.
+pub(crate) enum Run<'a> {
+    /// Deploy the file's spec, adopting what the router serves unmanaged when `adopt`.
+    Deploy {
+        /// `--adopt`.
+        adopt: bool,
+    },
     /// Resume deployment `id`.
     Resume(&'a str),
     /// Deploy back to a version from the history (`None`: the one before the current).
-    Rollback(Option<Version>),
+    Rollback(Option<&'a str>),
 }
 
-/// `bluegreen deploy` and `bluegreen resume-deploy`.
-pub(crate) async fn deploy(args: &FileArgs, resume: Option<&str>) -> Result<Code, CliError> {
+/// `bluegreen deploy`, `bluegreen resume-deploy` and `bluegreen rollback`.
+pub(crate) async fn deploy(args: &FileArgs, run: Run<'_>) -> Result<Code, CliError> {
     let file = load(args)?;
     let store = file.state_store().await?;
-    if let Some(id) = resume {
+    if let Run::Resume(id) = run {
         // An unknown id is bad input, found before the backends are opened.
         store.load(id).await.map_err(CliError::unknown)?;
     }
-    watched(&file, args, store, resume.map_or(Run::Deploy, Run::Resume)).await
+    watched(&file, args, store, run).await
 }
 
 /// Runs `run` with its progress shown, Ctrl-C stopping at a safe point (twice: rolling back),
@@ -84,7 +87,8 @@ async fn watched(
     run: Run<'_>,
 ) -> Result<Code, CliError> {
     let (sink, receiver) = bluegreen_core::ChannelSink::new();
-    let exec = executor(file, args, Some(store)).await?.sink(sink).build();
+    let adopt = matches!(run, Run::Deploy { adopt: true });
+    let exec = executor(file, args, Some(store)).await?.sink(sink).adopt(adopt).build();
     let display = progress::start(receiver, args.output);
     let control = exec.control();
     let interrupts = tokio::spawn(async move {
@@ -100,9 +104,9 @@ async fn watched(
     // A rollback's bad input is the version asked for, not a line of the file.
     let from_the_file = !matches!(run, Run::Rollback(_));
     let result = match run {
-        Run::Deploy => exec.deploy(file.spec()).await,
+        Run::Deploy { .. } => exec.deploy(file.spec()).await,
         Run::Resume(id) => exec.resume_deployment(id).await,
-        Run::Rollback(to) => exec.rollback_to(&file.spec().service, to.as_ref()).await,
+        Run::Rollback(to) => exec.rollback_to(&file.spec().service, to.map(Version::from).as_ref()).await,
     };
     interrupts.abort();
     drop(exec);
@@ -263,13 +267,6 @@ pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, Cli
         }
     }
     Ok(Code::Done)
-}
-
-/// `bluegreen rollback`.
-pub(crate) async fn rollback(args: &FileArgs, to: Option<&str>) -> Result<Code, CliError> {
-    let file = load(args)?;
-    let store = file.state_store().await?;
-    watched(&file, args, store, Run::Rollback(to.map(Version::from))).await
 }
 
 /// `bluegreen report`.

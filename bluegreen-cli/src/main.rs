@@ -15,6 +15,7 @@ use bluegreen_core::Command as Remote;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
+use crate::commands::Run;
 use crate::exit::Code;
 
 fn main() -> ExitCode {
@@ -29,15 +30,15 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Plan(args) => commands::plan(args).await,
-            Command::Deploy(args) => commands::deploy(args, None).await,
-            Command::ResumeDeploy { file, id } => commands::deploy(file, Some(id)).await,
+            Command::Deploy { file, adopt } => commands::deploy(file, Run::Deploy { adopt: *adopt }).await,
+            Command::ResumeDeploy { file, id } => commands::deploy(file, Run::Resume(id)).await,
             Command::Status(args) => commands::status(args).await,
             Command::History(args) => commands::history(args).await,
             Command::Pause(args) => commands::send(args, Remote::Pause).await,
             Command::Resume(args) => commands::send(args, Remote::Resume).await,
             Command::Promote(args) => commands::send(args, Remote::Promote).await,
             Command::Abort(args) => commands::send(args, Remote::Abort).await,
-            Command::Rollback { file, to } => commands::rollback(file, to.as_deref()).await,
+            Command::Rollback { file, to } => commands::deploy(file, Run::Rollback(to.as_deref())).await,
             Command::Report { file, id, out } => commands::report(file, id.as_deref(), out).await,
             Command::Demo(args) => demo::run(args).await,
             Command::ServeTarget { args } => {

@@ -51,8 +51,9 @@ const HOSTS: usize = 4;
 
 impl World {
     /// Starts the hosts on v1 and HAProxy in front of them: backend `web`, server
-    /// `<pool>.web-N` for host N in `pools[N - 1]`, weight 1 in blue and 0 in any other pool.
-    fn start(binary: &Path, pools: [&str; HOSTS]) -> (Self, u16, Vec<(String, String)>) {
+    /// `<pool>.web-N` (or, not `by_pool`, `web-N` as an operator names it) for host N in
+    /// `pools[N - 1]`, weight 1 in blue and 0 in any other pool.
+    fn start(binary: &Path, pools: [&str; HOSTS], by_pool: bool) -> (Self, u16, Vec<(String, String)>) {
         let dir = temp_dir("cli-haproxy");
         let hosts: Vec<(String, String)> =
             (1..=HOSTS).map(|i| (format!("web-{i}"), format!("127.0.0.1:{}", free_port()))).collect();
@@ -60,7 +61,10 @@ impl World {
         let servers: Vec<(String, &str, u32)> = hosts
             .iter()
             .zip(pools)
-            .map(|((id, address), pool)| (format!("{pool}.{id}"), address.as_str(), u32::from(pool == "blue")))
+            .map(|((id, address), pool)| {
+                let name = if by_pool { format!("{pool}.{id}") } else { id.clone() };
+                (name, address.as_str(), u32::from(pool == "blue"))
+            })
             .collect();
         // A free port can be taken by another test's server before HAProxy binds it: try another.
         let (child, frontend) = (0..5)
@@ -163,7 +167,7 @@ fn haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time() {
     let Some(binary) = require_haproxy("haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time") else {
         return;
     };
-    let (world, frontend, hosts) = World::start(&binary, ["blue"; HOSTS]);
+    let (world, frontend, hosts) = World::start(&binary, ["blue"; HOSTS], true);
     let through_haproxy = format!("127.0.0.1:{frontend}");
 
     let mut file = String::from(
@@ -273,6 +277,44 @@ fn hosts_toml(hosts: &[(String, String)], pools: Option<[&str; HOSTS]>) -> Strin
     text
 }
 
+/// A blue-green deploy file over standing pools `pools` of `hosts`, naming each host's server
+/// after it (`server = "web-1"`) when `named`.
+fn standing_file(world: &World, hosts: &[(String, String)], pools: [&str; HOSTS], named: bool) -> String {
+    let mut file = format!(
+        r#"service = "web"
+version = "v2"
+
+[strategy]
+kind = "blue_green"
+bake = "500ms"
+
+[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[backend]
+kind = "haproxy"
+socket = "admin.sock"
+haproxy_backend = "web"
+updater = "sh {}/update.sh {{id}} {{address}} {{version}}"
+"#,
+        world.dir.path().display()
+    );
+    let mut hosts_part = hosts_toml(hosts, Some(pools));
+    if named {
+        for (id, _) in hosts {
+            hosts_part =
+                hosts_part.replace(&format!("id = \"{id}\"\n"), &format!("id = \"{id}\"\nserver = \"{id}\"\n"));
+        }
+    }
+    file.push_str(&hosts_part);
+    file.push_str("\n[backend.probe]\npath = \"/healthz\"\ntimeout = \"500ms\"\n\n[state]\npath = \"state\"\n");
+    file
+}
+
 /// The versions HAProxy answers with over a few requests, once they are all the same.
 fn settled_version(through_haproxy: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -297,34 +339,9 @@ fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updati
     let test = "haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating";
     let Some(binary) = require_haproxy(test) else { return };
     let pools = ["blue", "blue", "green", "green"];
-    let (world, frontend, hosts) = World::start(&binary, pools);
+    let (world, frontend, hosts) = World::start(&binary, pools, true);
     let through_haproxy = format!("127.0.0.1:{frontend}");
-    let mut file = format!(
-        r#"service = "web"
-version = "v2"
-
-[strategy]
-kind = "blue_green"
-bake = "500ms"
-
-[health]
-interval = "100ms"
-timeout = "80ms"
-healthy_threshold = 2
-min_healthy_time = "0s"
-deadline = "10s"
-
-[backend]
-kind = "haproxy"
-socket = "admin.sock"
-haproxy_backend = "web"
-updater = "sh {}/update.sh {{id}} {{address}} {{version}}"
-"#,
-        world.dir.path().display()
-    );
-    file.push_str(&hosts_toml(&hosts, Some(pools)));
-    file.push_str("\n[backend.probe]\npath = \"/healthz\"\ntimeout = \"500ms\"\n\n[state]\npath = \"state\"\n");
-    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
+    std::fs::write(world.dir.path().join("deploy.toml"), standing_file(&world, &hosts, pools, false)).expect("file");
     let run = |args: &[&str]| {
         let out = world.bluegreen(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -359,4 +376,46 @@ updater = "sh {}/update.sh {{id}} {{address}} {{version}}"
     assert_eq!(settled_version(&through_haproxy), "v1");
     let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
     assert_eq!(direct, ["v1", "v1", "v2", "v2"], "green stays warm on v2");
+}
+
+#[test]
+fn haproxy_servers_an_operator_named_are_adopted_only_with_adopt() {
+    let test = "haproxy_servers_an_operator_named_are_adopted_only_with_adopt";
+    let Some(binary) = require_haproxy(test) else { return };
+    let pools = ["blue", "blue", "green", "green"];
+    let (world, frontend, hosts) = World::start(&binary, pools, false);
+    let through_haproxy = format!("127.0.0.1:{frontend}");
+    std::fs::write(world.dir.path().join("deploy.toml"), standing_file(&world, &hosts, pools, true)).expect("file");
+
+    let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(text.contains("adopt 4 members (server web/web-1, server web/web-2"), "{text}");
+
+    // Without --adopt: exit 2, saying how, and nothing changed.
+    let refused = world.bluegreen(&["deploy", "-f", "deploy.toml"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--adopt") && stderr.contains("server web/web-1 as web-1 in pool blue"), "{stderr}");
+    let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
+    assert_eq!(direct, ["v1"; HOSTS]);
+    let history = world.bluegreen(&["history", "-f", "deploy.toml", "--output", "json"]);
+    assert!(!String::from_utf8_lossy(&history.stdout).contains("web-v2"), "a deployment was recorded");
+
+    // With --adopt: adopted, then deployed; green's servers (web-3, web-4) take the traffic.
+    let adopted = world.bluegreen(&["deploy", "-f", "deploy.toml", "--adopt", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&adopted.stdout);
+    assert_eq!(adopted.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&adopted.stderr));
+    assert!(stdout.contains("\"event\":\"adopted\""), "{stdout}");
+    assert_eq!(updates(&stdout), 2, "{stdout}");
+    assert_eq!(settled_version(&through_haproxy), "v2");
+
+    // Recorded: the next deploy needs no --adopt.
+    let next = world.bluegreen(&["deploy", "-f", "deploy.toml", "--version", "v3", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&next.stdout);
+    assert_eq!(next.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&next.stderr));
+    assert!(!stdout.contains("\"event\":\"adopted\""), "{stdout}");
+    assert_eq!(settled_version(&through_haproxy), "v3");
+    let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
+    assert_eq!(direct, ["v3", "v3", "v2", "v2"]);
 }

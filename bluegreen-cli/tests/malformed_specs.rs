@@ -684,6 +684,22 @@ fn cases() -> Vec<Case> {
             &["backend.hosts[1]", "host web-2 has no `pool`"],
         ),
         kind_case(
+            "haproxy: a named server of a host in no pool",
+            HAPROXY,
+            &[],
+            Some(("version = \"v1\"\n", "version = \"v1\"\nserver = \"web-01\"  # <-\n")),
+            &["backend.hosts[0].server", "has no `pool`"],
+        )
+        .rolling("batch = 1"),
+        kind_case(
+            "rfc2136: a named server",
+            RFC2136,
+            &[],
+            Some(("version = \"v1\"\n", "version = \"v1\"\nserver = \"web-01\"  # <-\n")),
+            &["backend.hosts[0].server", "only kind = \"haproxy\""],
+        )
+        .rolling("batch = 1"),
+        kind_case(
             "haproxy: host address without a port",
             HAPROXY,
             &[],

@@ -73,7 +73,7 @@ pub use probe::MockHealthProbe;
 pub use probe::{FnProbe, Health, HealthProbe, TcpProbe};
 #[cfg(feature = "mock")]
 pub use router::MockRouter;
-pub use router::{Capabilities, DrainReport, Router};
+pub use router::{Adoption, Capabilities, DrainReport, Router};
 pub use spec::{
     AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, ConcurrencyPolicy, DrainPolicy, HealthPolicy,
     HttpSuccessRateSpec, Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling,

@@ -35,6 +35,24 @@ pub struct Capabilities {
     /// pass), so that a probe reading the router's view (`AlbTargetHealth`) sees them.
     #[serde(default)]
     pub checks_members: bool,
+    /// Can report members it serves that the configuration describes but bluegreen does not
+    /// manage yet ([`Router::unmanaged`]): servers of an operator's HAProxy config named
+    /// `web-01`, A records with no bookkeeping. The executor then asks, and a deploy takes
+    /// them over only when told to ([`ExecutorBuilder::adopt`](crate::ExecutorBuilder::adopt)).
+    #[serde(default)]
+    pub adopts: bool,
+}
+
+/// A member a router serves that the configuration describes but bluegreen does not manage
+/// yet; taking it over ([`Router::adopt`]) changes nothing it serves.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Adoption {
+    /// The pool it joins.
+    pub pool: PoolName,
+    /// The target it stands for.
+    pub target: TargetId,
+    /// What it is on the router (`server web/web-01`, `A 10.0.1.7`).
+    pub what: String,
 }
 
 impl Capabilities {
@@ -48,6 +66,7 @@ impl Capabilities {
             propagation_delay: Duration::ZERO,
             observes_in_flight: true,
             checks_members: false,
+            adopts: false,
         }
     }
 
@@ -90,6 +109,13 @@ impl Capabilities {
     #[must_use]
     pub fn with_checks_members(mut self, yes: bool) -> Self {
         self.checks_members = yes;
+        self
+    }
+
+    /// Sets [`adopts`](Self::adopts).
+    #[must_use]
+    pub fn with_adopts(mut self, yes: bool) -> Self {
+        self.adopts = yes;
         self
     }
 
@@ -168,4 +194,18 @@ pub trait Router: Send + Sync + Debug {
 
     /// The members of `pool` and how the router treats each.
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>>;
+
+    /// What the router serves that its configuration describes but bluegreen does not manage
+    /// yet (asked only when [`Capabilities::adopts`]; none by default). Such members are listed
+    /// by [`members`](Router::members) like any other.
+    async fn unmanaged(&self) -> Result<Vec<Adoption>> {
+        Ok(Vec::new())
+    }
+
+    /// Takes `adoptions` over: writes whatever the router keeps to know its members (DNS
+    /// bookkeeping records), changing nothing it serves. Nothing by default.
+    async fn adopt(&self, adoptions: &[Adoption]) -> Result<()> {
+        let _ = adoptions;
+        Ok(())
+    }
 }

@@ -157,6 +157,11 @@ pub enum EventKind {
         /// Its version now.
         to: Version,
     },
+    /// Members the router served unmanaged were taken over (see [`Step::Adopt`](crate::Step::Adopt)).
+    Adopted {
+        /// What was taken over, per member (`server web/web-01`).
+        members: Vec<String>,
+    },
     /// Targets were stopped and removed from the fleet.
     TargetsStopped {
         /// The targets.
@@ -295,6 +300,7 @@ impl fmt::Display for EventKind {
                 write!(f, "deregistered {n} target{} from pool {pool} ({})", plural(n), ids(targets))
             }
             Self::TargetUpdated { target, from, to } => write!(f, "updated target {target}: {from} → {to}"),
+            Self::Adopted { members } => write!(f, "adopted {} ({})", members.len(), members.join(", ")),
             Self::TargetsStopped { targets } => {
                 write!(f, "stopped {} target{} ({})", targets.len(), plural(targets.len()), ids(targets))
             }

@@ -151,6 +151,7 @@ impl Executor {
         let (locked, note) = self.lock_for(spec, id).await?;
         let prepared = async {
             let plan = self.plan(spec).await?;
+            self.refuse_unasked_adoption(&plan)?;
             // Planning reads the backends and may take a while: renew before the first change,
             // so a lease that lapsed meanwhile (and was taken over) stops us while nothing
             // changed yet.

@@ -61,6 +61,7 @@ pub struct Executor {
     sinks: Vec<Arc<dyn EventSink>>,
     control: Control,
     durable: Option<durable::Durable>,
+    adopt: bool,
 }
 
 /// Builds an [`Executor`].
@@ -148,6 +149,17 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Lets deploys take over what the router serves but bluegreen does not manage yet
+    /// ([`Router::unmanaged`]: an operator's HAProxy servers named `web-01`, A records with no
+    /// bookkeeping). Without it such a deploy is refused before any change, with
+    /// [`Error::Invalid`] on `adopt` naming what would be adopted; [`Executor::plan`] shows the
+    /// adoption as its first step either way.
+    #[must_use]
+    pub fn adopt(mut self, yes: bool) -> Self {
+        self.executor.adopt = yes;
+        self
+    }
+
     /// The executor.
     pub fn build(self) -> Executor {
         self.executor
@@ -167,6 +179,7 @@ impl Executor {
                 sinks: Vec::new(),
                 control: Control::default(),
                 durable: None,
+                adopt: false,
             },
         }
     }
@@ -238,7 +251,45 @@ impl Executor {
             Step::Hook { point } => !self.hooks_at(&spec_hooks, *point).is_empty(),
             _ => true,
         });
+        let adoptions = self.unmanaged(&spec.service).await?;
+        if !adoptions.is_empty() {
+            plan.steps.insert(0, Step::Adopt { adoptions });
+        }
         Ok(plan)
+    }
+
+    /// What the router serves unmanaged that no recorded deployment adopted yet.
+    async fn unmanaged(&self, service: &str) -> Result<Vec<crate::router::Adoption>> {
+        if !self.router.capabilities().adopts {
+            return Ok(Vec::new());
+        }
+        let mut unmanaged = self.router.unmanaged().await?;
+        if let Some(durable) = &self.durable {
+            let adopted = crate::state::recorded_adoptions(durable.store.as_ref(), service).await?;
+            unmanaged.retain(|a| !adopted.contains(&(a.pool.clone(), a.target.clone())));
+        }
+        Ok(unmanaged)
+    }
+
+    /// Refuses a plan that adopts unless this executor was told to ([`ExecutorBuilder::adopt`]).
+    pub(super) fn refuse_unasked_adoption(&self, plan: &Plan) -> Result<()> {
+        let adoptions = plan.adoptions();
+        if adoptions.is_empty() || self.adopt {
+            return Ok(());
+        }
+        let what: Vec<String> =
+            adoptions.iter().map(|a| format!("{} as {} in pool {}", a.what, a.target, a.pool)).collect();
+        Err(Error::invalid(
+            "adopt",
+            format!(
+                "router {} serves {} member(s) bluegreen does not manage yet: {}; check them against the inventory \
+                 (`bluegreen plan` shows the adoption) and deploy with --adopt to take them over (nothing they serve \
+                 changes)",
+                self.router.name(),
+                adoptions.len(),
+                what.join(", ")
+            ),
+        ))
     }
 
     /// Tells a fleet that cannot read what its targets run what the recorded deployments of
@@ -264,6 +315,7 @@ impl Executor {
             return self.deploy_durably(spec, &id).await;
         }
         let plan = self.plan(spec).await?;
+        self.refuse_unasked_adoption(&plan)?;
         Ok(self.run(&plan, &id).await)
     }
 

@@ -18,6 +18,11 @@ use crate::router::DrainReport;
 impl Run<'_> {
     pub(super) async fn run_step(&self, step: &Step) -> Result<()> {
         match step {
+            Step::Adopt { adoptions } => {
+                self.call("adopt", || self.exec.router.adopt(adoptions)).await?;
+                self.emit(EventKind::Adopted { members: adoptions.iter().map(|a| a.what.clone()).collect() });
+                Ok(())
+            }
             Step::Hook { point } => self.run_hooks(*point).await,
             Step::Provision { pool: _, version, count, zones, tag } => {
                 self.provision(version, *count, zones, tag).await

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Split, Target, TargetId, Version};
+use crate::router::Adoption;
 use crate::spec::Spec;
 
 mod compile;
@@ -82,6 +83,12 @@ impl fmt::Display for TargetSet {
 #[serde(tag = "step", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Step {
+    /// Take over what the router serves but bluegreen does not manage yet (see
+    /// [`Router::adopt`](crate::Router::adopt)); it serves on unchanged.
+    Adopt {
+        /// What is taken over.
+        adoptions: Vec<Adoption>,
+    },
     /// Run the hooks of a point.
     Hook {
         /// The point.
@@ -186,6 +193,11 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = |d: &Duration| crate::model::short(*d);
         match self {
+            Self::Adopt { adoptions } => {
+                let what: Vec<&str> = adoptions.iter().map(|a| a.what.as_str()).collect();
+                let n = adoptions.len();
+                write!(f, "adopt {n} member{} ({})", if n == 1 { "" } else { "s" }, what.join(", "))
+            }
             Self::Hook { point } => write!(f, "run {point} hooks"),
             Self::Provision { pool, version, count, .. } => {
                 write!(f, "start {count} target{} of {version} for pool {pool}", if *count == 1 { "" } else { "s" })
@@ -256,6 +268,14 @@ impl Plan {
     /// drain cut shorter would update or stop a target they may still reach.
     pub fn drain_timeout(&self) -> Duration {
         self.spec.drain.timeout.max(self.propagation_delay)
+    }
+
+    /// What the plan takes over before anything else (its first step), if anything.
+    pub fn adoptions(&self) -> &[Adoption] {
+        match self.steps.first() {
+            Some(Step::Adopt { adoptions }) => adoptions,
+            _ => &[],
+        }
     }
 
     /// Whether this plan moves traffic between two pools (blue-green, canary, linear).

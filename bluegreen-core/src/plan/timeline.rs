@@ -87,6 +87,7 @@ impl Plan {
             let mut low = count.serving();
             let (expected, at_most) = match step {
                 Step::Hook { .. }
+                | Step::Adopt { .. }
                 | Step::Attach { .. }
                 | Step::Detach { .. }
                 | Step::Retire { .. }

@@ -26,11 +26,13 @@ use crate::events::Event;
 use crate::outcome::{Outcome, Status};
 use crate::plan::Plan;
 
+mod adopted;
 mod file;
 pub mod lease;
 mod memory;
 mod versions;
 
+pub use adopted::recorded_adoptions;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use versions::recorded_versions;

@@ -1,10 +1,10 @@
 //! [`HaproxyRouterBuilder`]: the router's configuration, checked once before any connection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bluegreen_core::{Error, PoolName, Result};
+use bluegreen_core::{Error, PoolName, Result, TargetId};
 
 use super::cli::{Cli, HaproxyEndpoint};
 use super::router::{valid_name, HaproxyRouter, Inner};
@@ -20,9 +20,20 @@ pub struct HaproxyRouterBuilder {
     command_timeout: Duration,
     drain_poll: Duration,
     delete_wait: Duration,
+    named: Vec<(String, PoolName, TargetId)>,
 }
 
 impl HaproxyRouterBuilder {
+    /// A server an operator named (`web-01` in an existing config) that stands for `target`
+    /// in `pool`, instead of `<pool><separator><target>`. The router reports such servers as
+    /// not managed yet ([`Router::unmanaged`](bluegreen_core::Router::unmanaged)): a deploy
+    /// adopts them only when told to.
+    #[must_use]
+    pub fn server(mut self, name: impl Into<String>, pool: impl Into<PoolName>, target: impl Into<TargetId>) -> Self {
+        self.named.push((name.into(), pool.into(), target.into()));
+        self
+    }
+
     /// The pools (server-name prefixes) this router manages. Default: `blue` and `green`.
     #[must_use]
     pub fn pools<P: Into<PoolName>>(mut self, pools: impl IntoIterator<Item = P>) -> Self {
@@ -102,6 +113,24 @@ impl HaproxyRouterBuilder {
                 return Err(Error::invalid(format!("pools[{i}]"), format!("pool {name:?} is listed twice")));
             }
         }
+        let (mut named, mut names) = (BTreeMap::new(), BTreeMap::new());
+        for (i, (name, pool, target)) in self.named.into_iter().enumerate() {
+            let field = format!("servers[{i}]");
+            if !valid_name(&name) {
+                return Err(Error::invalid(field, format!("{name:?} is not a valid HAProxy server name")));
+            }
+            if !self.pools.contains(&pool) {
+                return Err(Error::invalid(
+                    field,
+                    format!("server {name} is in pool {pool}, which the router does not have"),
+                ));
+            }
+            if named.insert(name.clone(), (pool.clone(), target.clone())).is_some()
+                || names.insert((pool, target), name.clone()).is_some()
+            {
+                return Err(Error::invalid(field, format!("server {name} is named twice")));
+            }
+        }
         Ok(HaproxyRouter {
             inner: Arc::new(Inner {
                 cli: Cli { endpoint: self.endpoint, timeout: self.command_timeout },
@@ -111,6 +140,8 @@ impl HaproxyRouterBuilder {
                 server_options: self.server_options,
                 drain_poll: self.drain_poll,
                 delete_wait: self.delete_wait,
+                named,
+                names,
                 writes: tokio::sync::Mutex::new(()),
             }),
         })
@@ -138,6 +169,7 @@ impl HaproxyRouter {
             server_options: String::new(),
             command_timeout: Duration::from_secs(5),
             drain_poll: Duration::from_millis(25),
+            named: Vec::new(),
             delete_wait: Duration::from_secs(5),
         }
     }

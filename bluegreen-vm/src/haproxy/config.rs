@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bluegreen_core::{Error, PoolName, Result};
+use bluegreen_core::{Error, PoolName, Result, TargetId};
 use serde::Deserialize;
 
 use super::{HaproxyEndpoint, HaproxyRouter};
@@ -44,6 +44,16 @@ impl HaproxyRouterConfig {
     /// fault (`address`, `separator`, the empty field for the settings as a whole; `pools[…]`
     /// for the pools).
     pub fn build(&self, pools: &[PoolName]) -> Result<HaproxyRouter> {
+        self.build_naming(pools, [])
+    }
+
+    /// The router for `pools`, with servers an operator named (server name, pool, target; see
+    /// [`HaproxyRouterBuilder::server`](super::HaproxyRouterBuilder::server)).
+    pub fn build_naming(
+        &self,
+        pools: &[PoolName],
+        servers: impl IntoIterator<Item = (String, PoolName, TargetId)>,
+    ) -> Result<HaproxyRouter> {
         let endpoint = match (&self.socket, self.address) {
             (Some(path), None) => HaproxyEndpoint::unix(path.clone()),
             (None, Some(address)) => HaproxyEndpoint::tcp(address),
@@ -59,6 +69,9 @@ impl HaproxyRouterConfig {
             .pools(pools.iter().cloned())
             .separator(self.separator)
             .server_options(self.server_options.as_str());
+        for (name, pool, target) in servers {
+            builder = builder.server(name, pool, target);
+        }
         if let Some(timeout) = self.command_timeout {
             builder = builder.command_timeout(timeout);
         }

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bluegreen_core::{Capabilities, DrainReport, Member, PoolName, Result, Router, Split, Target, TargetId};
+use bluegreen_core::{Adoption, Capabilities, DrainReport, Member, PoolName, Result, Router, Split, Target, TargetId};
 
 mod builder;
 mod cli;
@@ -46,7 +46,10 @@ impl Router for HaproxyRouter {
     /// delay; not an atomic swap (a split is several `set weight` commands, ordered so that the
     /// backend always has a weighted ready server).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::load_balancer().with_atomic_swap(false).with_weight_granularity(1)
+        Capabilities::load_balancer()
+            .with_atomic_swap(false)
+            .with_weight_granularity(1)
+            .with_adopts(!self.inner.named.is_empty())
     }
 
     async fn pools(&self) -> Result<Vec<PoolName>> {
@@ -78,5 +81,20 @@ impl Router for HaproxyRouter {
 
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
         self.list_members(pool).await
+    }
+
+    /// The named servers ([`HaproxyRouterBuilder::server`]) the backend has: HAProxy keeps no
+    /// record of who manages a server, so they are reported on every call (the executor
+    /// leaves out those a recorded deployment adopted).
+    async fn unmanaged(&self) -> Result<Vec<Adoption>> {
+        let servers = self.servers().await?;
+        Ok(servers
+            .iter()
+            .filter_map(|s| {
+                let (pool, target) = self.inner.named.get(&s.name)?;
+                let what = format!("server {}", self.server_ref(&s.name));
+                Some(Adoption { pool: pool.clone(), target: target.clone(), what })
+            })
+            .collect())
     }
 }

@@ -26,13 +26,15 @@ impl HaproxyRouter {
                     return Err(HaproxyError::Drift {
                         what: format!(
                             "server {}/{} is ready with weight {} but belongs to no pool ({}): it takes traffic \
-                             the split cannot account for; rename it <pool>{}<id>, or set its weight to 0 or \
-                             its state to maint",
+                             the split cannot account for; rename it <pool>{}<id>, name it on its host in the \
+                             inventory (`server = \"{}\"`, with the host's `pool`), or set its weight to 0 or its \
+                             state to maint",
                             self.inner.backend,
                             server.name,
                             server.uweight,
                             self.inner.pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", "),
                             self.inner.separator,
+                            server.name,
                         ),
                     })
                 }

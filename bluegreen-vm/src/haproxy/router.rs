@@ -2,6 +2,7 @@
 //! reports them, the names of pools and servers, and the one-server writes (admin state,
 //! weight) every operation is made of.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,6 +110,10 @@ pub(super) struct Inner {
     pub(super) server_options: String,
     pub(super) drain_poll: Duration,
     pub(super) delete_wait: Duration,
+    /// Servers an operator named (`web-01`): server name → (pool, target).
+    pub(super) named: BTreeMap<String, (PoolName, TargetId)>,
+    /// The same, (pool, target) → server name.
+    pub(super) names: BTreeMap<(PoolName, TargetId), String>,
     /// Serialises this process's writes to the backend (weights are computed from a read).
     pub(super) writes: tokio::sync::Mutex<()>,
 }
@@ -148,9 +153,14 @@ impl Admin {
 }
 
 impl HaproxyRouter {
-    /// The HAProxy server name of `target` in `pool` (`blue.web-3`).
+    /// The HAProxy server name of `target` in `pool`: the one an operator named for it
+    /// ([`HaproxyRouterBuilder::server`](super::HaproxyRouterBuilder::server)), else
+    /// `<pool><separator><target>` (`blue.web-3`).
     pub fn server_name(&self, pool: &PoolName, target: &TargetId) -> String {
-        format!("{pool}{}{target}", self.inner.separator)
+        match self.inner.names.get(&(pool.clone(), target.clone())) {
+            Some(name) => name.clone(),
+            None => format!("{pool}{}{target}", self.inner.separator),
+        }
     }
 
     /// The backend this router drives.
@@ -194,8 +204,12 @@ impl HaproxyRouter {
         let answer = self.inner.cli.run(&command).await?;
         state::parse_stat(&command, &answer)
     }
-    /// `(pool, target id)` of a server name, for configured pools only.
-    pub(super) fn owner<'a>(&self, server: &'a str) -> Option<(&PoolName, &'a str)> {
+    /// `(pool, target id)` of a server name, for configured pools only: a named server's, or
+    /// the one its name spells.
+    pub(super) fn owner<'a>(&'a self, server: &'a str) -> Option<(&'a PoolName, &'a str)> {
+        if let Some((pool, target)) = self.inner.named.get(server) {
+            return Some((pool, target.as_str()));
+        }
         let (prefix, id) = server.split_once(self.inner.separator)?;
         let pool = self.inner.pools.iter().find(|p| p.as_str() == prefix)?;
         (!id.is_empty()).then_some((pool, id))

@@ -43,6 +43,11 @@ pub struct HostEntry {
     /// With pools, blue-green, canary and linear switch between them.
     #[serde(default)]
     pub pool: Option<String>,
+    /// The name of its server in the router, when an existing configuration does not name it
+    /// `<pool><separator><id>` (HAProxy's `server web-01 …`): the router then serves it as
+    /// this host in its `pool`, after a deploy adopted it (`--adopt`).
+    #[serde(default)]
+    pub server: Option<String>,
 }
 
 fn default_update_timeout() -> Duration {
@@ -93,6 +98,26 @@ impl HostFleetConfig {
         let pools =
             self.hosts.iter().filter_map(|h| Some((TargetId::from(h.id.as_str()), PoolName::from(h.pool.as_deref()?))));
         HostFleet::new(targets, updater)?.with_standing_pools(pools)
+    }
+
+    /// The servers the inventory names (`server = "web-01"`): (server, pool, host id).
+    /// `Error::Invalid` on `hosts[i].server` for a named server of a host with no `pool`.
+    pub fn named_servers(&self) -> Result<Vec<(String, PoolName, TargetId)>> {
+        let mut named = Vec::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            let Some(server) = &host.server else { continue };
+            let Some(pool) = &host.pool else {
+                return Err(Error::invalid(
+                    format!("hosts[{i}].server"),
+                    format!(
+                        "host {} names its server {server:?} but has no `pool`: say which pool it stands in",
+                        host.id
+                    ),
+                ));
+            };
+            named.push((server.clone(), PoolName::from(pool.as_str()), TargetId::from(host.id.as_str())));
+        }
+        Ok(named)
     }
 
     /// Whether the hosts stand in pools (blue-green, canary and linear then switch between them).
