@@ -14,6 +14,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_elasticloadbalancingv2::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextMut,
+};
+use aws_sdk_elasticloadbalancingv2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_elasticloadbalancingv2::error::BoxError;
+use aws_sdk_elasticloadbalancingv2::operation::describe_target_health::DescribeTargetHealthOutput;
+use aws_sdk_elasticloadbalancingv2::operation::modify_listener::ModifyListenerInput;
+use aws_sdk_elasticloadbalancingv2::types::{TargetHealth, TargetHealthReasonEnum, TargetHealthStateEnum};
 use aws_sdk_elasticloadbalancingv2::Client;
 use bluegreen_aws::{AlbRouter, CallLog};
 use bluegreen_core::{
@@ -64,15 +72,25 @@ impl World {
 }
 
 async fn setup(world: World) -> Option<Setup> {
+    setup_scripted(world, None).await
+}
+
+/// [`setup`], with the router's (and its probe's) ELB client answering through `script`'s
+/// interceptor when given.
+async fn setup_scripted(world: World, script: Option<Arc<Mutex<NotInUse>>>) -> Option<Setup> {
     let moto = Moto::start()?;
     let calls = CallLog::new();
     let sdk = moto.config().call_log(&calls).load().await;
     let client = Client::new(&sdk);
     let alb = moto.create_alb(&client).await;
-    let router =
-        AlbRouter::new(&sdk, &alb.listener_arn, [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())])
-            .expect("router")
-            .drain_poll_interval(Duration::from_millis(50));
+    let mut conf = aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk);
+    if let Some(script) = script {
+        conf = conf.interceptor(UnusedUntilAttached { green_arn: alb.green_arn.clone(), script });
+    }
+    let pools = [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())];
+    let router = AlbRouter::from_client(Client::from_conf(conf.build()), &alb.listener_arn, pools)
+        .expect("router")
+        .drain_poll_interval(Duration::from_millis(50));
     // The starting point, written with the SDK alone: blue's (and maybe green's) hosts
     // registered, the listener forwarding everything to blue (moto's set-up).
     for (arn, hosts) in [(&alb.blue_arn, &world.blue_registered), (&alb.green_arn, &world.green_registered)] {
@@ -345,4 +363,130 @@ async fn a_host_registered_in_the_other_pools_group_is_drift_before_any_write() 
     assert_eq!(s.calls.writes(), 0, "{:?}", s.calls.counts());
     assert!(s.runs().is_empty(), "{:?}", s.runs());
     assert_eq!(s.alb.state(&s.client, &groups).await, before, "a refused deploy changed the load balancer");
+}
+
+// ---- A real ALB's `unused` targets (scripted over moto) ---------------------------------------
+
+/// How a real ALB answers for the targets of a target group no listener uses: `unused`
+/// (`Target.NotInUse`), and for a while after a listener starts using it (the ALB applies the
+/// change asynchronously). Moto answers `healthy` at once; this interceptor rewrites the green
+/// hosts' answers.
+#[derive(Debug, Default)]
+struct NotInUse {
+    /// Whether a listener write put the green group into the forward action.
+    attached: bool,
+    /// `DescribeTargetHealth` answers (of green's group) still to say `unused` after the attach.
+    lag: usize,
+    /// Green hosts' answers rewritten to `unused`.
+    rewritten: usize,
+    /// Green hosts' answers after the attach (left as moto's, or `unused` during the lag).
+    log: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct UnusedUntilAttached {
+    green_arn: String,
+    script: Arc<Mutex<NotInUse>>,
+}
+
+impl Intercept for UnusedUntilAttached {
+    fn name(&self) -> &'static str {
+        "bluegreen-test-unused-until-attached"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        if let Some(input) = context.input().downcast_ref::<ModifyListenerInput>() {
+            let attached = input
+                .default_actions()
+                .iter()
+                .filter_map(|a| a.forward_config())
+                .flat_map(|c| c.target_groups())
+                .any(|t| t.target_group_arn() == Some(self.green_arn.as_str()));
+            self.script.lock().unwrap().attached |= attached;
+        }
+        Ok(())
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let Some(Ok(output)) = context.output_or_error_mut() else { return Ok(()) };
+        let Some(output) = output.downcast_mut::<DescribeTargetHealthOutput>() else { return Ok(()) };
+        let mut script = self.script.lock().unwrap();
+        let mut lagged = false;
+        for description in output.target_health_descriptions.iter_mut().flatten() {
+            let target =
+                description.target().map(|t| format!("{}:{}", t.id().unwrap_or_default(), t.port().unwrap_or(0)));
+            if !target.as_deref().is_some_and(|t| GREEN.contains(&t)) {
+                continue;
+            }
+            let unused = !script.attached || script.lag > 0;
+            if script.attached {
+                lagged |= script.lag > 0;
+                let state = if unused { "unused".to_owned() } else { format!("{:?}", description.target_health()) };
+                script.log.push(state);
+            }
+            if unused {
+                script.rewritten += 1;
+                description.target_health = Some(
+                    TargetHealth::builder()
+                        .state(TargetHealthStateEnum::Unused)
+                        .reason(TargetHealthReasonEnum::NotInUse)
+                        .description("Target group is not configured to receive traffic from the load balancer")
+                        .build(),
+                );
+            }
+        }
+        if lagged {
+            script.lag -= 1;
+        }
+        Ok(())
+    }
+}
+
+/// The usual starting point of standing pools on a real ALB: both groups registered, the
+/// listener forwarding to blue only, so green's hosts read `unused` (no drain needed: they get
+/// no traffic). The first deploy attaches green at weight 0, updates, gates and switches; the
+/// ALB still answering `unused` for a moment after the attach (`lag`) must not fail it.
+async fn unused_green_is_deployed_to(lag: usize) {
+    let script = Arc::new(Mutex::new(NotInUse { lag, ..NotInUse::default() }));
+    let Some(s) = setup_scripted(World::standing(), Some(script.clone())).await else { return };
+    let executor = s.executor(None);
+    let before = executor.observe().await.expect("observe");
+    for host in GREEN {
+        assert!(before.disabled.contains(&TargetId::from(host)), "an unused host is out of service: {before:?}");
+    }
+    let outcome = executor.deploy(&blue_green("v2")).await.expect("deploy");
+    let script = script.lock().unwrap();
+    assert_eq!(
+        outcome.status,
+        Status::Succeeded,
+        "{:?} (green's answers after the attach: {:?})",
+        outcome.reason,
+        script.log
+    );
+    assert!(script.attached && script.rewritten >= 2, "{script:?}");
+    assert_eq!(script.lag, 0, "every lagging answer was read: {script:?}");
+    assert_eq!(s.weights().await, (0, 100));
+    assert_eq!(updated(&s.runs()), sorted(&GREEN), "{:?}", s.runs());
+    let events: Vec<EventKind> = s.sink.events().into_iter().map(|e| e.kind).collect();
+    assert!(!events.iter().any(|e| matches!(e, EventKind::DrainStarted { .. })), "unused hosts need no drain");
+    assert_eq!(s.registered(&s.alb.blue_arn).await, sorted(&BLUE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_green_hosts_of_a_group_no_listener_uses_are_attached_updated_and_switched_to() {
+    unused_green_is_deployed_to(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alb_still_reporting_unused_right_after_the_attach_does_not_fail_the_deploy() {
+    unused_green_is_deployed_to(3).await;
 }
