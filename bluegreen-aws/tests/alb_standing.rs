@@ -464,16 +464,18 @@ async fn unused_green_is_deployed_to(lag: usize) {
         assert!(before.disabled.contains(&TargetId::from(host)), "an unused host is out of service: {before:?}");
     }
     let outcome = executor.deploy(&blue_green("v2")).await.expect("deploy");
-    let script = script.lock().unwrap();
-    assert_eq!(
-        outcome.status,
-        Status::Succeeded,
-        "{:?} (green's answers after the attach: {:?})",
-        outcome.reason,
-        script.log
-    );
-    assert!(script.attached && script.rewritten >= 2, "{script:?}");
-    assert_eq!(script.lag, 0, "every lagging answer was read: {script:?}");
+    {
+        let script = script.lock().unwrap();
+        assert_eq!(
+            outcome.status,
+            Status::Succeeded,
+            "{:?} (green's answers after the attach: {:?})",
+            outcome.reason,
+            script.log
+        );
+        assert!(script.attached && script.rewritten >= 2, "{script:?}");
+        assert_eq!(script.lag, 0, "every lagging answer was read: {script:?}");
+    }
     assert_eq!(s.weights().await, (0, 100));
     assert_eq!(updated(&s.runs()), sorted(&GREEN), "{:?}", s.runs());
     let events: Vec<EventKind> = s.sink.events().into_iter().map(|e| e.kind).collect();
