@@ -102,7 +102,7 @@ async fn an_haproxy_file_gives_its_router_fleet_and_probe_and_a_bad_field_its_li
     let blue_green = HAPROXY.replace("kind = \"rolling\"\nbatch = 1", "kind = \"blue_green\"");
     let error = parse(&blue_green).unwrap_err();
     assert!(
-        error.starts_with("deploy.toml:5:8: invalid strategy.kind: kind = \"haproxy\" updates a fixed inventory"),
+        error.starts_with("deploy.toml:5:8: invalid strategy.kind: kind = \"haproxy\" has a fixed inventory of hosts"),
         "{error}"
     );
 }
