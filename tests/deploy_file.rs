@@ -102,7 +102,7 @@ async fn an_haproxy_file_gives_its_router_fleet_and_probe_and_a_bad_field_its_li
     let blue_green = HAPROXY.replace("kind = \"rolling\"\nbatch = 1", "kind = \"blue_green\"");
     let error = parse(&blue_green).unwrap_err();
     assert!(
-        error.starts_with("deploy.toml:5:8: invalid strategy.kind: kind = \"haproxy\" updates a fixed inventory"),
+        error.starts_with("deploy.toml:5:8: invalid strategy.kind: kind = \"haproxy\" has a fixed inventory of hosts"),
         "{error}"
     );
 }
@@ -136,4 +136,83 @@ async fn an_ecs_file_read_from_disk_gives_the_alb_and_the_task_sets_and_a_bad_fi
     let rolling = ECS.replace("kind = \"blue_green\"", "kind = \"rolling\"\nbatch = 1");
     let error = parse(&rolling).unwrap_err();
     assert!(error.starts_with("deploy.toml:6:8: invalid strategy.kind: on kind = \"ecs\""), "{error}");
+}
+
+/// Standing pools behind an ALB: hosts of a fixed inventory in two target groups, `pool` on
+/// each host (the example of docs/aws.md, with a memory store and a local endpoint).
+const ALB_STANDING: &str = r#"service = "web"
+version = "v87"
+pools = ["blue", "green"]
+
+[strategy]
+kind = "canary"
+steps = [{ percent = 10, bake = "5m" }, { percent = 50, bake = "5m" }, { percent = 100 }]
+
+[drain]
+timeout = "60s"
+
+[backend]
+kind = "alb"
+updater = "ssh deploy@{host} 'sudo /opt/web/deploy.sh {version}'"
+update_timeout = "10m"
+
+[[backend.hosts]]
+id = "10.0.1.10:8080"
+address = "10.0.1.10:8080"
+version = "v86"
+pool = "blue"
+
+[[backend.hosts]]
+id = "10.0.1.11:8080"
+address = "10.0.1.11:8080"
+version = "v86"
+pool = "blue"
+
+[[backend.hosts]]
+id = "10.0.2.10:8080"
+address = "10.0.2.10:8080"
+version = "v86"
+pool = "green"
+
+[[backend.hosts]]
+id = "10.0.2.11:8080"
+address = "10.0.2.11:8080"
+version = "v86"
+pool = "green"
+
+[backend.alb]
+listener_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/web/1/2"
+target_groups = { blue = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/blue/1", green = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/green/2" }
+
+[backend.aws]
+region = "eu-west-1"
+endpoint_url = "http://127.0.0.1:9"
+
+[state]
+kind = "memory"
+"#;
+
+#[tokio::test]
+async fn an_alb_file_with_hosts_in_standing_pools_gives_the_alb_and_a_fleet_of_two_pools() {
+    use bluegreen::{PoolName, TargetId};
+    let deployment = parse(ALB_STANDING).unwrap();
+    let BackendConfig::Parts(parts) = &deployment.backend else { panic!("not parts: {:?}", deployment.backend) };
+    assert_eq!(parts.kind, "alb");
+    let FleetConfig::Hosts(hosts) = &parts.fleet else { panic!("{:?}", parts.fleet) };
+    assert!(hosts.has_pools());
+    assert!(parts.probe.is_none(), "the ALB's own health checks by default");
+    // Built, not connected.
+    let backends = deployment.backends().await.unwrap();
+    assert_eq!(backends.router.name(), "alb");
+    let pools = backends.fleet.standing_pools();
+    assert_eq!(pools.get(&TargetId::from("10.0.2.11:8080")), Some(&PoolName::from("green")));
+    assert_eq!(pools.values().filter(|p| p.as_str() == "blue").count(), 2);
+
+    // An ip target's id must be its address; a host without a pool when others have one.
+    let misnamed = ALB_STANDING.replacen("id = \"10.0.2.11:8080\"", "id = \"web-4\"", 1);
+    let error = parse(&misnamed).unwrap_err();
+    assert!(error.contains("backend.hosts[3].id") && error.contains("named by its address"), "{error}");
+    let poolless = ALB_STANDING.replacen("version = \"v86\"\npool = \"green\"", "version = \"v86\"", 1);
+    let error = parse(&poolless).unwrap_err();
+    assert!(error.contains("backend.hosts[2]") && error.contains("has no `pool`"), "{error}");
 }

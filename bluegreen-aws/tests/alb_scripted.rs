@@ -182,3 +182,48 @@ async fn a_rule_the_arn_cannot_place_is_looked_for_on_the_listener_before_any_wr
     assert!(matches!(err, bluegreen_core::Error::Drift { .. }), "{err:?}");
     assert!(writes.iter().all(|w| w.num_calls() == 0), "a write was sent");
 }
+
+/// A target the ALB keeps reporting `unused` after it was registered in a group the listener
+/// uses (it is in an Availability Zone the load balancer does not enable): `add_targets` waits
+/// 60 s for the ALB to start using it, polling, then fails with the ALB's reason.
+#[tokio::test(start_paused = true)]
+async fn a_target_left_unused_fails_add_targets_with_the_albs_reason_after_a_minute() {
+    use aws_sdk_elasticloadbalancingv2::operation::register_targets::RegisterTargetsOutput;
+    use aws_sdk_elasticloadbalancingv2::types::TargetHealthReasonEnum;
+    let unused = mock!(Client::describe_target_health).then_output(|| {
+        let description = TargetHealthDescription::builder()
+            .target(TargetDescription::builder().id("10.0.1.10").port(8080).build())
+            .target_health(
+                TargetHealth::builder()
+                    .state(TargetHealthStateEnum::Unused)
+                    .reason(TargetHealthReasonEnum::NotInUse)
+                    .description("Target is in an Availability Zone that is not enabled for the load balancer")
+                    .build(),
+            )
+            .build();
+        DescribeTargetHealthOutput::builder().target_health_descriptions(description).build()
+    });
+    let register = mock!(Client::register_targets).then_output(|| RegisterTargetsOutput::builder().build());
+    let quiet = quiet_calls(300);
+    let rules: Vec<&Rule> = quiet.iter().chain([&unused, &register]).collect();
+    let target = bluegreen_core::Target {
+        id: TARGET.into(),
+        address: TARGET.into(),
+        zone: None,
+        version: "v1".into(),
+        tag: None,
+    };
+    let started = tokio::time::Instant::now();
+    let err = router(&rules)
+        .drain_poll_interval(Duration::from_secs(2))
+        .add_targets(&PoolName::from("blue"), &[target])
+        .await
+        .expect_err("never in use");
+    assert_eq!(started.elapsed(), Duration::from_secs(60), "{err}");
+    assert!(matches!(err, bluegreen_core::Error::ReadBackMismatch { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(TARGET) && text.contains("Target.NotInUse") && text.contains("Availability Zone"), "{text}");
+    assert_eq!(register.num_calls(), 1);
+    // One look before the registration, then one every 2 s for 60 s.
+    assert_eq!(unused.num_calls(), 1 + 31, "{} reads", unused.num_calls());
+}

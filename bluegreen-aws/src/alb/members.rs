@@ -1,6 +1,7 @@
 //! A pool's members: registering targets, removing them, and listing them with their state.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum;
 use bluegreen_core::{Error, Member, MemberState, PoolName, Result, Target, TargetId};
@@ -8,6 +9,10 @@ use bluegreen_core::{Error, Member, MemberState, PoolName, Result, Target, Targe
 use super::target::{description, member_state, serving};
 use super::AlbRouter;
 use crate::error::AwsError;
+
+/// How long [`Router::add_targets`](bluegreen_core::Router::add_targets) waits for the ALB to
+/// start using a target group it has just attached (its targets read `unused` until then).
+const IN_USE_WAIT: Duration = Duration::from_secs(60);
 
 impl AlbRouter {
     /// Registers `targets` in `pool`
@@ -46,18 +51,51 @@ impl AlbRouter {
         let untag: Vec<String> =
             targets.iter().map(|t| t.id.as_str().to_owned()).filter(|id| drained.contains(id)).collect();
         self.set_drained_tags(pool, &untag, false).await?;
-        let registered = self.registered(pool).await?;
-        for target in targets {
-            let state = registered.get(target.id.as_str());
-            if !state.is_some_and(serving) {
-                return Err(Error::ReadBackMismatch {
+        self.await_in_use(pool, targets).await?;
+        self.sync_test_listener().await
+    }
+
+    /// Reads `targets` back as registered in `pool`, waiting (at most [`IN_USE_WAIT`], every
+    /// drain poll interval) while the ALB still reports one `unused`: its group was attached to
+    /// the forward action just before, and the ALB starts using (health-checking) a newly
+    /// attached group a moment after the write. A target not registered is a mismatch at once;
+    /// one still `unused` at the deadline is a mismatch with the ALB's reason (a target in an
+    /// Availability Zone the load balancer does not enable stays `unused`).
+    async fn await_in_use(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + IN_USE_WAIT;
+        loop {
+            let registered = self.health_of(pool).await?;
+            let mut unused = None;
+            for target in targets {
+                let mismatch = |observed: String| Error::ReadBackMismatch {
                     what: format!("target {} in pool {pool}", target.id),
                     expected: "registered".into(),
-                    observed: state.map_or_else(|| "not registered".to_owned(), |s| s.as_str().to_owned()),
+                    observed,
+                };
+                match registered.get(target.id.as_str()) {
+                    Some((state, _)) if serving(state) => {}
+                    Some((TargetHealthStateEnum::Unused, reason)) => {
+                        unused.get_or_insert((target, reason.clone()));
+                    }
+                    Some((state, _)) => return Err(mismatch(state.as_str().to_owned())),
+                    None => return Err(mismatch("not registered".to_owned())),
+                }
+            }
+            let Some((target, reason)) = unused else { return Ok(()) };
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::ReadBackMismatch {
+                    what: format!("target {} in pool {pool}", target.id),
+                    expected: "registered and in use (health-checked by the load balancer)".into(),
+                    observed: format!(
+                        "unused {}s after its group was attached ({})",
+                        IN_USE_WAIT.as_secs(),
+                        reason.as_deref().unwrap_or("no reason given")
+                    ),
                 });
             }
+            tokio::time::sleep(self.drain_poll.min(deadline - now)).await;
         }
-        self.sync_test_listener().await
     }
 
     /// Deregisters `targets` and takes their drained marks off

@@ -48,6 +48,16 @@ impl AlbRouter {
 
     /// Registered targets of `pool` (`ip:port` → state): one `DescribeTargetHealth`.
     pub(super) async fn registered(&self, pool: &PoolName) -> Result<BTreeMap<String, TargetHealthStateEnum>> {
+        Ok(self.health_of(pool).await?.into_iter().map(|(id, (state, _))| (id, state)).collect())
+    }
+
+    /// Registered targets of `pool` (`ip:port` → state, and the ALB's reason when it gives one:
+    /// `Target.NotInUse: Target group is not configured to receive traffic…`): one
+    /// `DescribeTargetHealth`.
+    pub(super) async fn health_of(
+        &self,
+        pool: &PoolName,
+    ) -> Result<BTreeMap<String, (TargetHealthStateEnum, Option<String>)>> {
         let (arn, resource) = self.group(pool)?;
         let health = self
             .client
@@ -60,8 +70,15 @@ impl AlbRouter {
         for description in health.target_health_descriptions.unwrap_or_default() {
             let Some(target) = description.target() else { continue };
             let id = target_name(target.id().unwrap_or_default(), target.port().unwrap_or_default());
-            let state = description.target_health().and_then(|h| h.state()).cloned();
-            registered.insert(id, state.unwrap_or(TargetHealthStateEnum::Initial));
+            let health = description.target_health();
+            let state = health.and_then(|h| h.state()).cloned().unwrap_or(TargetHealthStateEnum::Initial);
+            let reason = health.and_then(|h| match (h.reason(), h.description()) {
+                (None, None) => None,
+                (reason, text) => {
+                    Some([reason.map(|r| r.as_str()), text].into_iter().flatten().collect::<Vec<_>>().join(": "))
+                }
+            });
+            registered.insert(id, (state, reason));
         }
         Ok(registered)
     }

@@ -75,6 +75,7 @@ impl Moto {
 
 /// An Application Load Balancer in moto's default VPC: a listener forwarding to `blue`, a
 /// `/reporting*` rule forwarding to `blue` too, and two empty `ip` target groups.
+#[derive(Debug, Clone)]
 pub(crate) struct Alb {
     pub(crate) listener_arn: String,
     pub(crate) rule_arn: String,
