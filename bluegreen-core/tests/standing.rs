@@ -173,3 +173,15 @@ async fn a_canary_step_finer_than_the_router_allows_is_refused_before_any_change
     assert!(matches!(&err, Error::Invalid { field, .. } if field == "strategy.steps[0].percent"), "{err:?}");
     assert_eq!(sim.writes(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pool_that_carries_traffic_is_refused_before_any_change() {
+    let split = Split::new([("blue", 50), ("green", 50)]).unwrap();
+    let sim = Sim::builder().pool("blue", 2, "v1").pool("green", 2, "v1").split(split).standing().build();
+    let (builder, _) = executor(&sim);
+    let err = builder.build().deploy(&blue_green("v2")).await.unwrap_err();
+    let Error::Invalid { field, reason } = &err else { panic!("{err:?}") };
+    assert_eq!(field, "pools");
+    assert!(reason.contains("blue 50% / green 50%") && reason.contains("one of them idle"), "{reason}");
+    assert_eq!(sim.writes(), 0);
+}

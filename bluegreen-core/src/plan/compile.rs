@@ -49,6 +49,20 @@ impl Plan {
                 ));
             }
         }
+        let standing = !fleet.provisions && !rolling;
+        if standing && before.split.live_pools().count() > 1 {
+            // Both standing pools serve: the idle one is not idle.
+            return Err(Error::invalid(
+                "pools",
+                format!(
+                    "the router splits traffic {} between the standing pools, and a {} deploy needs one of them idle: \
+                     if an earlier deployment did not finish, resume or roll it back (`bluegreen status`); otherwise \
+                     take the idle pool out of traffic (its servers at weight 0, its records out of the name)",
+                    before.split,
+                    spec.strategy.name()
+                ),
+            ));
+        }
         let stable = live_pool(spec, before)?;
         let stable_targets = before.targets(&stable);
         if stable_targets.is_empty() {
