@@ -330,6 +330,17 @@ fn settled_version(through_haproxy: &str) -> String {
     }
 }
 
+/// Hosts 1–2 in blue (serving), 3–4 in green (idle), and `deploy.toml` over them; with
+/// `operator_names`, HAProxy's servers are named `web-N` and the file names them (`server`).
+/// Returns the world, HAProxy's frontend address and the hosts.
+fn standing_world(binary: &Path, operator_names: bool) -> (World, String, Vec<(String, String)>) {
+    let pools = ["blue", "blue", "green", "green"];
+    let (world, frontend, hosts) = World::start(binary, pools, !operator_names);
+    let file = standing_file(&world, &hosts, pools, operator_names);
+    std::fs::write(world.dir.path().join("deploy.toml"), file).expect("deploy.toml");
+    (world, format!("127.0.0.1:{frontend}"), hosts)
+}
+
 fn updates(stdout: &str) -> usize {
     stdout.lines().filter(|l| l.contains("\"event\":\"target_updated\"")).count()
 }
@@ -338,10 +349,7 @@ fn updates(stdout: &str) -> usize {
 fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating() {
     let test = "haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating";
     let Some(binary) = require_haproxy(test) else { return };
-    let pools = ["blue", "blue", "green", "green"];
-    let (world, frontend, hosts) = World::start(&binary, pools, true);
-    let through_haproxy = format!("127.0.0.1:{frontend}");
-    std::fs::write(world.dir.path().join("deploy.toml"), standing_file(&world, &hosts, pools, false)).expect("file");
+    let (world, through_haproxy, hosts) = standing_world(&binary, false);
     let run = |args: &[&str]| {
         let out = world.bluegreen(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -382,10 +390,7 @@ fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updati
 fn haproxy_servers_an_operator_named_are_adopted_only_with_adopt() {
     let test = "haproxy_servers_an_operator_named_are_adopted_only_with_adopt";
     let Some(binary) = require_haproxy(test) else { return };
-    let pools = ["blue", "blue", "green", "green"];
-    let (world, frontend, hosts) = World::start(&binary, pools, false);
-    let through_haproxy = format!("127.0.0.1:{frontend}");
-    std::fs::write(world.dir.path().join("deploy.toml"), standing_file(&world, &hosts, pools, true)).expect("file");
+    let (world, through_haproxy, hosts) = standing_world(&binary, true);
 
     let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
     let text = String::from_utf8_lossy(&plan.stdout);
