@@ -350,7 +350,9 @@ impl PartsConfig {
                 hosts.check_pools(&spec.pools).map_err(|e| file.invalid(e.within("backend")))?;
                 let refused = match &spec.strategy {
                     // A rolling replace starts new hosts: a fixed inventory cannot.
-                    Strategy::Rolling(r) if r.mode == RollingMode::Replace => Some(("strategy.mode", "rolling replace")),
+                    Strategy::Rolling(r) if r.mode == RollingMode::Replace => {
+                        Some(("strategy.mode", "rolling replace"))
+                    }
                     Strategy::Rolling(_) => None,
                     // Blue-green, canary and linear switch between standing pools.
                     _ if hosts.has_pools() => None,

@@ -43,8 +43,7 @@ async fn a_fixed_inventory_with_no_idle_pool_refuses_blue_green_before_any_chang
 #[tokio::test(start_paused = true)]
 async fn a_fleet_that_can_neither_start_nor_update_targets_refuses_blue_green() {
     let sim = Sim::builder().pool("blue", 4, "v1").pool("green", 0, "v1").build();
-    let executor =
-        executor_over(&sim, FleetCapabilities::all().with_provisions(false).with_updates_in_place(false));
+    let executor = executor_over(&sim, FleetCapabilities::all().with_provisions(false).with_updates_in_place(false));
     let spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default()));
     let (field, reason) = refusal(executor.deploy(&spec).await);
     assert_eq!(field, "strategy");

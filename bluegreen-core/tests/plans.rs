@@ -733,7 +733,10 @@ fn timeline_prints_one_row_per_step_and_a_summary() {
         assert!(line.contains(&step), "{line} should show {step}");
         assert!(line.trim_end().ends_with(&format!("{:>7} {:>7}", row.running, row.serving)), "{line}");
     }
-    assert_eq!(lines[plan.steps.len() + 1], "expected duration 42m 10s; peak 20 targets running; lowest 10 of 10 serving");
+    assert_eq!(
+        lines[plan.steps.len() + 1],
+        "expected duration 42m 10s; peak 20 targets running; lowest 10 of 10 serving"
+    );
     assert_eq!(
         *lines.last().unwrap(),
         "pools before: blue 10 target(s), 10 serving, 100% of traffic; green 0 target(s), 0 serving, 0% of traffic"

@@ -183,8 +183,7 @@ impl Executor {
     pub async fn observe(&self) -> Result<Snapshot> {
         let split = self.router.split().await?;
         let fleet: BTreeMap<_, Target> = self.fleet.list().await?.into_iter().map(|t| (t.id.clone(), t)).collect();
-        let standing =
-            if self.fleet.capabilities().provisions { BTreeMap::new() } else { self.fleet.standing_pools() };
+        let standing = if self.fleet.capabilities().provisions { BTreeMap::new() } else { self.fleet.standing_pools() };
         let mut pools = BTreeMap::new();
         let mut disabled = std::collections::BTreeSet::new();
         for pool in self.router.pools().await? {
@@ -232,8 +231,7 @@ impl Executor {
         spec.validate()?;
         self.learn_recorded_versions(&spec.service).await?;
         let before = self.observe().await?;
-        let mut plan =
-            Plan::compile_for(spec, &before, &self.router.capabilities(), &self.fleet.capabilities())?;
+        let mut plan = Plan::compile_for(spec, &before, &self.router.capabilities(), &self.fleet.capabilities())?;
         refuse_what_the_fleet_cannot_do(&plan, self.fleet.as_ref())?;
         let spec_hooks = plan_spec_hooks(spec);
         plan.steps.retain(|step| match step {

@@ -304,7 +304,10 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
     push_shifts(plan, &new);
     let s = &mut plan.steps;
     if let Some(keep) = keep_old_for(&spec).filter(|k| !k.is_zero()) {
-        s.push(Step::Pause { duration: Some(keep), reason: format!("keep pool {stable} warm for an instant rollback") });
+        s.push(Step::Pause {
+            duration: Some(keep),
+            reason: format!("keep pool {stable} warm for an instant rollback"),
+        });
     }
     let old = TargetSet::Ids(old);
     s.push(Step::Drain { pool: stable.clone(), targets: old.clone(), timeout: drain_timeout });

@@ -164,7 +164,9 @@ impl Plan {
                 Step::Pause { duration: Some(d), .. } => Some(*d),
                 _ => None,
             }) {
-                Some(keep) => format!("keeps its hosts on {from}, warm, for {}, then drains them", crate::model::short(keep)),
+                Some(keep) => {
+                    format!("keeps its hosts on {from}, warm, for {}, then drains them", crate::model::short(keep))
+                }
                 None => format!("drains its hosts, which stay on {from}"),
             },
         };

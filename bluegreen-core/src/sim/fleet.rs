@@ -30,7 +30,10 @@ impl Fleet for SimFleet {
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Vec<Target>> {
         if self.0.standing.is_some() && request.count > 0 {
-            return Err(Error::invalid("strategy", "the simulated fleet is a fixed inventory and cannot start targets"));
+            return Err(Error::invalid(
+                "strategy",
+                "the simulated fleet is a fixed inventory and cannot start targets",
+            ));
         }
         self.0.delay().await;
         let mut w = self.0.lock();

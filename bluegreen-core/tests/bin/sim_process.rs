@@ -30,9 +30,11 @@ fn option(args: &[String], name: &str) -> Option<String> {
 fn strategy(name: &str) -> (Strategy, usize, bool) {
     let ms = Duration::from_millis;
     match name {
-        "blue-green" => {
-            (Strategy::BlueGreen(BlueGreen { bake: ms(30), keep_old_for: Some(ms(20)), ..BlueGreen::default() }), 3, true)
-        }
+        "blue-green" => (
+            Strategy::BlueGreen(BlueGreen { bake: ms(30), keep_old_for: Some(ms(20)), ..BlueGreen::default() }),
+            3,
+            true,
+        ),
         "canary" => (
             Strategy::Canary(Canary {
                 steps: vec![ShiftStep { percent: 10, bake: ms(20) }, ShiftStep { percent: 50, bake: ms(20) }],

@@ -90,7 +90,8 @@ impl HostFleetConfig {
             })?;
             targets.push(target);
         }
-        let pools = self.hosts.iter().filter_map(|h| Some((TargetId::from(h.id.as_str()), PoolName::from(h.pool.as_deref()?))));
+        let pools =
+            self.hosts.iter().filter_map(|h| Some((TargetId::from(h.id.as_str()), PoolName::from(h.pool.as_deref()?))));
         HostFleet::new(targets, updater)?.with_standing_pools(pools)
     }
 
@@ -118,7 +119,10 @@ impl HostFleetConfig {
                 Some(pool) if !pools.iter().any(|p| p.as_str() == pool) => {
                     return Err(Error::invalid(
                         format!("hosts[{i}].pool"),
-                        format!("host {} is in pool {pool:?}, which is not one of the deploy's pools ({names})", host.id),
+                        format!(
+                            "host {} is in pool {pool:?}, which is not one of the deploy's pools ({names})",
+                            host.id
+                        ),
                     ))
                 }
                 Some(_) => {}

@@ -5,9 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use bluegreen_core::{
-    Error, Fleet, FleetCapabilities, PoolName, ProvisionRequest, Result, Target, TargetId, Version,
-};
+use bluegreen_core::{Error, Fleet, FleetCapabilities, PoolName, ProvisionRequest, Result, Target, TargetId, Version};
 
 mod config;
 mod updater;
