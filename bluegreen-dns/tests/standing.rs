@@ -83,10 +83,8 @@ impl Served {
                 panic!("the server answers {ip}, which is no host of the inventory: {answer:?}");
             }
         }
-        let total = blue_weight + green_weight;
-        if total > 0 {
-            served.green_share = u32::try_from(green_weight * 100 / total).unwrap();
-        }
+        let share = (green_weight * 100).checked_div(blue_weight + green_weight).unwrap_or(0);
+        served.green_share = u32::try_from(share).unwrap();
         served
     }
 
@@ -142,7 +140,7 @@ impl Reader {
                 let mut served = Served::from_answer(&answer);
                 let by_set = |pool: &str| sets.get(pool).map_or(0, |(w, v)| if v.is_empty() { 0 } else { *w });
                 let (b, g) = (by_set("blue"), by_set("green"));
-                served.green_share = if b + g == 0 { 0 } else { u32::try_from(g * 100 / (b + g)).unwrap() };
+                served.green_share = u32::try_from((g * 100).checked_div(b + g).unwrap_or(0)).unwrap();
                 served
             }
         }
@@ -407,4 +405,41 @@ async fn standing_pools_blue_green_and_a_50_50_canary_on_route53() {
         delay: ttl + margin,
     };
     standing_pools_on(&provider).await;
+}
+
+/// A router with 25 % steps over two hosts a pool: 75/25 needs three addresses of one pool in
+/// the answer, so a 25 % step is refused when planned, saying what it needs, before any message.
+#[cfg(feature = "rfc2136")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_the_hosts_cannot_express_by_record_multiplicity_is_refused_before_any_update() {
+    if !common::knot_or_skip("a_step_the_hosts_cannot_express_by_record_multiplicity_is_refused_before_any_update") {
+        return;
+    }
+    let knot = common::Knot::start("ns1", &[], true);
+    let router = common::router_builder(knot.addr).weight_granularity(25).build().unwrap();
+    router.add_targets(&blue(), &BLUE_HOSTS.map(|(id, ip)| host(id, ip))).await.unwrap();
+    router.set_split(&Split::all_to(&blue())).await.unwrap();
+    let reader = Reader::Dns(knot.addr);
+    let updates: Updates = Arc::default();
+    let probe = FnProbe::new("always healthy", |_| async { Health::Healthy });
+    let executor = Executor::builder(Arc::new(router.clone()), inventory(&reader, &updates), Arc::new(probe)).build();
+    let canary = |percents: &[u32]| {
+        let steps = percents.iter().map(|&percent| ShiftStep { percent, bake: Duration::from_millis(100) }).collect();
+        spec("v2", Strategy::Canary(Canary { steps, ..Canary::default() }))
+    };
+    let sent = router.updates_sent();
+
+    let err = executor.deploy(&canary(&[25, 100])).await.expect_err("75/25 needs three blue addresses");
+    println!("refused: {err}");
+    assert_eq!(err.field(), Some("strategy.steps[0].percent"), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("pool blue needs 3 distinct targets and has 2"), "{message}");
+    assert!(!message.contains("pool green needs"), "green has the one host 25 % needs: {message}");
+    assert!(message.contains("can express 50% on green"), "{message}");
+    assert_eq!(router.updates_sent(), sent, "no UPDATE was sent");
+    assert!(runs(&updates).is_empty(), "no host was updated");
+    assert!(reader.served().await.only_blue());
+
+    // 50/50 needs one address a pool: planned.
+    assert!(executor.plan(&canary(&[50, 100])).await.is_ok());
 }

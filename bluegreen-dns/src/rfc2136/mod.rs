@@ -51,8 +51,10 @@ const META: &str = "_bluegreen";
 /// - **Draining** removes a target's record from the answer; resolvers may still hand it out
 ///   for one TTL, so [`drain`](Router::drain) waits TTL + margin (bounded by its timeout) when a
 ///   served record was removed. The router cannot see in-flight requests.
-/// - [`capabilities`](Router::capabilities): weighted at the configured granularity, no
-///   per-target drain, atomic swap, `propagation_delay` = TTL + resolver margin.
+/// - [`capabilities`](Router::capabilities): weighted at the configured granularity and by
+///   target count (so a plan refuses a step the pools' hosts cannot express by multiplicity,
+///   saying what it needs), no per-target drain, atomic swap, `propagation_delay` = TTL +
+///   resolver margin.
 #[derive(Clone)]
 pub struct Rfc2136Router {
     inner: Arc<Inner>,
@@ -236,6 +238,7 @@ impl Router for Rfc2136Router {
         Capabilities::load_balancer()
             .with_weighted_split(i.granularity < 100)
             .with_weight_granularity(i.granularity)
+            .with_weight_by_target_count(true)
             .with_per_target_drain(false)
             .with_atomic_swap(true)
             .with_propagation_delay(i.delay())
