@@ -11,7 +11,12 @@
 //! 2. blue-green back to v1: a pure switch — no updater runs, the answer is blue alone;
 //! 3. a canary to v3 with one 50 % step: green is updated, and while the 50 % step bakes the
 //!    server answers with both pools half and half (read by an analysis, which fails the deploy
-//!    otherwise); at the end green alone. Every traffic change waits TTL + margin.
+//!    otherwise); at the end green alone;
+//! 4. the same canary to v4, which falls ill at 50 %: blue (now the idle pool) was updated, and
+//!    the rollback is a switch back to green alone that updates no host.
+//!
+//! Every traffic change, rollback included, waits TTL + margin before the deploy goes on, and
+//! every call of the router goes through at its first attempt.
 //!
 //! Each run builds its router and fleet afresh from the same inventory (all hosts on v1), as a
 //! new process of the command would: what the hosts run comes from the state store's records.
@@ -207,6 +212,7 @@ async fn deploy(
     store: &Arc<MemoryStore>,
     updates: &Updates,
     spec: &Spec,
+    ill_at: Option<u32>,
 ) -> (Outcome, Vec<Event>, Reads) {
     let sink = MemorySink::new();
     let reads: Reads = Arc::default();
@@ -217,10 +223,12 @@ async fn deploy(
             let served = reader.served().await;
             let wanted = ctx.split.weight(&green());
             seen.lock().unwrap().push((wanted, served.clone()));
-            if served.green_share == wanted {
-                Verdict::Pass
-            } else {
+            if served.green_share != wanted {
                 Verdict::Fail { reason: format!("the split is {} but the server answers {served:?}", ctx.split) }
+            } else if ill_at.is_some_and(|at| 100 - wanted == at) {
+                Verdict::Fail { reason: format!("the new version falls ill at {}", ctx.split) }
+            } else {
+                Verdict::Pass
             }
         }
     });
@@ -233,7 +241,14 @@ async fn deploy(
     println!("{}", executor.plan(spec).await.unwrap().timeline());
     let started = Instant::now();
     let outcome = executor.deploy(spec).await.unwrap();
-    println!("== {}: {} to {} in {:?} ({:?})", p.name, outcome.status, spec.version, started.elapsed(), outcome.reason);
+    println!(
+        "== {}: {} (deploy of {}) in {:?} ({:?})",
+        p.name,
+        outcome.status,
+        spec.version,
+        started.elapsed(),
+        outcome.reason
+    );
     let events = sink.events();
     for event in &events {
         println!("  {event}");
@@ -250,8 +265,8 @@ fn runs(updates: &Updates) -> Vec<(String, String)> {
     updates.lock().unwrap().clone()
 }
 
-/// The green share of every traffic change, and checks each waited TTL + margin before its
-/// step completed.
+/// The green share of every traffic change, and checks each waited TTL + margin before the
+/// deploy went on.
 fn paced_shifts(events: &[Event], delay: Duration) -> Vec<u32> {
     let waits: Vec<Duration> = events
         .iter()
@@ -264,14 +279,16 @@ fn paced_shifts(events: &[Event], delay: Duration) -> Vec<u32> {
     for (i, e) in events.iter().enumerate() {
         let EventKind::TrafficShifted { to, .. } = &e.kind else { continue };
         shares.push(to.weight(&green()));
-        let completed = events[i..]
+        // What came after the wait (the step completed, or the rollback reached its end).
+        let next = events[i..]
             .iter()
-            .find(|later| matches!(later.kind, EventKind::StepCompleted { .. }))
-            .expect("the shift step completed");
+            .skip_while(|later| !matches!(later.kind, EventKind::AwaitingPropagation { .. }))
+            .nth(1)
+            .expect("the deploy went on after the TTL wait");
         assert!(
-            completed.at >= e.at + delay,
+            next.at >= e.at + delay,
             "the shift to {to} counted {:?} after it was written, before TTL + margin ({delay:?})",
-            completed.at - e.at
+            next.at - e.at
         );
     }
     assert_eq!(waits, vec![delay; shares.len()], "one TTL wait per traffic change");
@@ -291,7 +308,7 @@ async fn standing_pools_on(p: &Provider) {
 
     // 1. Blue-green to v2: green updated in place, then the answer switches to green.
     let bg = || Strategy::BlueGreen(BlueGreen::default());
-    let (outcome, events, _) = deploy(p, &store, &updates, &spec("v2", bg())).await;
+    let (outcome, events, _) = deploy(p, &store, &updates, &spec("v2", bg()), None).await;
     assert_eq!(outcome.status, Status::Succeeded, "{}: {:?}", p.name, outcome.reason);
     let mut updated = runs(&updates);
     updated.sort();
@@ -309,7 +326,7 @@ async fn standing_pools_on(p: &Provider) {
     );
 
     // 2. Back to v1: blue still runs it, so this is a switch and nothing else.
-    let (outcome, events, _) = deploy(p, &store, &updates, &spec("v1", bg())).await;
+    let (outcome, events, _) = deploy(p, &store, &updates, &spec("v1", bg()), None).await;
     assert_eq!(outcome.status, Status::Succeeded, "{}: {:?}", p.name, outcome.reason);
     assert_eq!(runs(&updates).len(), 2, "{}: going back updated no host: {:?}", p.name, runs(&updates));
     assert!(
@@ -326,7 +343,7 @@ async fn standing_pools_on(p: &Provider) {
     let bake = Duration::from_millis(400);
     let steps = vec![ShiftStep { percent: 50, bake }, ShiftStep { percent: 100, bake: Duration::from_millis(200) }];
     let canary = Strategy::Canary(Canary { steps, ..Canary::default() });
-    let (outcome, events, reads) = deploy(p, &store, &updates, &spec("v3", canary)).await;
+    let (outcome, events, reads) = deploy(p, &store, &updates, &spec("v3", canary.clone()), None).await;
     assert_eq!(outcome.status, Status::Succeeded, "{}: {:?}", p.name, outcome.reason);
     let mut updated = runs(&updates)[2..].to_vec();
     updated.sort();
@@ -346,6 +363,25 @@ async fn standing_pools_on(p: &Provider) {
         p.name
     );
     assert!(runs(&updates).iter().all(|(id, _)| id.starts_with('g')), "{}: blue was never updated", p.name);
+
+    // 4. The same canary to v4 from green: blue (idle, warm on v1) is updated, takes half the
+    //    answers, and v4 falls ill there. The rollback is a switch back: the answer is green
+    //    alone again, and no host is updated back.
+    let (outcome, events, _) = deploy(p, &store, &updates, &spec("v4", canary), Some(50)).await;
+    assert_eq!(outcome.status, Status::RolledBack, "{}: {:?}", p.name, outcome.reason);
+    assert!(outcome.reason.as_deref().unwrap_or_default().contains("falls ill"), "{}: {:?}", p.name, outcome.reason);
+    let mut updated = runs(&updates)[4..].to_vec();
+    updated.sort();
+    assert_eq!(
+        updated,
+        [("b1".into(), "v4".into()), ("b2".into(), "v4".into())],
+        "{}: the rollback updated no host",
+        p.name
+    );
+    // Green's shares: blue (the new pool) takes 50 %, then green takes it all back.
+    assert_eq!(paced_shifts(&events, p.delay), [50, 100], "{}", p.name);
+    let served = p.reader.served().await;
+    assert!(served.only_green(), "{}: after the rollback the server answers {served:?}", p.name);
 }
 
 #[cfg(feature = "rfc2136")]
