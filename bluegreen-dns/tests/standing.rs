@@ -44,6 +44,8 @@ use bluegreen_vm::{HostFleet, Updater};
 
 const BLUE_HOSTS: [(&str, &str); 2] = [("b1", "127.0.0.11"), ("b2", "127.0.0.12")];
 const GREEN_HOSTS: [(&str, &str); 2] = [("g1", "127.0.0.21"), ("g2", "127.0.0.22")];
+/// The resolver margin added to the records' TTL (1 s, the shortest): every wait is 1.1 s.
+const MARGIN: Duration = Duration::from_millis(100);
 
 fn blue() -> PoolName {
     "blue".into()
@@ -388,9 +390,9 @@ async fn standing_pools_on(p: &Provider) {
 fn rfc2136(name: &'static str, server: std::net::SocketAddr) -> Provider {
     Provider {
         name,
-        router: Box::new(move || Arc::new(common::router_builder(server).build().unwrap())),
+        router: Box::new(move || Arc::new(common::router_builder(server).resolver_margin(MARGIN).build().unwrap())),
         reader: Reader::Dns(server),
-        delay: common::TTL + common::MARGIN,
+        delay: common::TTL + MARGIN,
     }
 }
 
@@ -422,7 +424,7 @@ async fn standing_pools_blue_green_and_a_50_50_canary_on_route53() {
     let sdk = moto.config().load().await;
     let client = aws_sdk_route53::Client::new(&sdk);
     let zone = moto.create_zone(&client, moto::ZONE).await;
-    let (ttl, margin) = (Duration::from_secs(1), Duration::from_millis(500));
+    let (ttl, margin) = (Duration::from_secs(1), MARGIN);
     let router_zone = zone.clone();
     let provider = Provider {
         name: "Route53",
