@@ -41,6 +41,13 @@ pub struct Capabilities {
     /// them over only when told to ([`ExecutorBuilder::adopt`](crate::ExecutorBuilder::adopt)).
     #[serde(default)]
     pub adopts: bool,
+    /// A pool's weight is its share of the targets served (DNS record multiplicity: one record
+    /// per address), so a split needs, in each pool with traffic, as many distinct targets as
+    /// its weight in units of the split's common divisor (75/25 needs 3 and 1; 50/50 needs 1
+    /// and 1). A plan whose traffic steps the pools' targets cannot express is refused, saying
+    /// what each step would need.
+    #[serde(default)]
+    pub weight_by_target_count: bool,
 }
 
 /// A member a router serves that the configuration describes but bluegreen does not manage
@@ -67,6 +74,7 @@ impl Capabilities {
             observes_in_flight: true,
             checks_members: false,
             adopts: false,
+            weight_by_target_count: false,
         }
     }
 
@@ -123,6 +131,13 @@ impl Capabilities {
     #[must_use]
     pub fn with_observes_in_flight(mut self, yes: bool) -> Self {
         self.observes_in_flight = yes;
+        self
+    }
+
+    /// Sets [`weight_by_target_count`](Self::weight_by_target_count).
+    #[must_use]
+    pub fn with_weight_by_target_count(mut self, yes: bool) -> Self {
+        self.weight_by_target_count = yes;
         self
     }
 }

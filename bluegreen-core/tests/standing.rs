@@ -185,3 +185,40 @@ async fn an_idle_pool_that_carries_traffic_is_refused_before_any_change() {
     assert!(reason.contains("blue 50% / green 50%") && reason.contains("one of them idle"), "{reason}");
     assert_eq!(sim.writes(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_a_router_weighting_by_target_count_cannot_express_with_the_hosts_is_refused() {
+    // A DNS router that weights pools by record multiplicity, in steps of 25 %: 75/25 needs
+    // three blue hosts and one green; the pools have two each.
+    let dns_like =
+        bluegreen_core::Capabilities::load_balancer().with_weight_granularity(25).with_weight_by_target_count(true);
+    let sim = Sim::builder().pool("blue", 2, "v1").pool("green", 2, "v1").standing().capabilities(dns_like).build();
+    let (builder, _) = executor(&sim);
+    let deployer = builder.build();
+    let canary = |percents: &[u32]| {
+        let steps = percents.iter().map(|&percent| ShiftStep { percent, bake: secs(30) }).collect();
+        quick(Spec::new("web", "v2", Strategy::Canary(Canary { steps, ..Canary::default() })))
+    };
+    let err = deployer.deploy(&canary(&[50, 75, 100])).await.unwrap_err();
+    let Error::Invalid { field, reason } = &err else { panic!("{err:?}") };
+    assert_eq!(field, "strategy.steps[1].percent");
+    assert!(!reason.contains("pool blue needs"), "blue has the one host it needs: {reason}");
+    assert!(reason.contains("pool green needs 3 distinct targets and has 2"), "{reason}");
+    assert!(reason.contains("it can express 50% on green"), "{reason}");
+    assert_eq!(sim.writes(), 0, "refused before any change");
+
+    // 50/50 needs one host a pool: planned.
+    assert!(deployer.plan(&canary(&[50, 100])).await.is_ok());
+    // A ramped rollback from 50 % in steps of 25 % would pass through 75/25: refused too.
+    let mut ramped = canary(&[50, 100]);
+    ramped.rollback.pace = bluegreen_core::RollbackPace::Ramp { percent: 25, interval: secs(10) };
+    let err = deployer.plan(&ramped).await.unwrap_err();
+    assert!(matches!(&err, Error::Invalid { field, .. } if field == "rollback.pace.ramp.percent"), "{err:?}");
+    assert!(err.to_string().contains("pool blue needs 3 distinct targets and has 2"), "{err}");
+
+    // The same router weighting by weight alone (Route53, an ALB) expresses 75/25 with any hosts.
+    let weighted = bluegreen_core::Capabilities::load_balancer().with_weight_granularity(25);
+    let sim = Sim::builder().pool("blue", 2, "v1").pool("green", 2, "v1").standing().capabilities(weighted).build();
+    let (builder, _) = executor(&sim);
+    assert!(builder.build().plan(&canary(&[50, 75, 100])).await.is_ok());
+}

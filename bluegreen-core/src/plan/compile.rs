@@ -208,14 +208,19 @@ fn candidate_pool(plan: &Plan) -> PoolName {
 }
 
 /// Refuses traffic steps (and a ramped rollback) the router cannot express.
+/// The spec field a traffic step comes from.
+fn step_field(spec: &Spec, i: usize) -> String {
+    match &spec.strategy {
+        Strategy::Canary(c) if c.preset.is_some() => "strategy.preset".to_owned(),
+        Strategy::Canary(_) => format!("strategy.steps[{i}].percent"),
+        Strategy::Linear(_) => "strategy.percent".to_owned(),
+        _ => "strategy".to_owned(),
+    }
+}
+
 fn check_shift_steps(spec: &Spec, capabilities: &Capabilities) -> Result<()> {
     for (i, step) in spec.shift_steps().iter().enumerate() {
-        let field = match &spec.strategy {
-            Strategy::Canary(c) if c.preset.is_some() => "strategy.preset".to_owned(),
-            Strategy::Canary(_) => format!("strategy.steps[{i}].percent"),
-            Strategy::Linear(_) => "strategy.percent".to_owned(),
-            _ => "strategy".to_owned(),
-        };
+        let field = step_field(spec, i);
         if step.percent < 100 && !capabilities.weighted_split {
             return Err(Error::invalid(
                 field,
@@ -247,6 +252,86 @@ fn check_shift_steps(spec: &Spec, capabilities: &Capabilities) -> Result<()> {
                     capabilities.weight_granularity
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The distinct targets each pool needs for `percent` on the candidate by target count: the
+/// stable pool's and the candidate's weights in units of their common divisor.
+fn targets_needed(percent: u32) -> (usize, usize) {
+    let d = gcd(100 - percent, percent);
+    (((100 - percent) / d) as usize, (percent / d) as usize)
+}
+
+/// With a router that weights pools by their count of served targets
+/// ([`Capabilities::weight_by_target_count`]: DNS record multiplicity), refuses a traffic step
+/// (or a step of a ramped rollback) that `stable` and `candidate`, with the given numbers of
+/// targets, cannot express, saying what it would need and which steps the targets allow.
+fn check_expressible(
+    spec: &Spec,
+    capabilities: &Capabilities,
+    (stable, stable_targets): (&PoolName, usize),
+    (candidate, candidate_targets): (&PoolName, usize),
+) -> Result<()> {
+    if !capabilities.weight_by_target_count {
+        return Ok(());
+    }
+    let fits = |percent: u32| {
+        let (s, c) = targets_needed(percent);
+        s <= stable_targets && c <= candidate_targets
+    };
+    let refuse = |field: String, percent: u32| {
+        let (s, c) = targets_needed(percent);
+        let mut short = Vec::new();
+        if s > stable_targets {
+            short.push(format!("pool {stable} needs {s} distinct targets and has {stable_targets}"));
+        }
+        if c > candidate_targets {
+            short.push(format!("pool {candidate} needs {c} distinct targets and has {candidate_targets}"));
+        }
+        let g = capabilities.weight_granularity.max(1);
+        let possible: Vec<String> = (1..100 / g).map(|k| k * g).filter(|p| fits(*p)).map(|p| format!("{p}%")).collect();
+        let possible = if possible.is_empty() {
+            "none below 100% (a blue-green switch only)".to_owned()
+        } else {
+            possible.join(", ")
+        };
+        Error::invalid(
+            field,
+            format!(
+                "{percent}% splits traffic {stable} {}% / {candidate} {percent}%, which this router expresses by the \
+                 number of targets it serves from each pool (one DNS record per address): {}; with these targets it \
+                 can express {possible} on {candidate}",
+                100 - percent,
+                short.join(", ")
+            ),
+        )
+    };
+    let steps: Vec<u32> = spec.shift_steps().iter().map(|s| s.percent).collect();
+    for (i, percent) in steps.iter().enumerate() {
+        if *percent > 0 && *percent < 100 && !fits(*percent) {
+            return Err(refuse(step_field(spec, i), *percent));
+        }
+    }
+    if let RollbackPace::Ramp { percent: ramp, .. } = &spec.rollback.pace {
+        // The rollback ramps down from wherever the deploy stands, in steps of `ramp`.
+        for start in &steps {
+            let mut on_candidate = *start;
+            while *ramp > 0 && on_candidate > *ramp {
+                on_candidate -= ramp;
+                if !fits(on_candidate) {
+                    return Err(refuse("rollback.pace.ramp.percent".to_owned(), on_candidate));
+                }
+            }
         }
     }
     Ok(())
@@ -301,6 +386,8 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
     check_shift_steps(&spec, capabilities)?;
     let old = ids(plan.before.targets(&stable));
     let replicas = spec.replicas.unwrap_or(old.len());
+    let serving = plan.before.serving(&stable).len();
+    check_expressible(&spec, capabilities, (&stable, serving), (&candidate, replicas))?;
     let zones = if spec.zones.is_empty() { zones_of(plan.before.targets(&stable)) } else { spec.zones.clone() };
     plan.candidate_pool = candidate.clone();
     plan.capacity_floor = plan.before.serving(&stable).len().min(replicas);
@@ -382,6 +469,7 @@ fn compile_standing(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> 
         _ => {}
     }
     check_shift_steps(&spec, capabilities)?;
+    check_expressible(&spec, capabilities, (&stable, serving), (&candidate, idle.len()))?;
     plan.standing = true;
     plan.candidate_pool = candidate.clone();
     plan.capacity_floor = serving.min(idle.len());

@@ -150,6 +150,7 @@ impl Rfc2136RouterBuilder {
                 sync_timeout: self.sync_timeout,
                 updates_sent: AtomicU64::new(0),
                 clock: WallClock::or_default(self.clock),
+                write_lock: tokio::sync::Mutex::new(()),
             }),
         })
     }

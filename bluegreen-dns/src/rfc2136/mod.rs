@@ -46,12 +46,15 @@ const META: &str = "_bluegreen";
 ///   records (record multiplicity). The set is replaced in **one** UPDATE message whose
 ///   prerequisites are the exact record sets it was computed from, so a concurrent change makes
 ///   the server refuse it (a retryable `Error::Backend`: the next attempt reads the zone again)
-///   instead of being overwritten.
+///   instead of being overwritten. Calls of one router (and its clones) take turns from their
+///   read to their write, so they never fail each other's prerequisites.
 /// - **Draining** removes a target's record from the answer; resolvers may still hand it out
 ///   for one TTL, so [`drain`](Router::drain) waits TTL + margin (bounded by its timeout) when a
 ///   served record was removed. The router cannot see in-flight requests.
-/// - [`capabilities`](Router::capabilities): weighted at the configured granularity, no
-///   per-target drain, atomic swap, `propagation_delay` = TTL + resolver margin.
+/// - [`capabilities`](Router::capabilities): weighted at the configured granularity and by
+///   target count (so a plan refuses a step the pools' hosts cannot express by multiplicity,
+///   saying what it needs), no per-target drain, atomic swap, `propagation_delay` = TTL +
+///   resolver margin.
 #[derive(Clone)]
 pub struct Rfc2136Router {
     inner: Arc<Inner>,
@@ -74,6 +77,11 @@ struct Inner {
     sync_timeout: Duration,
     updates_sent: AtomicU64,
     clock: Clock,
+    /// Held from the read a write is computed from until the write is done (and, with
+    /// authoritative servers, served by all of them): concurrent calls of one router (the
+    /// executor re-enables the hosts of a batch concurrently) take turns instead of failing
+    /// each other's prerequisites.
+    write_lock: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Rfc2136Router {
@@ -230,6 +238,7 @@ impl Router for Rfc2136Router {
         Capabilities::load_balancer()
             .with_weighted_split(i.granularity < 100)
             .with_weight_granularity(i.granularity)
+            .with_weight_by_target_count(true)
             .with_per_target_drain(false)
             .with_atomic_swap(true)
             .with_propagation_delay(i.delay())
@@ -257,6 +266,7 @@ impl Router for Rfc2136Router {
                 format!("{pool} {w}% is not a multiple of this router's {g}% granularity (DNS record multiplicity)"),
             ));
         }
+        let _turn = self.inner.write_lock.lock().await;
         let state = self.inner.read().await?;
         let members = state.members();
         let answer = answer_for(split, &members, true)?;
@@ -267,6 +277,7 @@ impl Router for Rfc2136Router {
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
         self.known(pool)?;
         let added = Family::V4.members(targets)?;
+        let _turn = self.inner.write_lock.lock().await;
         let state = self.inner.read().await?;
         let mut members = state.members();
         for new in added {
@@ -296,6 +307,7 @@ impl Router for Rfc2136Router {
         self.known(pool)?;
         let drain = Drain::start(timeout);
         let i = &self.inner;
+        let turn = i.write_lock.lock().await;
         let state = i.read().await?;
         let mut members = state.members();
         let newly = drain::disable(members.entry(pool.clone()).or_default(), pool, targets)?;
@@ -316,6 +328,7 @@ impl Router for Rfc2136Router {
         // An address withdrawn that belongs to no drained member still goes from the answer.
         let withdrawn = drain::stamp(list, &newly, drained_at, gone) | !before.is_subset(&after);
         i.write(&state, &members, &answer).await?;
+        drop(turn);
         let delay = i.delay();
         // This process waits from when every server serves the change (`write` returns then),
         // and for the recorded times (rounded up, and those of members drained before).
@@ -326,6 +339,7 @@ impl Router for Rfc2136Router {
 
     async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
         self.known(pool)?;
+        let _turn = self.inner.write_lock.lock().await;
         let state = self.inner.read().await?;
         let current = state.split(&self.inner)?;
         let mut members = state.members();
