@@ -709,13 +709,23 @@ fn canary_timeline_serves_from_both_pools_while_split() {
 }
 
 #[test]
-fn propagation_delay_is_added_to_every_shift_and_drain() {
+fn propagation_delay_is_added_to_every_shift_and_every_drain_of_a_pool_with_traffic() {
     let dns = Capabilities::load_balancer().with_propagation_delay(secs(60));
     let canary = preset_spec(Preset::Canary10Percent5Minutes, Duration::ZERO);
     let plan = Plan::compile(&canary, &blue_green_snapshot(), &dns).unwrap();
     assert_eq!(plan.propagation_delay, secs(60));
-    // Two shifts and one drain.
-    assert_eq!(plan.timeline().expected, secs(10) + mins(5) + 3 * secs(60));
+    // Two shifts; the old pool is drained once it carries no traffic (the last shift waited).
+    let timeline = plan.timeline();
+    assert_eq!(timeline.expected, secs(10) + mins(5) + 2 * secs(60));
+    let drain = timeline.rows.iter().find(|r| r.step.starts_with("drain")).unwrap();
+    assert_eq!(drain.propagation_wait, Duration::ZERO, "{timeline}");
+    // A rolling update drains targets of the live pool: each batch waits.
+    let mut rolling = Spec::new("web", "v2", Strategy::Rolling(Rolling::in_place(5)));
+    rolling.pools = vec!["blue".into()];
+    let plan = Plan::compile(&rolling, &blue_green_snapshot(), &dns).unwrap();
+    let waits: Vec<Duration> =
+        plan.timeline().rows.iter().map(|r| r.propagation_wait).filter(|w| !w.is_zero()).collect();
+    assert_eq!(waits, [secs(60), secs(60)]);
 }
 
 #[test]

@@ -222,3 +222,22 @@ async fn a_step_a_router_weighting_by_target_count_cannot_express_with_the_hosts
     let (builder, _) = executor(&sim);
     assert!(builder.build().plan(&canary(&[50, 75, 100])).await.is_ok());
 }
+
+/// Over a DNS-like router (60 s TTL + margin), a standing blue-green waits the delay once, after
+/// its switch: draining the idle pool's hosts (in no answer) waits nothing, and the hosts the
+/// update just gated are not gated a second time (10 s each with this policy).
+#[tokio::test(start_paused = true)]
+async fn the_idle_pool_costs_no_propagation_wait_and_one_health_gate() {
+    let dns_like = bluegreen_core::Capabilities::load_balancer().with_propagation_delay(secs(60));
+    let sim = Sim::builder().pool("blue", 2, "v1").pool("green", 2, "v1").standing().capabilities(dns_like).build();
+    let (builder, log) = executor(&sim);
+    let health = bluegreen_core::HealthPolicy { min_healthy_time: secs(10), ..quick_health() };
+    let spec = Spec::new("web", "v2", Strategy::BlueGreen(BlueGreen::default())).with_health(health);
+    let outcome = builder.build().deploy(&spec).await.unwrap();
+    assert_eq!(outcome.status, Status::Succeeded, "{}", log.lines().join("\n"));
+    // One gate (10 s, plus the first probe's interval) and one propagation wait (60 s).
+    assert!(outcome.elapsed >= secs(70) && outcome.elapsed < secs(80), "took {:?}", outcome.elapsed);
+    let healthy = log.events().iter().filter(|e| matches!(e.kind, EventKind::TargetHealthy { .. })).count();
+    assert_eq!(healthy, 2, "each green host gated once");
+    assert_no_violations(&sim, &log);
+}

@@ -1,6 +1,7 @@
 //! Health: the per-target gate, the capacity floor guard, and watching during bakes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use futures::future::{join_all, try_join_all};
@@ -31,6 +32,11 @@ impl Run<'_> {
     pub(super) async fn await_healthy(&self, target: &Target) -> Result<()> {
         let policy = &self.plan.spec.health;
         let start = Instant::now();
+        // Passed its gate less than a probe interval ago: the next probe would not be due yet.
+        let passed = self.gated.lock().unwrap_or_else(PoisonError::into_inner).get(&target.id).copied();
+        if passed.is_some_and(|at| start.duration_since(at) < policy.interval) {
+            return Ok(());
+        }
         let deadline = start + policy.deadline;
         let (mut passes, mut fails) = (0u32, 0u32);
         let mut streak_start: Option<Instant> = None;
@@ -44,6 +50,10 @@ impl Run<'_> {
                     ever_passed = true;
                     let since = *streak_start.get_or_insert_with(Instant::now);
                     if passes >= policy.healthy_threshold && since.elapsed() >= policy.min_healthy_time {
+                        self.gated
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(target.id.clone(), Instant::now());
                         self.emit(EventKind::TargetHealthy { target: target.id.clone(), after: start.elapsed() });
                         return Ok(());
                     }

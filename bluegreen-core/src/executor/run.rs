@@ -44,6 +44,10 @@ pub(super) struct Run<'a> {
     notes: Vec<String>,
     /// Probes in flight at most.
     pub(super) probes: tokio::sync::Semaphore,
+    /// When each target last passed its health gate in this run: a gate asked again right
+    /// after (a standing pool's hosts, gated by their update, then by the plan's
+    /// `AwaitHealthy`) passes at once.
+    pub(super) gated: Mutex<std::collections::BTreeMap<crate::model::TargetId, Instant>>,
 }
 
 impl<'a> Run<'a> {
@@ -63,6 +67,7 @@ impl<'a> Run<'a> {
             resumed: false,
             notes: Vec::new(),
             probes: tokio::sync::Semaphore::new(PROBE_CONCURRENCY),
+            gated: Mutex::default(),
         }
     }
 

@@ -240,20 +240,35 @@ impl Run<'_> {
         }
         self.ensure_capacity_without(&todo).await?;
         self.emit(EventKind::DrainStarted { pool: pool.clone(), targets: todo.clone() });
+        let live = self.carries_traffic(pool).await?;
         if self.exec.router.capabilities().per_target_drain {
-            try_join_all(todo.iter().map(|id| self.drain_one_group(pool, std::slice::from_ref(id), timeout))).await?;
+            try_join_all(todo.iter().map(|id| self.drain_one_group(pool, std::slice::from_ref(id), timeout, live)))
+                .await?;
         } else {
-            self.drain_one_group(pool, &todo, timeout).await?;
+            self.drain_one_group(pool, &todo, timeout, live).await?;
         }
         self.verify_states(pool, &todo, |s| s != Some(MemberState::Serving), "not serving").await
     }
 
-    /// Drains `ids` with one router call, and lasts at least the router's propagation delay:
-    /// clients of a DNS router keep the old answer that long, whatever the router reported.
-    async fn drain_one_group(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<DrainReport> {
+    /// Whether the router sends `pool` any traffic now.
+    async fn carries_traffic(&self, pool: &PoolName) -> Result<bool> {
+        Ok(self.call("read split", || self.exec.router.split()).await?.weight(pool) > 0)
+    }
+
+    /// Drains `ids` with one router call; in a pool that carries traffic (`live`) it lasts at
+    /// least the router's propagation delay: clients of a DNS router keep the old answer that
+    /// long, whatever the router reported. A pool at weight 0 is in no answer, and the shift
+    /// that took its traffic away waited the delay already.
+    async fn drain_one_group(
+        &self,
+        pool: &PoolName,
+        ids: &[TargetId],
+        timeout: Duration,
+        live: bool,
+    ) -> Result<DrainReport> {
         let started = Instant::now();
         let report = self.call("drain", || self.exec.router.drain(pool, ids, timeout)).await?;
-        let delay = self.plan.propagation_delay;
+        let delay = if live { self.plan.propagation_delay } else { Duration::ZERO };
         if started.elapsed() < delay {
             self.sleep(delay - started.elapsed()).await?;
         }
@@ -343,7 +358,8 @@ impl Run<'_> {
             self.emit(EventKind::DrainStarted { pool: pool.clone(), targets: serving.clone() });
         }
         let states = &states;
-        try_join_all(todo.iter().map(|t| self.update_one(pool, t, states, version, drain_timeout))).await?;
+        let live = self.carries_traffic(pool).await?;
+        try_join_all(todo.iter().map(|t| self.update_one(pool, t, states, version, drain_timeout, live))).await?;
         let ids: Vec<TargetId> = todo.iter().map(|t| t.id.clone()).collect();
         self.verify_states(pool, &ids, |s| s == Some(MemberState::Serving), "serving").await
     }
@@ -355,10 +371,11 @@ impl Run<'_> {
         states: &BTreeMap<TargetId, MemberState>,
         version: &Version,
         drain_timeout: Duration,
+        live: bool,
     ) -> Result<()> {
         let id = std::slice::from_ref(&target.id);
         if matches!(states.get(&target.id), Some(MemberState::Serving | MemberState::Draining)) {
-            self.drain_one_group(pool, id, drain_timeout).await?;
+            self.drain_one_group(pool, id, drain_timeout, live).await?;
             // Invariant 3: never restart a target the router still sends requests to.
             self.verify_states(pool, id, |s| s != Some(MemberState::Serving), "not serving").await?;
         }

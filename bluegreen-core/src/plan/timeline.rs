@@ -96,19 +96,22 @@ impl Plan {
                 Step::TestTraffic { duration, .. } | Step::Bake { duration, .. } => (*duration, Some(*duration)),
                 Step::ShiftTraffic { .. } => (self.propagation_delay, Some(self.propagation_delay)),
                 Step::Pause { duration, .. } => (duration.unwrap_or_default(), *duration),
-                Step::Drain { timeout, .. } => (self.propagation_delay, Some(self.propagation_delay.max(*timeout))),
+                Step::Drain { pool, timeout, .. } => {
+                    let wait = self.drain_wait(&count, pool);
+                    (wait, Some(wait.max(*timeout)))
+                }
                 Step::UpdateBatch { pool, targets, drain_timeout, .. } => {
-                    // Each target's drain lasts the propagation delay (a DNS TTL) at least.
                     // An idle pool's targets carry no traffic: updating them costs none.
                     if count.split.weight(pool) > 0 {
                         low = low.saturating_sub(targets.len());
                     }
-                    let drain = self.propagation_delay;
+                    let drain = self.drain_wait(&count, pool);
                     (drain + health.fastest_pass(), Some(drain.max(*drain_timeout) + health.deadline))
                 }
             };
             let propagation_wait = match step {
-                Step::ShiftTraffic { .. } | Step::Drain { .. } | Step::UpdateBatch { .. } => self.propagation_delay,
+                Step::ShiftTraffic { .. } => self.propagation_delay,
+                Step::Drain { pool, .. } | Step::UpdateBatch { pool, .. } => self.drain_wait(&count, pool),
                 _ => Duration::ZERO,
             };
             count.apply(step);
@@ -136,6 +139,16 @@ impl Plan {
             pools: self.pool_rows(),
             standing: self.standing_note(),
             warnings: self.warnings.clone(),
+        }
+    }
+
+    /// The least a drain in `pool` lasts: the propagation delay (a DNS TTL) while the pool
+    /// carries traffic, nothing once it carries none (the shift away waited already).
+    fn drain_wait(&self, count: &Counter, pool: &PoolName) -> Duration {
+        if count.split.weight(pool) > 0 {
+            self.propagation_delay
+        } else {
+            Duration::ZERO
         }
     }
 
