@@ -22,6 +22,24 @@ Exit codes: 0 done, 1 failed and rolled back, 2 bad input (nothing changed),
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// More of the library's log on stderr: -v info (a host updater's output), -vv debug. Warnings are always shown; `RUST_LOG` (`bluegreen_vm=debug`) overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    /// Only errors in the log.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// The log's lines: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// How log lines are written (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// How results are printed.

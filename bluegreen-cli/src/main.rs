@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod demo;
 mod exit;
+mod logs;
 mod owner;
 mod progress;
 mod report;
@@ -20,6 +21,7 @@ use crate::exit::Code;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logs::init(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

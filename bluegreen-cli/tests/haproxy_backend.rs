@@ -230,6 +230,8 @@ haproxy_backend = "web"
     let stdout = String::from_utf8_lossy(&deploy.stdout);
     assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
     eprintln!("deploy took {:?}", started.elapsed());
+    let log = String::from_utf8_lossy(&deploy.stderr);
+    assert!(!log.contains("updater output"), "the updaters' output is logged only with -v: {log}");
     let outcome = stdout.lines().last().unwrap_or_default();
     assert!(outcome.contains("\"status\":\"succeeded\""), "{outcome}");
     assert!(outcome.contains("\"serving_versions\":[\"v2\"]"), "{outcome}");
@@ -362,8 +364,16 @@ fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updati
     assert!(plan.contains("standing pools: green's hosts are updated in place to v2"), "{plan}");
     assert!(!plan.contains("start "), "nothing is started on a fixed inventory: {plan}");
 
-    // v1 → v2: the green hosts are updated and take the traffic; blue stays on v1, warm.
-    let deploy = run(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    // v1 → v2: the green hosts are updated and take the traffic; blue stays on v1, warm. With
+    // -v the updater's output is in the log (stderr), here as JSON lines.
+    let logged = world.bluegreen(&["deploy", "-f", "deploy.toml", "--output", "json", "-v", "--log-format", "json"]);
+    let log = String::from_utf8_lossy(&logged.stderr);
+    let deploy = String::from_utf8_lossy(&logged.stdout).into_owned();
+    assert_eq!(logged.status.code(), Some(0), "{deploy}\n{log}");
+    let output =
+        log.lines().find(|l| l.contains("updater output")).unwrap_or_else(|| panic!("no updater output: {log}"));
+    let line: serde_json::Value = serde_json::from_str(output).expect("a JSON log line");
+    assert!(line["fields"]["output"].as_str().is_some_and(|o| o.contains("now runs v2")), "{line}");
     assert!(deploy.lines().last().unwrap_or_default().contains("\"status\":\"succeeded\""), "{deploy}");
     assert_eq!(updates(&deploy), 2, "{deploy}");
     let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
