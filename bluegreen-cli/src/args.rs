@@ -33,6 +33,21 @@ pub(crate) struct Cli {
     pub(crate) log_format: LogFormat,
 }
 
+impl Command {
+    /// The `--output` a command was given (text for those without one).
+    pub(crate) fn output(&self) -> Output {
+        match self {
+            Self::Plan(file) | Self::History(file) => file.output,
+            Self::Deploy { file, .. }
+            | Self::Rollback { file, .. }
+            | Self::ResumeDeploy { file, .. }
+            | Self::Report { file, .. } => file.output,
+            Self::Status(t) | Self::Pause(t) | Self::Resume(t) | Self::Promote(t) | Self::Abort(t) => t.file.output,
+            Self::Demo(_) | Self::ServeTarget { .. } => Output::Text,
+        }
+    }
+}
+
 /// How log lines are written (on stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {

@@ -27,6 +27,19 @@ pub(crate) enum Code {
 }
 
 impl Code {
+    /// The code's name in JSON errors (`bad_input`, `lock_held`).
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::RolledBack => "rolled_back",
+            Self::BadInput => "bad_input",
+            Self::NeedsHuman => "needs_human",
+            Self::LockConflict => "lock_held",
+            Self::Interrupted => "interrupted",
+            Self::Drift => "drift",
+        }
+    }
+
     /// The exit code a deploy's status maps to.
     pub(crate) fn of(status: Status) -> Self {
         match status {
@@ -44,16 +57,19 @@ impl From<Code> for ExitCode {
     }
 }
 
-/// An error the command reports on stderr before exiting with its code.
+/// An error the command reports before exiting with its code: on stderr, or as a JSON object
+/// on stdout under `--output json`.
 #[derive(Debug)]
 pub(crate) struct CliError {
     pub(crate) code: Code,
     pub(crate) message: String,
+    /// `file:line:column` (or `file`) when the error is in the deploy file.
+    pub(crate) location: Option<String>,
 }
 
 impl CliError {
     pub(crate) fn bad_input(message: impl Into<String>) -> Self {
-        Self { code: Code::BadInput, message: message.into() }
+        Self { code: Code::BadInput, message: message.into(), location: None }
     }
 
     /// A deployment or version the user named that the state store does not hold: bad input.
@@ -65,7 +81,16 @@ impl CliError {
     }
 
     pub(crate) fn needs_human(message: impl Into<String>) -> Self {
-        Self { code: Code::NeedsHuman, message: message.into() }
+        Self { code: Code::NeedsHuman, message: message.into(), location: None }
+    }
+}
+
+impl CliError {
+    /// `{"error": {"kind", "message", "location"}}`, for `--output json`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": { "kind": self.code.kind(), "message": self.message, "location": self.location }
+        })
     }
 }
 
@@ -82,7 +107,11 @@ impl From<DeployFileError> for CliError {
             Some(Error::NotFound { .. } | Error::Drift { .. }) => Code::Drift,
             _ => Code::BadInput,
         };
-        Self { code, message: error.to_string() }
+        let location = match &error.position {
+            Some(at) => format!("{}:{}:{}", error.file.display(), at.line, at.column),
+            None => error.file.display().to_string(),
+        };
+        Self { code, message: error.to_string(), location: Some(location) }
     }
 }
 
@@ -97,6 +126,6 @@ impl From<Error> for CliError {
             Error::Conflict { .. } => Code::LockConflict,
             _ => Code::NeedsHuman,
         };
-        Self { code, message: error.to_string() }
+        Self { code, message: error.to_string(), location: None }
     }
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use bluegreen_core::Command as Remote;
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, Output};
 use crate::commands::Run;
 use crate::exit::Code;
 
@@ -52,7 +52,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code.into(),
         Err(error) => {
-            eprintln!("bluegreen: {error}");
+            match cli.command.output() {
+                Output::Json => println!("{}", error.to_json()),
+                Output::Text => eprintln!("bluegreen: {error}"),
+            }
             error.code.into()
         }
     }

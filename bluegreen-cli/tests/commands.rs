@@ -45,6 +45,14 @@ path = "state"
 const QUICK_CANARY: &str = "kind = \"canary\"\nsteps = [{ percent = 20, bake = \"200ms\" }]";
 const SLOW_CANARY: &str = "kind = \"canary\"\nsteps = [{ percent = 20, bake = \"30s\" }]";
 
+/// The `error` object a command printed on stdout under `--output json` (nothing on stderr).
+fn json_error(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("bluegreen:"), "the error went to stderr too: {out:?}");
+    value["error"].clone()
+}
+
 fn bluegreen(d: &TempDir, args: &[&str]) -> Output {
     Command::new(BLUEGREEN).current_dir(d.path()).args(args).output().unwrap()
 }
@@ -309,6 +317,13 @@ fn every_documented_exit_code_is_provoked_and_means_what_the_table_says() {
     let status = bluegreen(&corrupt, &["status"]);
     assert_eq!(status.status.code(), Some(2), "no deployment was recorded: {status:?}");
     provoked.insert(2, codes[0]);
+    // Under --output json an error is a JSON object on stdout, with the same code.
+    let json = bluegreen(&d, &["plan", "--output", "json"]);
+    assert_eq!(json.status.code(), Some(2));
+    let error = json_error(&json);
+    assert_eq!(error["kind"], "bad_input", "{error}");
+    assert!(error["location"].as_str().is_some_and(|l| l.starts_with("deploy.toml:")), "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("percent")), "{error}");
     // 3: a backend that cannot be reached (an HAProxy socket that does not exist).
     let d = dir("exit-3", QUICK_CANARY);
     let haproxy = r#"[backend]
@@ -325,11 +340,15 @@ probe = { kind = "tcp" }
         .replace(QUICK_CANARY, "kind = \"rolling\"\nbatch = 1");
     std::fs::write(d.path().join("deploy.toml"), text).unwrap();
     provoked.insert(3, bluegreen(&d, &["plan"]).status.code());
+    let json = bluegreen(&d, &["plan", "--output", "json"]);
+    assert_eq!((json.status.code(), json_error(&json)["kind"].as_str()), (Some(3), Some("needs_human")));
     // 4: another deployment holds the lock; 5: Ctrl-C.
     let d = dir("exit-4", SLOW_CANARY);
     let first = spawn(&d, &["deploy"]);
     wait_until("the canary to bake", || green_weight(&d) == 20);
     provoked.insert(4, bluegreen(&d, &["deploy", "--version", "v3"]).status.code());
+    let json = bluegreen(&d, &["deploy", "--version", "v3", "--output", "json"]);
+    assert_eq!((json.status.code(), json_error(&json)["kind"].as_str()), (Some(4), Some("lock_held")));
     assert!(Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap().success());
     provoked.insert(5, first.wait_with_output().unwrap().status.code());
     // 6: the backend is not as the file describes: the router splits 50/50 (a deploy left
