@@ -250,20 +250,21 @@ impl Counter {
 impl fmt::Display for Timeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = crate::model::short;
+        // The step column is as wide as its longest step: nothing is cut off.
+        let width = self.rows.iter().map(|r| r.step.chars().count()).max().unwrap_or(0).max(58);
         writeln!(
             f,
-            "{:>3}  {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",
+            "{:>3}  {:<width$} {:>9} {:>9} {:>9} {:>7} {:>7}",
             "#", "step", "expected", "at most", "ends at", "running", "serving"
         )?;
         for r in &self.rows {
             let at_most = r.at_most.map_or_else(|| "manual".to_owned(), d);
-            let step: String = r.step.chars().take(58).collect();
             let mark = if r.propagation_wait.is_zero() { ' ' } else { '*' };
             writeln!(
                 f,
-                "{:>3}{mark} {:<58} {:>9} {:>9} {:>9} {:>7} {:>7}",
+                "{:>3}{mark} {:<width$} {:>9} {:>9} {:>9} {:>7} {:>7}",
                 r.index,
-                step,
+                r.step,
                 d(r.expected),
                 at_most,
                 d(r.ends_at),
