@@ -14,8 +14,8 @@ use std::time::Duration;
 use bluegreen_core::sim::Sim;
 use bluegreen_core::state::ManualClock;
 use bluegreen_core::{
-    Command, DeploymentRecord, Event, EventKind, FileStore, Lease, Plan, Router, Snapshot, Spec, Split, StateStore,
-    Strategy, Target,
+    Command, DeploymentRecord, Event, EventKind, FileStore, Lease, Plan, Snapshot, Spec, Split, StateStore, Strategy,
+    Target,
 };
 
 fn umask_022() {
