@@ -107,13 +107,64 @@ pub struct LocalProxyRouterBuilder {
     connect_timeout: Duration,
     retry_connect_failures: bool,
     grace: Duration,
+    header_read_timeout: Duration,
+    response_timeout: Duration,
+    max_connections: usize,
+    allow_non_loopback: bool,
 }
 
+/// How long a client may take to send a request's headers, by default.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a target may take to answer a request (its status and headers), by default.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many client connections the proxy serves at once, by default.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 impl LocalProxyRouterBuilder {
-    /// The address to listen on (`127.0.0.1:0` by default: a free loopback port).
+    /// The address to listen on (`127.0.0.1:0` by default: a free loopback port). An address
+    /// that is not loopback (`0.0.0.0`, a LAN address) is refused unless
+    /// [`allow_non_loopback`](Self::allow_non_loopback) says otherwise.
     #[must_use]
     pub fn listen(mut self, address: impl Into<String>) -> Self {
         self.listen = address.into();
+        self
+    }
+
+    /// Lets [`listen`](Self::listen) take an address that is not loopback, so that other
+    /// machines can reach the proxy (off by default). The proxy speaks plain HTTP, without TLS
+    /// or authentication: put it where only the clients you mean can reach it.
+    #[must_use]
+    pub fn allow_non_loopback(mut self, allow: bool) -> Self {
+        self.allow_non_loopback = allow;
+        self
+    }
+
+    /// How long a client may take to send a request's headers, from its first byte or from
+    /// the end of the previous answer on a kept-alive connection; after that the connection
+    /// is closed (30 s by default). This also closes idle
+    /// kept-alive connections after as long. It bounds what a slow client ("slowloris") holds.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a target may take to answer a request with its status and headers, once
+    /// connected; then the client is answered `504` and the request counted failed (60 s by
+    /// default). A body the target is streaming is not cut.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How many client connections are served at once (512 by default; at
+    /// least 1). Further connections wait in the listen
+    /// backlog, unanswered, until one closes. Each served connection may hold a connection
+    /// to a target too: keep twice the limit under the process's file descriptor limit.
+    #[must_use]
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = limit.max(1);
         self
     }
 
@@ -213,7 +264,8 @@ impl LocalProxyRouterBuilder {
 const NAME: &str = "local-proxy";
 
 impl LocalProxyRouter {
-    /// A builder: listen on `127.0.0.1:0`, no pools yet, no retries, 2 s connect timeout.
+    /// A builder: listen on `127.0.0.1:0`, no pools yet, no retries, 2 s connect timeout,
+    /// 30 s header-read timeout, 60 s response timeout, at most 512 client connections.
     pub fn builder() -> LocalProxyRouterBuilder {
         LocalProxyRouterBuilder {
             listen: "127.0.0.1:0".to_owned(),
@@ -222,6 +274,10 @@ impl LocalProxyRouter {
             connect_timeout: Duration::from_secs(2),
             retry_connect_failures: false,
             grace: Duration::from_secs(10),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allow_non_loopback: false,
         }
     }
 
