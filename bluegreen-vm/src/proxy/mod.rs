@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 mod counters;
+mod framing;
 mod serve;
 mod table;
 
 pub use counters::{Counts, MemberStats, PoolStats, ProxyStats};
-use serve::Shared;
+use serve::{Limits, Shared};
 use table::Table;
 
 /// An in-process HTTP/1.1 reverse proxy on a local address, driven as a [`Router`]: the
@@ -33,8 +34,17 @@ use table::Table;
 ///   counter and a wake-up, not polled) or its timeout passed.
 /// - **Counters** of in-flight, served and failed requests per pool and per member:
 ///   [`stats`](Self::stats). A request that finds no serving member in its pool is answered
-///   `503` and counted failed; one whose target cannot be reached is answered `502` and
-///   counted failed. Answers carry `x-bluegreen-pool` and `x-bluegreen-target` headers.
+///   `503` and counted failed; one whose target cannot be reached is answered `502`, one
+///   whose target does not answer within the response timeout `504`, both counted failed,
+///   with a generic body (the target's address and the error are logged at debug level, not
+///   sent). Answers carry `x-bluegreen-pool` and `x-bluegreen-target` headers.
+/// - **Untrusted clients**: the proxy listens on loopback only unless
+///   [`allow_non_loopback`](LocalProxyRouterBuilder::allow_non_loopback) is set; a client
+///   has [`header_read_timeout`](LocalProxyRouterBuilder::header_read_timeout) to send a
+///   request's headers; at most [`max_connections`](LocalProxyRouterBuilder::max_connections)
+///   are served at once; a request with both `Transfer-Encoding` and `Content-Length` is
+///   answered `400` and its connection closed. Targets get one `X-Forwarded-For` field (the
+///   value the request came with, then the client's address) and `X-Forwarded-Proto: http`.
 /// - **Retries**: none by default, so the counters show exactly what a deploy caused. With
 ///   [`retry_connect_failures`](LocalProxyRouterBuilder::retry_connect_failures), a `GET`,
 ///   `HEAD` or `OPTIONS` request without a body whose connection to a target was refused is
@@ -222,6 +232,15 @@ impl LocalProxyRouterBuilder {
             .listen
             .parse()
             .map_err(|e| Error::invalid("listen", format!("{:?} is not ip:port: {e}", self.listen)))?;
+        if !address.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(Error::invalid(
+                "listen",
+                format!(
+                    "{address} is not a loopback address: the proxy has no TLS and no authentication; \
+                     to serve other machines all the same, call allow_non_loopback(true)"
+                ),
+            ));
+        }
         let split = match self.split {
             Some(split) => {
                 split.validate("split")?;
@@ -244,8 +263,17 @@ impl LocalProxyRouterBuilder {
             retryable: false,
             source: Some(Box::new(e)),
         })?;
-        let shared =
-            Arc::new(Shared::new(Table::new(&self.pools, &split), self.connect_timeout, self.retry_connect_failures));
+        let limits = Limits {
+            header_read_timeout: self.header_read_timeout,
+            response_timeout: self.response_timeout,
+            max_connections: self.max_connections,
+        };
+        let shared = Arc::new(Shared::new(
+            Table::new(&self.pools, &split),
+            self.connect_timeout,
+            self.retry_connect_failures,
+            limits,
+        ));
         let (stop, stopped) = watch::channel(false);
         let accept = tokio::spawn(serve::accept_loop(listener, shared.clone(), stopped));
         tracing::debug!(address = %bound, %split, "local proxy: listening");
