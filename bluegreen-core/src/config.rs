@@ -117,7 +117,8 @@ impl ProbeConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SimConfig {
-    /// The world's file (created on first use; default `.bluegreen/world.json`).
+    /// The world's file (created 0600 on first use, in directories created 0700; default
+    /// `.bluegreen/world.json`).
     #[serde(default = "default_world")]
     pub world: PathBuf,
     /// Pools and their target counts when the world is first created (default 4 blue, 0 green).
@@ -154,11 +155,12 @@ impl SimConfig {
         self.behaviours().map(drop)
     }
 
-    /// Opens the world (creating its file and directory on first use). Nothing is changed.
+    /// Opens the world (creating its file, 0600, and its missing directories, 0700, on first
+    /// use). Nothing is changed.
     pub fn open(&self) -> Result<crate::sim::Sim> {
         let behaviours = self.behaviours()?;
         if let Some(dir) = self.world.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            crate::private_files::create_dir_all(dir)
                 .map_err(|e| Error::invalid("world", format!("{}: cannot create: {e}", dir.display())))?;
         }
         let mut builder = crate::sim::Sim::builder().shared_file(&self.world);

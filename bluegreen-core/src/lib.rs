@@ -45,6 +45,7 @@ pub mod layers;
 mod model;
 mod outcome;
 mod plan;
+mod private_files;
 pub mod probe;
 mod router;
 pub mod shell;

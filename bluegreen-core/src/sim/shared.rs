@@ -6,8 +6,7 @@
 //! targets' ages. (Request traffic is not simulated in a shared world.)
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::MutexGuard;
@@ -77,7 +76,7 @@ impl SharedFile {
     /// Locks the file and loads the world from it into `world`.
     pub(super) fn lock_and_load(&self, world: &mut World) -> std::io::Result<File> {
         let lock_path = self.path.with_extension("lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(lock_path)?;
+        let lock = crate::private_files::open_options().create(true).truncate(false).write(true).open(lock_path)?;
         lock.lock()?;
         let saved: Saved = serde_json::from_slice(&fs::read(&self.path)?)?;
         saved.restore(world);
@@ -214,11 +213,10 @@ impl Saved {
     }
 }
 
-/// Writes the world: temp file, fsync, rename.
+/// Writes the world: a new private temporary file beside it (random name, created
+/// exclusively, 0600), fsync, rename (see [`crate::private_files::replace`]).
 pub(super) fn save(path: &Path, world: &World) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(&Saved::of(world))?)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)
+    let bytes = serde_json::to_vec(&Saved::of(world))?;
+    crate::private_files::replace(path, &bytes, false)
+        .map_err(|e| std::io::Error::new(e.error.kind(), format!("cannot {} {}: {}", e.step, path.display(), e.error)))
 }

@@ -10,16 +10,21 @@
 //!     events/ID.jsonl           deployment ID's events, one JSON object a line
 //! ```
 //!
-//! Every write goes to a temporary file in the same directory, is fsynced, renamed over the
-//! old file and the directory fsynced, so a crash leaves the old or the new file, never a mix.
+//! Every write goes to a temporary file in the same directory (created exclusively, with a
+//! random name, so a planted symlink is never followed), is fsynced, renamed over the old file
+//! and the directory fsynced, so a crash leaves the old or the new file, never a mix.
 //! Event logs are appended and fsynced instead; a last line cut short by a crash is ignored.
 //! A file that cannot be read (empty, truncated, not JSON, a newer format) gives
 //! [`Error::Corrupt`] naming it, and is never overwritten.
 //!
+//! The directories the store creates are 0700 and its files 0600 from the moment they exist
+//! (whatever the umask): records and events can hold what a deploy was given. Directories that
+//! exist already keep their modes; a root that others can read is reported by a warning.
+//!
 //! The I/O is synchronous: a few small files per step, under an advisory lock held for
 //! microseconds.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +37,7 @@ use super::memory::LockState;
 use super::{millis, system_clock, Clock, Command, CommandRecord, DeploymentRecord, Lease, StateStore, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::events::Event;
+use crate::private_files;
 
 /// Keeps state in a directory tree of JSON files, shared by every process that opens it.
 #[derive(Clone)]
@@ -77,7 +83,17 @@ impl FileStore {
     /// [`Error::Backend`] if the directory cannot be created.
     pub fn open_with_clock(root: impl Into<PathBuf>, clock: Clock) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| io_error(&root, "create", e))?;
+        private_files::create_dir_all(&root).map_err(|e| io_error(&root, "create", e))?;
+        if let Ok(meta) = fs::metadata(&root) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    root = %root.display(),
+                    mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "file store: the state directory can be read by other users (chmod 700 it)"
+                );
+            }
+        }
         Ok(Self { root, clock, found: Default::default() })
     }
 
@@ -98,11 +114,12 @@ impl FileStore {
     /// Runs `f` holding the service's advisory lock (shared by all processes).
     fn guarded<T>(&self, service: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
         let dir = self.service_dir(service)?;
-        fs::create_dir_all(dir.join("deployments")).map_err(|e| io_error(&dir, "create", e))?;
-        fs::create_dir_all(dir.join("commands")).map_err(|e| io_error(&dir, "create", e))?;
-        fs::create_dir_all(dir.join("events")).map_err(|e| io_error(&dir, "create", e))?;
+        for sub in ["deployments", "commands", "events"] {
+            let sub = dir.join(sub);
+            private_files::create_dir_all(&sub).map_err(|e| io_error(&sub, "create", e))?;
+        }
         let guard_path = dir.join(".guard");
-        let guard = OpenOptions::new()
+        let guard = private_files::open_options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -268,7 +285,7 @@ impl StateStore for FileStore {
                 serde_json::to_writer(&mut lines, event).map_err(|e| corrupt(&path, format!("cannot encode: {e}")))?;
                 lines.push(b'\n');
             }
-            let mut file = OpenOptions::new()
+            let mut file = private_files::open_options()
                 .create(true)
                 .read(true)
                 .append(true)
@@ -386,18 +403,10 @@ fn read_versioned<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     Ok(read_checked(path)?.map(|v| parse::<Versioned<T>>(path, v)).transpose()?.map(|v| v.content))
 }
 
-/// Writes `value` as pretty JSON: temp file, fsync, rename, fsync the directory.
+/// Writes `value` as pretty JSON: a new private temporary file, fsync, rename, fsync the
+/// directory (see [`private_files::replace`]).
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut json = serde_json::to_vec_pretty(value).map_err(|e| corrupt(path, format!("cannot encode: {e}")))?;
     json.push(b'\n');
-    let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, "create", e))?;
-    file.write_all(&json).map_err(|e| io_error(&tmp, "write", e))?;
-    file.sync_all().map_err(|e| io_error(&tmp, "fsync", e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| io_error(path, "rename into", e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "fsync", e))?;
-    Ok(())
+    private_files::replace(path, &json, true).map_err(|e| io_error(path, e.step, e.error))
 }

@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 mod counters;
+mod framing;
 mod serve;
 mod table;
 
 pub use counters::{Counts, MemberStats, PoolStats, ProxyStats};
-use serve::Shared;
+use serve::{Limits, Shared};
 use table::Table;
 
 /// An in-process HTTP/1.1 reverse proxy on a local address, driven as a [`Router`]: the
@@ -33,8 +34,17 @@ use table::Table;
 ///   counter and a wake-up, not polled) or its timeout passed.
 /// - **Counters** of in-flight, served and failed requests per pool and per member:
 ///   [`stats`](Self::stats). A request that finds no serving member in its pool is answered
-///   `503` and counted failed; one whose target cannot be reached is answered `502` and
-///   counted failed. Answers carry `x-bluegreen-pool` and `x-bluegreen-target` headers.
+///   `503` and counted failed; one whose target cannot be reached is answered `502`, one
+///   whose target does not answer within the response timeout `504`, both counted failed,
+///   with a generic body (the target's address and the error are logged at debug level, not
+///   sent). Answers carry `x-bluegreen-pool` and `x-bluegreen-target` headers.
+/// - **Untrusted clients**: the proxy listens on loopback only unless
+///   [`allow_non_loopback`](LocalProxyRouterBuilder::allow_non_loopback) is set; a client
+///   has [`header_read_timeout`](LocalProxyRouterBuilder::header_read_timeout) to send a
+///   request's headers; at most [`max_connections`](LocalProxyRouterBuilder::max_connections)
+///   are served at once; a request with both `Transfer-Encoding` and `Content-Length` is
+///   answered `400` and its connection closed. Targets get one `X-Forwarded-For` field (the
+///   value the request came with, then the client's address) and `X-Forwarded-Proto: http`.
 /// - **Retries**: none by default, so the counters show exactly what a deploy caused. With
 ///   [`retry_connect_failures`](LocalProxyRouterBuilder::retry_connect_failures), a `GET`,
 ///   `HEAD` or `OPTIONS` request without a body whose connection to a target was refused is
@@ -107,13 +117,64 @@ pub struct LocalProxyRouterBuilder {
     connect_timeout: Duration,
     retry_connect_failures: bool,
     grace: Duration,
+    header_read_timeout: Duration,
+    response_timeout: Duration,
+    max_connections: usize,
+    allow_non_loopback: bool,
 }
 
+/// How long a client may take to send a request's headers, by default.
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a target may take to answer a request (its status and headers), by default.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many client connections the proxy serves at once, by default.
+const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 impl LocalProxyRouterBuilder {
-    /// The address to listen on (`127.0.0.1:0` by default: a free loopback port).
+    /// The address to listen on (`127.0.0.1:0` by default: a free loopback port). An address
+    /// that is not loopback (`0.0.0.0`, a LAN address) is refused unless
+    /// [`allow_non_loopback`](Self::allow_non_loopback) says otherwise.
     #[must_use]
     pub fn listen(mut self, address: impl Into<String>) -> Self {
         self.listen = address.into();
+        self
+    }
+
+    /// Lets [`listen`](Self::listen) take an address that is not loopback, so that other
+    /// machines can reach the proxy (off by default). The proxy speaks plain HTTP, without TLS
+    /// or authentication: put it where only the clients you mean can reach it.
+    #[must_use]
+    pub fn allow_non_loopback(mut self, allow: bool) -> Self {
+        self.allow_non_loopback = allow;
+        self
+    }
+
+    /// How long a client may take to send a request's headers, from its first byte or from
+    /// the end of the previous answer on a kept-alive connection; after that the connection
+    /// is closed (30 s by default). This also closes idle
+    /// kept-alive connections after as long. It bounds what a slow client ("slowloris") holds.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a target may take to answer a request with its status and headers, once
+    /// connected; then the client is answered `504` and the request counted failed (60 s by
+    /// default). A body the target is streaming is not cut.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// How many client connections are served at once (512 by default; at
+    /// least 1). Further connections wait in the listen
+    /// backlog, unanswered, until one closes. Each served connection may hold a connection
+    /// to a target too: keep twice the limit under the process's file descriptor limit.
+    #[must_use]
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = limit.max(1);
         self
     }
 
@@ -171,6 +232,15 @@ impl LocalProxyRouterBuilder {
             .listen
             .parse()
             .map_err(|e| Error::invalid("listen", format!("{:?} is not ip:port: {e}", self.listen)))?;
+        if !address.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(Error::invalid(
+                "listen",
+                format!(
+                    "{address} is not a loopback address: the proxy has no TLS and no authentication; \
+                     to serve other machines all the same, call allow_non_loopback(true)"
+                ),
+            ));
+        }
         let split = match self.split {
             Some(split) => {
                 split.validate("split")?;
@@ -193,8 +263,17 @@ impl LocalProxyRouterBuilder {
             retryable: false,
             source: Some(Box::new(e)),
         })?;
-        let shared =
-            Arc::new(Shared::new(Table::new(&self.pools, &split), self.connect_timeout, self.retry_connect_failures));
+        let limits = Limits {
+            header_read_timeout: self.header_read_timeout,
+            response_timeout: self.response_timeout,
+            max_connections: self.max_connections,
+        };
+        let shared = Arc::new(Shared::new(
+            Table::new(&self.pools, &split),
+            self.connect_timeout,
+            self.retry_connect_failures,
+            limits,
+        ));
         let (stop, stopped) = watch::channel(false);
         let accept = tokio::spawn(serve::accept_loop(listener, shared.clone(), stopped));
         tracing::debug!(address = %bound, %split, "local proxy: listening");
@@ -213,7 +292,8 @@ impl LocalProxyRouterBuilder {
 const NAME: &str = "local-proxy";
 
 impl LocalProxyRouter {
-    /// A builder: listen on `127.0.0.1:0`, no pools yet, no retries, 2 s connect timeout.
+    /// A builder: listen on `127.0.0.1:0`, no pools yet, no retries, 2 s connect timeout,
+    /// 30 s header-read timeout, 60 s response timeout, at most 512 client connections.
     pub fn builder() -> LocalProxyRouterBuilder {
         LocalProxyRouterBuilder {
             listen: "127.0.0.1:0".to_owned(),
@@ -222,6 +302,10 @@ impl LocalProxyRouter {
             connect_timeout: Duration::from_secs(2),
             retry_connect_failures: false,
             grace: Duration::from_secs(10),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allow_non_loopback: false,
         }
     }
 

@@ -21,10 +21,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::counters::{Outcome, Ticket};
+use super::framing::{Heads, Watched};
 use super::table::{NoRoute, Route, Table};
 
 /// The body of a request sent to a target.
@@ -37,18 +38,35 @@ pub(super) const POOL_HEADER: &str = "x-bluegreen-pool";
 /// Response header naming the target that served a request.
 pub(super) const TARGET_HEADER: &str = "x-bluegreen-target";
 
+/// The body of every `502` answer: nothing about the target or the error (they are logged at
+/// debug level instead).
+const BAD_GATEWAY: &str = "bluegreen proxy: bad gateway\n";
+/// The body of every `504` answer.
+const GATEWAY_TIMEOUT: &str = "bluegreen proxy: gateway timeout\n";
+
+/// The limits a client connection is served under.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) header_read_timeout: Duration,
+    pub(super) response_timeout: Duration,
+    pub(super) max_connections: usize,
+}
+
 /// What the accept loop, the connections and the router handle share.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) table: Mutex<Table>,
     pub(super) client: Client<HttpConnector, UpstreamBody>,
     pub(super) retry_connect_failures: bool,
+    limits: Limits,
+    /// One permit per client connection served (`limits.max_connections`).
+    connection_permits: Arc<Semaphore>,
     open_connections: AtomicUsize,
     connections_closed: Notify,
 }
 
 impl Shared {
-    pub(super) fn new(table: Table, connect_timeout: Duration, retry_connect_failures: bool) -> Self {
+    pub(super) fn new(table: Table, connect_timeout: Duration, retry_connect_failures: bool, limits: Limits) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -60,6 +78,8 @@ impl Shared {
             table: Mutex::new(table),
             client,
             retry_connect_failures,
+            limits,
+            connection_permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             open_connections: AtomicUsize::new(0),
             connections_closed: Notify::new(),
         }
@@ -105,17 +125,30 @@ impl Drop for ConnectionGuard {
 }
 
 /// Accepts connections until `stop` changes (or its sender is dropped); each connection is
-/// then shut down gracefully (its current request finishes, then it closes).
+/// then shut down gracefully (its current request finishes, then it closes). At most
+/// `max_connections` are served at once: the next one is accepted when one closes (until
+/// then it waits in the listen backlog).
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     if *stop.borrow_and_update() {
         return;
     }
+    let permits = shared.connection_permits.clone();
     loop {
+        if permits.available_permits() == 0 {
+            tracing::debug!(limit = shared.limits.max_connections, "local proxy: connection limit reached");
+        }
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_connection(stream, peer, shared.clone(), stop.clone()));
+                    tokio::spawn(serve_connection(stream, peer, shared.clone(), stop.clone(), permit));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: do not spin.
@@ -134,12 +167,19 @@ async fn serve_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
 ) {
     let _open = ConnectionGuard::new(shared.clone());
-    // The peer's `X-Forwarded-For` value, made once for every request of the connection.
-    let forwarded_for = HeaderValue::from_str(&peer.ip().to_string()).ok();
-    let service = service_fn(move |request| handle(shared.clone(), forwarded_for.clone(), request));
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // The client's address, appended to `X-Forwarded-For` on every request of the connection.
+    let client = peer.ip().to_string();
+    let heads = Heads::new();
+    let watched = Watched::new(stream, heads.clone());
+    let header_read_timeout = shared.limits.header_read_timeout;
+    let service = service_fn(move |request| handle(shared.clone(), client.clone(), heads.framed_two_ways(), request));
+    let connection = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(watched), service);
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
@@ -157,9 +197,20 @@ async fn serve_connection(
 /// Relays one request to a member chosen by the table.
 async fn handle(
     shared: Arc<Shared>,
-    forwarded_for: Option<HeaderValue>,
+    client: String,
+    framed_two_ways: bool,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // RFC 9112 §6.1: a request framed two ways is how requests are smuggled past a proxy.
+    if framed_two_ways {
+        tracing::debug!(%client, "local proxy: refused a request with both Transfer-Encoding and Content-Length");
+        let mut answer = local_answer(
+            StatusCode::BAD_REQUEST,
+            "bluegreen proxy: a request with both Transfer-Encoding and Content-Length is refused\n",
+        );
+        answer.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(answer);
+    }
     let routed = shared.table().route();
     let (route, pool_ticket) = match routed {
         Ok(routed) => routed,
@@ -179,20 +230,19 @@ async fn handle(
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
-    if let Some(peer) = forwarded_for {
-        headers.append(HeaderName::from_static("x-forwarded-for"), peer);
-    }
+    set_forwarded(&mut headers, &client);
     let first_body = if replayable { empty_body() } else { body.boxed_unsync() };
 
     let Some(upstream) = upstream_request(&parts.method, &route.address, &path, &headers, first_body) else {
         route.member.finish(Outcome::Failed);
         pool_ticket.finish(Outcome::Failed);
-        return Ok(local_answer(StatusCode::BAD_GATEWAY, "bluegreen proxy: cannot form the upstream request\n"));
+        tracing::debug!(target = %route.target, address = %route.address, %path, "local proxy: cannot form the upstream request");
+        return Ok(local_answer(StatusCode::BAD_GATEWAY, BAD_GATEWAY));
     };
     let mut route = route;
-    let mut result = shared.client.request(upstream).await;
+    let mut result = send(&shared, upstream).await;
     if replayable {
-        if let Err(error) = &result {
+        if let Err(Upstream::Failed(error)) = &result {
             if error.is_connect() {
                 let retry = shared.table().route_again(&route.pool, &route.target);
                 if let Some(next) = retry {
@@ -202,7 +252,7 @@ async fn handle(
                     failed.member.finish(Outcome::Failed);
                     if let Some(again) = upstream_request(&parts.method, &route.address, &path, &headers, empty_body())
                     {
-                        result = shared.client.request(again).await;
+                        result = send(&shared, again).await;
                     }
                 }
             }
@@ -210,15 +260,64 @@ async fn handle(
     }
     match result {
         Ok(response) => Ok(relay(response, route, pool_ticket)),
-        Err(error) => {
-            tracing::debug!(target = %route.target, address = %route.address, %error, "local proxy: upstream failed");
-            let body =
-                format!("bluegreen proxy: target {} ({}) failed: {}\n", route.target, route.address, root(&error));
+        Err(failure) => {
+            let (status, body) = match &failure {
+                Upstream::Failed(error) => {
+                    let error = root(error);
+                    tracing::debug!(target = %route.target, address = %route.address, %error, "local proxy: upstream failed");
+                    (StatusCode::BAD_GATEWAY, BAD_GATEWAY)
+                }
+                Upstream::TimedOut => {
+                    let after = shared.limits.response_timeout;
+                    tracing::debug!(target = %route.target, address = %route.address, ?after, "local proxy: upstream did not answer in time");
+                    (StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT)
+                }
+            };
             route.member.finish(Outcome::Failed);
             pool_ticket.finish(Outcome::Failed);
-            Ok(local_answer(StatusCode::BAD_GATEWAY, &body))
+            Ok(local_answer(status, body))
         }
     }
+}
+
+/// Why a request sent to a target got no answer.
+enum Upstream {
+    Failed(hyper_util::client::legacy::Error),
+    TimedOut,
+}
+
+/// Sends `request` to its target, waiting for the answer's head up to the response timeout.
+async fn send(shared: &Shared, request: Request<UpstreamBody>) -> Result<Response<Incoming>, Upstream> {
+    match tokio::time::timeout(shared.limits.response_timeout, shared.client.request(request)).await {
+        Ok(result) => result.map_err(Upstream::Failed),
+        Err(_) => Err(Upstream::TimedOut),
+    }
+}
+
+/// One `X-Forwarded-For` field: the values the request came with (all its fields, in order),
+/// then the client's address; and `X-Forwarded-Proto: http`, whatever the client said (the
+/// proxy serves plain HTTP). Upstreams that read the first field or the last value both get
+/// something consistent, and the last value is always the real client.
+fn set_forwarded(headers: &mut HeaderMap, client: &str) {
+    let name = HeaderName::from_static("x-forwarded-for");
+    let mut values: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.push(client);
+    let joined = values.join(", ");
+    match HeaderValue::from_str(&joined).or_else(|_| HeaderValue::from_str(client)) {
+        Ok(value) => {
+            headers.insert(name, value);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+    headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
 }
 
 /// The answer to the client: the target's, with hop-by-hop headers removed and the pool and
@@ -369,6 +468,20 @@ impl Drop for Relayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_one_field_ending_with_the_client() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static(" 6.6.6.6 "));
+        headers.append("x-forwarded-for", HeaderValue::from_static(""));
+        headers.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7, 8.8.8.8"));
+        headers.append("x-forwarded-proto", HeaderValue::from_static("https"));
+        set_forwarded(&mut headers, "127.0.0.1");
+        let xff: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, ["6.6.6.6, 7.7.7.7, 8.8.8.8, 127.0.0.1"]);
+        let proto: Vec<&HeaderValue> = headers.get_all("x-forwarded-proto").iter().collect();
+        assert_eq!(proto, ["http"]);
+    }
 
     #[test]
     fn hop_by_hop_headers_are_removed() {
