@@ -234,8 +234,8 @@ impl Inner {
 
     /// Records the members of `adoptions` (see [`Router::adopt`](bluegreen_core::Router::adopt)
     /// on [`Route53Router`](super::Route53Router)): one batch writes each pool's member set with
-    /// the adopted hosts (DELETE as read + CREATE, or CREATE when it had none) and deletes and
-    /// creates, unchanged, the address record sets that serve them, so the batch applies only
+    /// the adopted hosts (DELETE as read + UPSERT, or CREATE when it had none) and deletes and
+    /// puts back, unchanged, the address record sets that serve them, so the batch applies only
     /// to the zone as read and no answer changes. Then reads back that none is unmanaged.
     pub(super) async fn adopt(&self, adoptions: &[Adoption]) -> Result<()> {
         self.ensure_zone().await?;
@@ -272,19 +272,26 @@ impl Inner {
             .map(|(set, a)| (set, a))
             .chain(state.answers.values().map(|(set, a)| (set, a)))
             .filter(|(_, a)| a.values.iter().any(|v| ips.contains(v)));
+        // (DELETE fails unless the set is exactly as listed; the UPSERT after it puts it back.
+        // Route53 applies a batch in order and atomically, so nothing answered changes.)
         for (set, _) in serving {
             changes.push(change(ChangeAction::Delete, set.clone())?);
-            changes.push(change(ChangeAction::Create, set.clone())?);
+            changes.push(change(ChangeAction::Upsert, set.clone())?);
         }
         for (pool, adopted) in &pools {
             let (set, _) = &state.members[pool];
             let unmanaged = |m: &MemberRecord| state.unmanaged.iter().any(|h| h.pool == *pool && h.member.id == m.id);
             let recorded: Vec<MemberRecord> = state.members[pool].1.iter().filter(|m| !unmanaged(m)).cloned().collect();
             let members: Vec<MemberRecord> = recorded.into_iter().chain(adopted.iter().cloned()).collect();
-            if let Some(set) = set {
-                changes.push(change(ChangeAction::Delete, set.clone())?);
-            }
-            changes.push(change(ChangeAction::Create, self.members_set(pool, &members)?)?);
+            // As read: DELETE the set listed (then UPSERT), or CREATE (fails if one appeared).
+            let action = match set {
+                Some(set) => {
+                    changes.push(change(ChangeAction::Delete, set.clone())?);
+                    ChangeAction::Upsert
+                }
+                None => ChangeAction::Create,
+            };
+            changes.push(change(action, self.members_set(pool, &members)?)?);
         }
         self.send(changes, true).await?;
         let after = self.read().await?;

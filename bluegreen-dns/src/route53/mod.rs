@@ -409,7 +409,7 @@ impl Router for Route53Router {
         Ok(state.unmanaged.iter().map(|h| bookkeeping::adoption(h, i.family, &i.name)).collect())
     }
 
-    /// Writes the member records of `adoptions` in one batch that also deletes and creates,
+    /// Writes the member records of `adoptions` in one batch that also deletes and puts back,
     /// unchanged, every address record set holding them: Route53 applies the batch only if
     /// those sets are exactly as read and the member sets as read (a concurrent change fails
     /// it, retryably), and nothing answered changes. Adoptions already recorded send nothing.
