@@ -118,11 +118,14 @@ async fn a_sets(client: &aws_sdk_route53::Client, zone: &str) -> Vec<aws_sdk_rou
     out.resource_record_sets().iter().filter(|s| s.name() == moto::NAME && *s.r#type() == RrType::A).cloned().collect()
 }
 
+/// How many writes (UPDATE messages, change batches) a router sent.
+type Sent = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// One provider: a router as a new process builds it (told of the inventory's hosts), how many
 /// writes it sent, and what its server has.
 struct Provider {
     name: &'static str,
-    router: Box<dyn Fn() -> (Arc<dyn Router>, Box<dyn Fn() -> u64 + Send + Sync>)>,
+    router: Box<dyn Fn() -> (Arc<dyn Router>, Sent)>,
     reader: Reader,
 }
 
