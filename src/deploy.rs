@@ -464,6 +464,22 @@ impl PartsConfig {
         None
     }
 
+    /// The inventory's hosts that stand in a pool, `(id, pool, address)`: a DNS router reads
+    /// records of theirs with no bookkeeping as their members (adopted with `--adopt`).
+    #[cfg(any(feature = "rfc2136", feature = "route53"))]
+    fn pooled_hosts(&self) -> Vec<(String, PoolName, String)> {
+        match &self.fleet {
+            #[cfg(feature = "hosts")]
+            FleetConfig::Hosts(hosts) => hosts
+                .hosts
+                .iter()
+                .filter_map(|h| Some((h.id.clone(), PoolName::from(h.pool.as_deref()?), h.address.clone())))
+                .collect(),
+            #[allow(unreachable_patterns, reason = "the DNS routers' fleet is a fixed inventory")]
+            _ => Vec::new(),
+        }
+    }
+
     /// The router, fleet and probe over `sdk`'s clients (no call is made).
     #[allow(
         unreachable_code,
@@ -488,11 +504,13 @@ impl PartsConfig {
             }
             #[cfg(feature = "rfc2136")]
             RouterConfig::Rfc2136(config) => {
-                (Arc::new(config.build(&self.pools).map_err(|e| e.within("backend"))?), None)
+                let router = config.build_describing(&self.pools, self.pooled_hosts());
+                (Arc::new(router.map_err(|e| e.within("backend"))?), None)
             }
             #[cfg(feature = "route53")]
             RouterConfig::Route53(config) => {
-                (Arc::new(config.build(aws()?, &self.pools).map_err(|e| e.within("backend"))?), None)
+                let router = config.build_describing(aws()?, &self.pools, self.pooled_hosts());
+                (Arc::new(router.map_err(|e| e.within("backend"))?), None)
             }
             #[cfg(feature = "alb")]
             RouterConfig::Alb(config) => {

@@ -66,24 +66,27 @@ impl Drop for World {
 impl World {
     /// Starts knotd with an empty `www` and the two hosts on v1.
     fn start() -> (Self, SocketAddr, Vec<(String, String)>) {
+        Self::start_with(&[("b1", "127.0.0.11"), ("b2", "127.0.0.12")], &[])
+    }
+
+    /// Starts knotd with plain A records at `www` for `www` (no bookkeeping) and `hosts`
+    /// (id, IP) on v1.
+    fn start_with(hosts: &[(&str, &str)], www: &[&str]) -> (Self, SocketAddr, Vec<(String, String)>) {
         let tmp = temp_dir("cli-rfc2136");
         let dir = tmp.path();
         std::fs::create_dir_all(dir.join("db")).expect("temp dir");
-        let hosts: Vec<(String, String)> = ["127.0.0.11", "127.0.0.12"]
-            .iter()
-            .enumerate()
-            .map(|(i, ip)| (format!("b{}", i + 1), format!("{ip}:{}", free_port_on(ip))))
-            .collect();
+        let hosts: Vec<(String, String)> =
+            hosts.iter().map(|(id, ip)| ((*id).to_owned(), format!("{ip}:{}", free_port_on(ip)))).collect();
         let started = Hosts::start(dir, &hosts);
 
-        std::fs::write(
-            dir.join("zone"),
-            format!(
-                "$ORIGIN {ZONE}\n$TTL 60\n@ SOA ns1.{ZONE} hostmaster.{ZONE} 1 3600 600 86400 60\n\
-                 @ NS ns1.{ZONE}\nns1 A 127.0.0.1\n"
-            ),
-        )
-        .expect("zone");
+        let mut zone = format!(
+            "$ORIGIN {ZONE}\n$TTL 60\n@ SOA ns1.{ZONE} hostmaster.{ZONE} 1 3600 600 86400 60\n\
+             @ NS ns1.{ZONE}\nns1 A 127.0.0.1\n"
+        );
+        for ip in www {
+            zone.push_str(&format!("www 1 A {ip}\n"));
+        }
+        std::fs::write(dir.join("zone"), zone).expect("zone");
         // A free port can be taken by another test's server before knotd binds it: try another.
         let (child, addr) = (0..5)
             .find_map(|_| start_knotd(dir, free_dns_port()))
@@ -264,4 +267,99 @@ update_timeout = "30s"
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("deploy.toml:") && stderr.contains(SECRET_VAR), "{stderr}");
+}
+
+/// A name that predates bluegreen: knot serves plain A records for the two blue hosts, no
+/// bookkeeping; the deploy file's inventory has two blue and two green hosts. `plan` shows the
+/// adoption; `deploy` exits 2 naming the records and `--adopt`, sending nothing; `deploy
+/// --adopt` adopts and switches to green; the next deploy needs no `--adopt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2136_a_name_with_plain_a_records_is_adopted_only_with_adopt() {
+    if !knot_or_skip("rfc2136_a_name_with_plain_a_records_is_adopted_only_with_adopt") {
+        return;
+    }
+    let inventory = [("b1", "127.0.0.11"), ("b2", "127.0.0.12"), ("g1", "127.0.0.21"), ("g2", "127.0.0.22")];
+    let (world, server, hosts) = World::start_with(&inventory, &["127.0.0.11", "127.0.0.12"]);
+    let ips = |list: &[&str]| -> BTreeSet<Ipv4Addr> { list.iter().map(|s| s.parse().unwrap()).collect() };
+    let (blue_ips, green_ips) = (ips(&["127.0.0.11", "127.0.0.12"]), ips(&["127.0.0.21", "127.0.0.22"]));
+    assert_eq!(served(server).await, blue_ips);
+
+    let mut file = format!(
+        r#"service = "www"
+version = "v2"
+
+[strategy]
+kind = "blue_green"
+
+[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[drain]
+timeout = "5s"
+
+[backend]
+kind = "rfc2136"
+server = "{server}"
+zone = "{ZONE}"
+name = "{NAME}"
+ttl = "1s"
+margin = "200ms"
+tsig_key = "{KEY_NAME}"
+tsig_secret = "${{env.{SECRET_VAR}}}"
+updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
+update_timeout = "30s"
+"#,
+        dir = world.dir.path().display()
+    );
+    for (id, address) in &hosts {
+        let pool = if id.starts_with('b') { "blue" } else { "green" };
+        file.push_str(&format!(
+            "\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\npool = \"{pool}\"\n"
+        ));
+    }
+    file.push_str("\n[backend.probe]\nkind = \"http\"\npath = \"/healthz\"\n\n[state]\npath = \"state\"\n");
+    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
+
+    let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(0), "plan: {text}\n{}", String::from_utf8_lossy(&plan.stderr));
+    assert!(text.contains("adopt 2 members (A 127.0.0.11 (www.example.test.)"), "plan: {text}");
+
+    // Without --adopt: exit 2, saying how, and nothing sent (no bookkeeping, same answers).
+    let refused = world.bluegreen(&["deploy", "-f", "deploy.toml"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--adopt"), "{stderr}");
+    assert!(stderr.contains("A 127.0.0.11 (www.example.test.) as b1 in pool blue"), "{stderr}");
+    assert!(stderr.contains("A 127.0.0.12 (www.example.test.) as b2 in pool blue"), "{stderr}");
+    assert_eq!(served(server).await, blue_ips);
+    let dns = router(server);
+    assert!(dns.members(&PoolName::from("blue")).await.unwrap().is_empty(), "no bookkeeping was written");
+    for (id, address) in &hosts {
+        assert_eq!(version_at(address), "v1", "{id} was not updated");
+    }
+
+    // With --adopt: adopted, green updated in place, then the answer is green's.
+    let adopted = world.bluegreen(&["deploy", "-f", "deploy.toml", "--adopt", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&adopted.stdout);
+    assert_eq!(adopted.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&adopted.stderr));
+    assert!(stdout.contains("\"event\":\"adopted\""), "{stdout}");
+    assert_eq!(served(server).await, green_ips);
+    let members = dns.members(&PoolName::from("blue")).await.unwrap();
+    assert_eq!(members.len(), 2, "blue's bookkeeping is written: {members:?}");
+    let versions: Vec<String> = hosts.iter().map(|(_, a)| version_at(a)).collect();
+    assert_eq!(versions, ["v1", "v1", "v2", "v2"]);
+
+    // The next deploy needs no --adopt: back to blue, on v3.
+    let next = world.bluegreen(&["deploy", "-f", "deploy.toml", "--version", "v3", "--output", "json"]);
+    let stdout = String::from_utf8_lossy(&next.stdout);
+    assert_eq!(next.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&next.stderr));
+    assert!(!stdout.contains("\"event\":\"adopted\""), "{stdout}");
+    assert_eq!(served(server).await, blue_ips);
+    let versions: Vec<String> = hosts.iter().map(|(_, a)| version_at(a)).collect();
+    assert_eq!(versions, ["v3", "v3", "v2", "v2"]);
 }

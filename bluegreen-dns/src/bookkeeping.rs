@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bluegreen_core::state::Clock;
-use bluegreen_core::{Error, Member, MemberState, Result, Target, TargetId};
+use bluegreen_core::{Adoption, Error, Member, MemberState, PoolName, Result, Target, TargetId};
 
 /// The first string of every bookkeeping TXT record (format version).
 pub(crate) const FORMAT: &str = "bg1";
@@ -167,6 +167,82 @@ impl MemberRecord {
     pub(crate) fn reported(self, now: Duration, wait: Duration) -> Member {
         Member { state: self.state_at(now, wait), id: self.id, in_flight: None }
     }
+}
+
+/// A host of the inventory the router is told about ([`Rfc2136RouterBuilder::host`] and
+/// Route53's): when the name serves its address with no member record (records that predate
+/// bluegreen), the address is read as this host serving in its pool, and reported as unmanaged
+/// until [`adopt`](bluegreen_core::Router::adopt) writes its member record.
+///
+/// [`Rfc2136RouterBuilder::host`]: crate::Rfc2136RouterBuilder
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DescribedHost {
+    /// Its pool.
+    pub(crate) pool: PoolName,
+    /// The serving member it becomes (its id, address as the inventory gives it, and IP).
+    pub(crate) member: MemberRecord,
+}
+
+/// Checks the hosts a builder was given: `(target, pool, address)`, each pool one of `pools`,
+/// each address of `family` (with or without a port) and stored as it is, no address twice.
+///
+/// # Errors
+/// [`Error::Invalid`] on `hosts[i].pool`, `hosts[i].address` or `hosts[i].id`.
+pub(crate) fn described_hosts(
+    family: Family,
+    pools: &[PoolName],
+    hosts: &[(String, String, String)],
+) -> Result<Vec<DescribedHost>> {
+    let mut out: Vec<DescribedHost> = Vec::with_capacity(hosts.len());
+    for (i, (id, pool, address)) in hosts.iter().enumerate() {
+        let pool = PoolName::from(pool.as_str());
+        if !pools.contains(&pool) {
+            return Err(Error::invalid(
+                format!("hosts[{i}].pool"),
+                format!(
+                    "host {id} is in pool {pool}, which this router does not have ({})",
+                    pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        let target =
+            Target { id: id.as_str().into(), address: address.clone(), zone: None, version: "".into(), tag: None };
+        let member = family
+            .members(std::slice::from_ref(&target))
+            .map_err(|e| e.rename_field(|field| field.replace("targets[0]", &format!("hosts[{i}]"))))?
+            .remove(0);
+        if let Some(other) = out.iter().find(|h| h.member.ip == member.ip || h.member.id == member.id) {
+            return Err(Error::invalid(
+                format!("hosts[{i}].address"),
+                format!(
+                    "host {id} ({address}) and host {} ({}) share an id or address",
+                    other.member.id, other.member.address
+                ),
+            ));
+        }
+        out.push(DescribedHost { pool, member });
+    }
+    Ok(out)
+}
+
+/// How a member served unmanaged is reported (`A 10.0.0.11 (www.example.test.)`).
+pub(crate) fn adoption(host: &DescribedHost, family: Family, name: &str) -> Adoption {
+    Adoption {
+        pool: host.pool.clone(),
+        target: host.member.id.clone(),
+        what: format!("{} {} ({name})", family.record_type(), host.member.ip),
+    }
+}
+
+/// The error for a served address that no member record and no host of the inventory has.
+pub(crate) fn not_described(name: &str, ip: IpAddr, pools: &[PoolName], hosts: bool) -> Error {
+    let pools = pools.iter().map(PoolName::as_str).collect::<Vec<_>>().join(", ");
+    let known = if hosts { "no host of the inventory has it either" } else { "the router was told of no host" };
+    Error::drift(format!(
+        "{name} serves {ip}, which is in no pool ({pools}) and {known}: the record set was changed outside bluegreen, \
+         or predates it; add the host to the inventory with its pool ([[backend.hosts]] with address = \"{ip}:<port>\" \
+         and pool = \"<pool>\"), then `bluegreen deploy --adopt` takes the record over; or remove the record"
+    ))
 }
 
 /// Adds `member` to a pool's `members`, or replaces the member with its id (a target added

@@ -13,7 +13,7 @@ use hickory_proto::rr::Name;
 use super::propagation::PropagationCheck;
 use super::tsig::TsigKey;
 use super::{Inner, Rfc2136Router, META};
-use crate::bookkeeping::WallClock;
+use crate::bookkeeping::{self, Family, WallClock};
 use crate::settings;
 
 /// Builds an [`Rfc2136Router`]; see [`Rfc2136Router::builder`].
@@ -31,6 +31,7 @@ pub struct Rfc2136RouterBuilder {
     pub(super) authoritatives: Vec<(String, SocketAddr)>,
     pub(super) sync_timeout: Duration,
     pub(super) clock: Option<WallClock>,
+    pub(super) hosts: Vec<(String, String, String)>,
 }
 
 impl Rfc2136RouterBuilder {
@@ -71,6 +72,20 @@ impl Rfc2136RouterBuilder {
     #[must_use]
     pub fn weight_granularity(mut self, percent: u32) -> Self {
         self.granularity = percent;
+        self
+    }
+
+    /// A host of the inventory: `target` stands in `pool` at `address` (`10.0.0.11:8080` or
+    /// `10.0.0.11`). When the name serves the host's address with no member record (A records
+    /// that predate bluegreen), the router reads it as that target serving in `pool`
+    /// ([`split`](bluegreen_core::Router::split) and [`members`](bluegreen_core::Router::members)
+    /// count it), reports it from [`unmanaged`](bluegreen_core::Router::unmanaged) and claims
+    /// [`adopts`](bluegreen_core::Capabilities::adopts); [`adopt`](bluegreen_core::Router::adopt)
+    /// writes its member record, changing no A record. An address served that neither a member
+    /// nor a host has stays [`Error::Drift`](bluegreen_core::Error::Drift).
+    #[must_use]
+    pub fn host(mut self, target: impl Into<String>, pool: impl Into<String>, address: impl Into<String>) -> Self {
+        self.hosts.push((target.into(), pool.into(), address.into()));
         self
     }
 
@@ -121,6 +136,7 @@ impl Rfc2136RouterBuilder {
             return Err(Error::invalid("weight_granularity", format!("{} does not divide 100", self.granularity)));
         }
         let pools = settings::pools(&self.pools)?;
+        let hosts = bookkeeping::described_hosts(Family::V4, &pools, &self.hosts)?;
         let meta = name.prepend_label(META).map_err(|e| Error::invalid("name", e.to_string()))?;
         let answer_meta = meta.prepend_label("answer").map_err(|e| Error::invalid("name", e.to_string()))?;
         let mut pool_meta = BTreeMap::new();
@@ -151,6 +167,7 @@ impl Rfc2136RouterBuilder {
                 updates_sent: AtomicU64::new(0),
                 clock: WallClock::or_default(self.clock),
                 write_lock: tokio::sync::Mutex::new(()),
+                hosts,
             }),
         })
     }

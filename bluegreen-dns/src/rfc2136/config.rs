@@ -83,6 +83,18 @@ impl Rfc2136RouterConfig {
     /// The router for `pools` (nothing is sent). `Error::Invalid` names the setting at fault
     /// (`tsig_secret`, `granularity`, `name`; `pools[…]` for the pools).
     pub fn build(&self, pools: &[PoolName]) -> Result<Rfc2136Router> {
+        self.build_describing(pools, [])
+    }
+
+    /// The router for `pools`, told of the inventory's hosts: `(target, pool, address)` (see
+    /// [`Rfc2136RouterBuilder::host`](super::Rfc2136RouterBuilder::host): A records of theirs
+    /// with no bookkeeping are read as their members and adopted when the deploy is told to).
+    /// `Error::Invalid` as [`build`](Self::build), and on `hosts[i].…` for a host.
+    pub fn build_describing(
+        &self,
+        pools: &[PoolName],
+        hosts: impl IntoIterator<Item = (String, PoolName, String)>,
+    ) -> Result<Rfc2136Router> {
         let key = TsigKey::new(&self.tsig_key, self.tsig_algorithm, &self.tsig_secret).map_err(|e| {
             e.rename_field(|field| if field == "tsig.secret" { "tsig_secret" } else { "tsig_key" }.to_owned())
         })?;
@@ -93,6 +105,9 @@ impl Rfc2136RouterConfig {
             .weight_granularity(self.granularity);
         for pool in pools {
             builder = builder.pool(pool.as_str());
+        }
+        for (target, pool, address) in hosts {
+            builder = builder.host(target, pool.as_str(), address);
         }
         if let Some(timeout) = self.timeout {
             builder = builder.timeout(timeout);

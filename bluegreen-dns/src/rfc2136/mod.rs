@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bluegreen_core::state::Clock;
-use bluegreen_core::{Capabilities, DrainReport, Error, Member, PoolName, Result, Router, Split, Target, TargetId};
+use bluegreen_core::{
+    Adoption, Capabilities, DrainReport, Error, Member, PoolName, Result, Router, Split, Target, TargetId,
+};
 use hickory_proto::dnssec::tsig::TSigner;
 use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -82,6 +84,9 @@ struct Inner {
     /// executor re-enables the hosts of a batch concurrently) take turns instead of failing
     /// each other's prerequisites.
     write_lock: tokio::sync::Mutex<()>,
+    /// The inventory's hosts ([`Rfc2136RouterBuilder::host`]): served addresses of theirs with
+    /// no member record are read as their members, unmanaged until adopted.
+    hosts: Vec<bookkeeping::DescribedHost>,
 }
 
 impl fmt::Debug for Rfc2136Router {
@@ -128,6 +133,7 @@ impl Rfc2136Router {
             authoritatives: Vec::new(),
             sync_timeout: Duration::from_secs(60),
             clock: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -179,7 +185,23 @@ impl Inner {
             let members = set.records.iter().filter_map(parse_member).collect();
             pools.insert(pool.clone(), (set, members));
         }
-        Ok(State { answer, attribution, pools })
+        let mut state = State { answer, attribution, pools, unmanaged: Vec::new() };
+        if !self.hosts.is_empty() {
+            // Addresses served with no member record that are hosts of the inventory: read as
+            // those hosts serving in their pools (unmanaged until adopted). Any other address
+            // is left to `split` to refuse.
+            let member = |ip| state.pools.values().any(|(_, m)| m.iter().any(|m| m.ip == ip));
+            let served: Vec<IpAddr> = state.served().into_iter().map(IpAddr::V4).filter(|ip| !member(*ip)).collect();
+            let hosts: Vec<bookkeeping::DescribedHost> =
+                served.iter().filter_map(|ip| self.hosts.iter().find(|h| h.member.ip == *ip).cloned()).collect();
+            for host in hosts {
+                if let Some((_, members)) = state.pools.get_mut(&host.pool) {
+                    members.push(host.member.clone());
+                }
+                state.unmanaged.push(host);
+            }
+        }
+        Ok(state)
     }
 
     /// Writes the desired members and answer in one UPDATE whose prerequisites are every
@@ -243,6 +265,7 @@ impl Router for Rfc2136Router {
             .with_atomic_swap(true)
             .with_propagation_delay(i.delay())
             .with_observes_in_flight(false)
+            .with_adopts(!i.hosts.is_empty())
     }
 
     async fn pools(&self) -> Result<Vec<PoolName>> {
@@ -353,8 +376,57 @@ impl Router for Rfc2136Router {
 
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
         self.known(pool)?;
-        let set = self.inner.rrset(&self.inner.pool_meta[pool], RecordType::TXT).await?;
         let (now, delay) = (bookkeeping::unix_now(&self.inner.clock), self.inner.delay());
+        if !self.inner.hosts.is_empty() {
+            // With hosts, addresses served unmanaged count as their hosts' members: the answer
+            // is read with the bookkeeping.
+            let mut state = self.inner.read().await?;
+            let members = state.pools.remove(pool).map(|(_, m)| m).unwrap_or_default();
+            return Ok(members.into_iter().map(|m| m.reported(now, delay)).collect());
+        }
+        let set = self.inner.rrset(&self.inner.pool_meta[pool], RecordType::TXT).await?;
         Ok(set.records.iter().filter_map(parse_member).map(|m| m.reported(now, delay)).collect())
+    }
+
+    /// The hosts ([`Rfc2136RouterBuilder::host`]) whose addresses the name serves with no
+    /// member record (`A 10.0.0.11 (www.example.test.)`).
+    async fn unmanaged(&self) -> Result<Vec<Adoption>> {
+        if self.inner.hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let state = self.inner.read().await?;
+        let name = self.inner.name.to_ascii();
+        Ok(state.unmanaged.iter().map(|h| bookkeeping::adoption(h, Family::V4, &name)).collect())
+    }
+
+    /// Writes the member records of `adoptions` (and which pool each address counts for) in one
+    /// UPDATE whose prerequisites pin every record set read, the A records included: the A
+    /// records stay as they are, and a concurrent change fails the prerequisites (retryable).
+    /// Adoptions already recorded send nothing.
+    async fn adopt(&self, adoptions: &[Adoption]) -> Result<()> {
+        let i = &self.inner;
+        let _turn = i.write_lock.lock().await;
+        let state = i.read().await?;
+        let mut members = state.members();
+        for adoption in adoptions {
+            let listed = members.get(&adoption.pool).is_some_and(|m| m.iter().any(|m| m.id == adoption.target));
+            if !listed {
+                return Err(Error::drift(format!(
+                    "{} no longer serves {} as target {} of pool {}: plan again",
+                    i.name, adoption.what, adoption.target, adoption.pool
+                )));
+            }
+        }
+        // Unmanaged members not asked for stay unrecorded.
+        for host in &state.unmanaged {
+            if !adoptions.iter().any(|a| a.pool == host.pool && a.target == host.member.id) {
+                if let Some(list) = members.get_mut(&host.pool) {
+                    list.retain(|m| m.id != host.member.id);
+                }
+            }
+        }
+        let answer = state.attributed(i)?;
+        i.write(&state, &members, &answer).await?;
+        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::wire;
 use super::Inner;
-use crate::bookkeeping::{Family, MemberRecord, FORMAT};
+use crate::bookkeeping::{self, DescribedHost, Family, MemberRecord, FORMAT};
 
 /// The TXT record data of a member.
 pub(super) fn member_rdata(member: &MemberRecord) -> RData {
@@ -76,6 +76,9 @@ pub(super) struct State {
     pub(super) answer: RrSet,
     pub(super) attribution: RrSet,
     pub(super) pools: BTreeMap<PoolName, (RrSet, Vec<MemberRecord>)>,
+    /// Hosts of the inventory whose addresses are served with no member record: they are in
+    /// `pools` as serving members too (read, not yet recorded).
+    pub(super) unmanaged: Vec<DescribedHost>,
 }
 
 impl State {
@@ -92,7 +95,7 @@ impl State {
 
     /// Which pool each served address counts for: the attribution written with it, else the
     /// only pool that has the address as a member.
-    fn attributed(&self, router: &Inner) -> Result<Vec<(Ipv4Addr, PoolName)>> {
+    pub(super) fn attributed(&self, router: &Inner) -> Result<Vec<(Ipv4Addr, PoolName)>> {
         let written: BTreeMap<Ipv4Addr, PoolName> = self
             .attribution
             .records
@@ -125,11 +128,12 @@ impl State {
             match owners.as_slice() {
                 [pool] => out.push((ip, (*pool).clone())),
                 [] => {
-                    return Err(Error::drift(format!(
-                        "{} serves {ip}, which is in no pool ({}): the record set was changed outside bluegreen",
-                        router.name,
-                        router.pools.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-                    )));
+                    return Err(bookkeeping::not_described(
+                        &router.name.to_ascii(),
+                        IpAddr::V4(ip),
+                        &router.pools,
+                        !router.hosts.is_empty(),
+                    ));
                 }
                 _ => {
                     return Err(Error::drift(format!(

@@ -11,7 +11,7 @@ use bluegreen_core::{Error, PoolName, Result};
 
 use super::records::{check_name, normalize, Route53RecordType};
 use super::{Inner, Route53Router, META};
-use crate::bookkeeping::WallClock;
+use crate::bookkeeping::{self, WallClock};
 use crate::settings;
 
 /// Route53's own bound on a TTL.
@@ -32,6 +32,7 @@ pub struct Route53RouterBuilder {
     pub(super) change_timeout: Duration,
     pub(super) poll_interval: Duration,
     pub(super) clock: Option<WallClock>,
+    pub(super) hosts: Vec<(String, String, String)>,
 }
 
 impl Route53RouterBuilder {
@@ -110,6 +111,20 @@ impl Route53RouterBuilder {
         self
     }
 
+    /// A host of the inventory: `target` stands in `pool` at `address` (`10.0.0.11:8080`).
+    /// When the name serves the host's address with no member record — in a simple
+    /// (unweighted) record set that predates bluegreen, or in the pool's weighted set — the
+    /// router reads it as that target serving in `pool` (`split` and `members` count it),
+    /// reports it from [`unmanaged`](bluegreen_core::Router::unmanaged) and claims
+    /// [`adopts`](bluegreen_core::Capabilities::adopts); [`adopt`](bluegreen_core::Router::adopt)
+    /// writes its member record, changing no address record. A simple record set is replaced by
+    /// the pools' weighted sets, in one batch, by the first change of the split or membership.
+    #[must_use]
+    pub fn host(mut self, target: impl Into<String>, pool: impl Into<String>, address: impl Into<String>) -> Self {
+        self.hosts.push((target.into(), pool.into(), address.into()));
+        self
+    }
+
     /// Checks the settings (no AWS call is made) and builds the router. The hosted zone and the
     /// record name's place in it are checked on first use (see [`Route53Router::check`]). A
     /// wildcard name (`*.example.com`) keeps its bookkeeping under
@@ -135,6 +150,7 @@ impl Route53RouterBuilder {
             return Err(Error::invalid("ttl", format!("{ttl} s is above Route53's maximum of {ROUTE53_MAX_TTL} s")));
         }
         let pools = settings::pools(&self.pools)?;
+        let hosts = bookkeeping::described_hosts(self.record_type.family(), &pools, &self.hosts)?;
         let mut health_checks = BTreeMap::new();
         for (pool, id) in &self.health_checks {
             let field = format!("health_checks.{pool}");
@@ -184,6 +200,7 @@ impl Route53RouterBuilder {
                 unsynced: std::sync::Mutex::new(None),
                 batches_sent: AtomicU64::new(0),
                 clock: WallClock::or_default(self.clock),
+                hosts,
             }),
         })
     }

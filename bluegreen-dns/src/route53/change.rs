@@ -10,7 +10,7 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
 use bluegreen_aws::error::aws_error;
-use bluegreen_core::{Error, PoolName, Result};
+use bluegreen_core::{Adoption, Error, PoolName, Result};
 use tokio::time::Instant;
 
 use super::read::State;
@@ -150,6 +150,13 @@ impl Inner {
             built("change", Change::builder().action(action).resource_record_set(set).build())
         };
         let mut changes = Vec::new();
+        // A simple set (taken over) goes first, in the batch that creates the weighted sets
+        // beside which Route53 allows none; also when nothing is to be answered any more.
+        if let Some((simple, _)) = &state.simple {
+            if !upserts.is_empty() || !deletes.is_empty() || desired.values().all(|d| d.answer.is_none()) {
+                changes.push(change(ChangeAction::Delete, simple.clone())?);
+            }
+        }
         for set in upserts {
             changes.push(change(ChangeAction::Upsert, set)?);
         }
@@ -172,6 +179,15 @@ impl Inner {
             }
             return Ok(None);
         }
+        let synced = self.send(changes, false).await?;
+        self.verify(desired).await?;
+        Ok(Some(synced))
+    }
+
+    /// Sends `changes` as one batch and waits until it is `INSYNC`. With `pinned`, the batch's
+    /// DELETEs and CREATEs stand for "as read": Route53 refusing it (`InvalidChangeBatch`) means
+    /// another writer changed those sets, a retryable error.
+    async fn send(&self, changes: Vec<Change>, pinned: bool) -> Result<Synced> {
         let batch = built(
             "change batch",
             ChangeBatch::builder().comment(format!("bluegreen: {}", self.name)).set_changes(Some(changes)).build(),
@@ -185,7 +201,23 @@ impl Inner {
             .change_batch(batch)
             .send()
             .await
-            .map_err(|e| change_error(&format!("{} in {}", self.name, self.zone()), e))?;
+            .map_err(|e| {
+                let resource = format!("{} in {}", self.name, self.zone());
+                let refused =
+                    matches!(e.as_service_error(), Some(ChangeResourceRecordSetsError::InvalidChangeBatch(_)));
+                if pinned && refused {
+                    Error::transient(
+                        BACKEND,
+                        format!(
+                            "route53:ChangeResourceRecordSets on {resource}: InvalidChangeBatch: {}: the record sets \
+                             changed since they were read (another writer is active); nothing was changed",
+                            aws_sdk_route53::error::DisplayErrorContext(&e)
+                        ),
+                    )
+                } else {
+                    change_error(&resource, e)
+                }
+            })?;
         let info = out.change_info();
         let id = info.and_then(|i| i.id().rsplit('/').next()).unwrap_or_default().to_owned();
         let synced = if info.is_some_and(|i| *i.status() == ChangeStatus::Insync) {
@@ -197,8 +229,82 @@ impl Inner {
             *self.unsynced.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((id.clone(), submitted));
             Synced { at: self.await_insync(&id, submitted).await?, at_once: false }
         };
-        self.verify(desired).await?;
-        Ok(Some(synced))
+        Ok(synced)
+    }
+
+    /// Records the members of `adoptions` (see [`Router::adopt`](bluegreen_core::Router::adopt)
+    /// on [`Route53Router`](super::Route53Router)): one batch writes each pool's member set with
+    /// the adopted hosts (DELETE as read + UPSERT, or CREATE when it had none) and deletes and
+    /// puts back, unchanged, the address record sets that serve them, so the batch applies only
+    /// to the zone as read and no answer changes. Then reads back that none is unmanaged.
+    pub(super) async fn adopt(&self, adoptions: &[Adoption]) -> Result<()> {
+        self.ensure_zone().await?;
+        let _guard = self.write_lock.lock().await;
+        let state = self.read().await?;
+        let mut pools: BTreeMap<PoolName, Vec<MemberRecord>> = BTreeMap::new();
+        for adoption in adoptions {
+            let recorded =
+                state.members.get(&adoption.pool).is_some_and(|(_, m)| m.iter().any(|m| m.id == adoption.target));
+            let host = state.unmanaged.iter().find(|h| h.pool == adoption.pool && h.member.id == adoption.target);
+            match host {
+                Some(host) => pools.entry(host.pool.clone()).or_default().push(host.member.clone()),
+                None if recorded => {}
+                None => {
+                    return Err(Error::drift(format!(
+                        "{} no longer serves {} as target {} of pool {}: plan again",
+                        self.name, adoption.what, adoption.target, adoption.pool
+                    )));
+                }
+            }
+        }
+        if pools.is_empty() {
+            return Ok(());
+        }
+        let change = |action: ChangeAction, set: ResourceRecordSet| {
+            built("change", Change::builder().action(action).resource_record_set(set).build())
+        };
+        let mut changes = Vec::new();
+        // The address sets that serve the adopted hosts, pinned: deleted as read, created the same.
+        let ips: Vec<String> = pools.values().flatten().map(|m| m.ip.to_string()).collect();
+        let serving = state
+            .simple
+            .iter()
+            .map(|(set, a)| (set, a))
+            .chain(state.answers.values().map(|(set, a)| (set, a)))
+            .filter(|(_, a)| a.values.iter().any(|v| ips.contains(v)));
+        // (DELETE fails unless the set is exactly as listed; the UPSERT after it puts it back.
+        // Route53 applies a batch in order and atomically, so nothing answered changes.)
+        for (set, _) in serving {
+            changes.push(change(ChangeAction::Delete, set.clone())?);
+            changes.push(change(ChangeAction::Upsert, set.clone())?);
+        }
+        for (pool, adopted) in &pools {
+            let (set, _) = &state.members[pool];
+            let unmanaged = |m: &MemberRecord| state.unmanaged.iter().any(|h| h.pool == *pool && h.member.id == m.id);
+            let recorded: Vec<MemberRecord> = state.members[pool].1.iter().filter(|m| !unmanaged(m)).cloned().collect();
+            let members: Vec<MemberRecord> = recorded.into_iter().chain(adopted.iter().cloned()).collect();
+            // As read: DELETE the set listed (then UPSERT), or CREATE (fails if one appeared).
+            let action = match set {
+                Some(set) => {
+                    changes.push(change(ChangeAction::Delete, set.clone())?);
+                    ChangeAction::Upsert
+                }
+                None => ChangeAction::Create,
+            };
+            changes.push(change(action, self.members_set(pool, &members)?)?);
+        }
+        self.send(changes, true).await?;
+        let after = self.read().await?;
+        if let Some(left) =
+            after.unmanaged.iter().find(|h| pools.get(&h.pool).is_some_and(|a| a.iter().any(|m| m.id == h.member.id)))
+        {
+            return Err(Error::ReadBackMismatch {
+                what: format!("the members of pool {} at {}", left.pool, self.pool_meta[&left.pool]),
+                expected: format!("target {} recorded", left.member.id),
+                observed: "not recorded".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Polls `GetChange` until the change is `INSYNC`, pausing longer each time, at most until

@@ -39,12 +39,28 @@ impl Route53RouterConfig {
     /// The router for `pools` over `config`'s client (no call is made). `Error::Invalid`
     /// names the setting at fault (`ttl`, `hosted_zone_id`, `name`; `pools[…]` for the pools).
     pub fn build(&self, config: &SdkConfig, pools: &[PoolName]) -> Result<Route53Router> {
+        self.build_describing(config, pools, [])
+    }
+
+    /// The router for `pools`, told of the inventory's hosts: `(target, pool, address)` (see
+    /// [`Route53RouterBuilder::host`](super::Route53RouterBuilder::host): address records of
+    /// theirs with no bookkeeping are read as their members and adopted when the deploy is told
+    /// to). `Error::Invalid` as [`build`](Self::build), and on `hosts[i].…` for a host.
+    pub fn build_describing(
+        &self,
+        config: &SdkConfig,
+        pools: &[PoolName],
+        hosts: impl IntoIterator<Item = (String, PoolName, String)>,
+    ) -> Result<Route53Router> {
         let mut builder = Route53Router::builder(config, &self.hosted_zone_id, &self.name)
             .record_type(self.record_type)
             .ttl(self.ttl)
             .resolver_margin(self.margin);
         for pool in pools {
             builder = builder.pool(pool.as_str());
+        }
+        for (target, pool, address) in hosts {
+            builder = builder.host(target, pool.as_str(), address);
         }
         if let Some(timeout) = self.change_timeout {
             builder = builder.change_timeout(timeout);

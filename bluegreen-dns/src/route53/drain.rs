@@ -38,7 +38,8 @@ impl Inner {
                 let has = |a: Option<&Answer>, ip: IpAddr| {
                     a.is_some_and(|a| a.values.iter().any(|v| v.parse::<IpAddr>().ok() == Some(ip)))
                 };
-                let before = state.answers.get(pool).map(|(_, a)| a);
+                let answers = state.answers();
+                let before = answers.get(pool);
                 if let Some(want) = desired.get_mut(pool) {
                     let after = want.answer.clone();
                     drain::stamp(&mut want.members, &newly, drained_at, |ip| {
@@ -50,7 +51,7 @@ impl Inner {
             .await?;
         // DNS draining is TTL-based: a resolver may hand out a removed value until the answer
         // it cached before the change was in sync expires.
-        let withdrawn = state.answers.iter().any(|(pool, (_, before))| {
+        let withdrawn = state.answers().iter().any(|(pool, before)| {
             let after = want.get(pool).and_then(|d| d.answer.as_ref());
             before.values.iter().any(|v| !after.is_some_and(|a| a.values.contains(v)))
         });

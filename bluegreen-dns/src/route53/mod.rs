@@ -21,7 +21,9 @@ use aws_config::SdkConfig;
 use aws_sdk_route53::types::RrType;
 use aws_sdk_route53::Client;
 use bluegreen_core::state::Clock;
-use bluegreen_core::{Capabilities, DrainReport, Error, Member, PoolName, Result, Router, Split, Target, TargetId};
+use bluegreen_core::{
+    Adoption, Capabilities, DrainReport, Error, Member, PoolName, Result, Router, Split, Target, TargetId,
+};
 use tokio::time::Instant;
 
 pub use builder::Route53RouterBuilder;
@@ -143,6 +145,9 @@ struct Inner {
     batches_sent: AtomicU64,
     /// The wall clock drain times are recorded with (see [`Route53RouterBuilder::clock`]).
     clock: Clock,
+    /// The inventory's hosts ([`Route53RouterBuilder::host`]): served addresses of theirs with
+    /// no member record are read as their members, unmanaged until adopted.
+    hosts: Vec<bookkeeping::DescribedHost>,
 }
 
 impl fmt::Debug for Route53Router {
@@ -196,6 +201,7 @@ impl Route53Router {
             change_timeout: Duration::from_secs(300),
             poll_interval: Duration::from_secs(2),
             clock: None,
+            hosts: Vec::new(),
         }
     }
 
@@ -285,6 +291,7 @@ impl Router for Route53Router {
             .with_atomic_swap(true)
             .with_propagation_delay(self.inner.delay())
             .with_observes_in_flight(false)
+            .with_adopts(!self.inner.hosts.is_empty())
     }
 
     async fn pools(&self) -> Result<Vec<PoolName>> {
@@ -293,8 +300,12 @@ impl Router for Route53Router {
     }
 
     async fn split(&self) -> Result<Split> {
-        self.inner.ensure_zone().await?;
-        self.inner.read_answers().await?.split()
+        let i = &self.inner;
+        i.ensure_zone().await?;
+        // A simple record set (taken over from before bluegreen) counts by its values' pools,
+        // which the members say.
+        let state = if i.hosts.is_empty() { i.read_answers().await? } else { i.read().await? };
+        state.split()
     }
 
     async fn set_split(&self, split: &Split) -> Result<()> {
@@ -366,6 +377,14 @@ impl Router for Route53Router {
         self.known(pool)?;
         let i = &self.inner;
         i.ensure_zone().await?;
+        if !i.hosts.is_empty() {
+            // With hosts, values served unmanaged count as their hosts' members: the record
+            // sets are read with the bookkeeping.
+            let (now, delay) = (unix_now(&i.clock), i.delay());
+            let mut state = i.read().await?;
+            let members = state.members.remove(pool).map(|(_, m)| m).unwrap_or_default();
+            return Ok(members.into_iter().map(|m| m.reported(now, delay)).collect());
+        }
         let name = &i.pool_meta[pool];
         let sets = i.meta_sets().await?;
         let (now, delay) = (unix_now(&i.clock), i.delay());
@@ -376,5 +395,25 @@ impl Router for Route53Router {
             .filter_map(|r| parse_txt(r.value(), i.family))
             .map(|m| m.reported(now, delay))
             .collect())
+    }
+
+    /// The hosts ([`Route53RouterBuilder::host`]) whose addresses the name serves with no
+    /// member record (`A 10.0.0.11 (www.example.test.)`).
+    async fn unmanaged(&self) -> Result<Vec<Adoption>> {
+        let i = &self.inner;
+        if i.hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        i.ensure_zone().await?;
+        let state = i.read().await?;
+        Ok(state.unmanaged.iter().map(|h| bookkeeping::adoption(h, i.family, &i.name)).collect())
+    }
+
+    /// Writes the member records of `adoptions` in one batch that also deletes and puts back,
+    /// unchanged, every address record set holding them: Route53 applies the batch only if
+    /// those sets are exactly as read and the member sets as read (a concurrent change fails
+    /// it, retryably), and nothing answered changes. Adoptions already recorded send nothing.
+    async fn adopt(&self, adoptions: &[Adoption]) -> Result<()> {
+        self.inner.adopt(adoptions).await
     }
 }

@@ -2,6 +2,7 @@
 //! weighted sets of other owners at the name), and the members' TXT sets.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use aws_sdk_route53::types::{ResourceRecordSet, RrType};
 use bluegreen_aws::error::aws_error;
@@ -9,7 +10,7 @@ use bluegreen_core::{Error, PoolName, Result, Split};
 
 use super::records::{in_zone, normalize, parse_txt, served_split, Answer};
 use super::{Inner, PAGE};
-use crate::bookkeeping::MemberRecord;
+use crate::bookkeeping::{self, DescribedHost, MemberRecord};
 
 /// Everything the router keeps in the zone, as read in one pass.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,14 @@ pub(super) struct State {
     pub(super) foreign_ttl: i64,
     /// The pools' TXT sets as listed, and their members.
     pub(super) members: BTreeMap<PoolName, (Option<ResourceRecordSet>, Vec<MemberRecord>)>,
+    /// A simple (unweighted) address record set at the name, as listed, whose values are all
+    /// the inventory's hosts' (records that predate bluegreen; read only when the router has
+    /// hosts, refused otherwise). Route53 allows no weighted set beside it, so the first change
+    /// of the answers deletes it in the batch that creates the pools' weighted sets.
+    pub(super) simple: Option<(ResourceRecordSet, Answer)>,
+    /// Hosts of the inventory whose addresses are served with no member record: they are in
+    /// `members` as serving members too (read, not yet recorded).
+    pub(super) unmanaged: Vec<DescribedHost>,
 }
 
 impl State {
@@ -29,18 +38,50 @@ impl State {
         self.members.iter().map(|(p, (_, m))| (p.clone(), m.clone())).collect()
     }
 
+    /// The pools' answers: their weighted sets, or the share of a simple set each pool's
+    /// members hold (weighted by their count).
     pub(super) fn answers(&self) -> BTreeMap<PoolName, Answer> {
-        self.answers.iter().map(|(p, (_, a))| (p.clone(), a.clone())).collect()
+        let Some((_, simple)) = &self.simple else {
+            return self.answers.iter().map(|(p, (_, a))| (p.clone(), a.clone())).collect();
+        };
+        let split = self.split().unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for (pool, (_, members)) in &self.members {
+            let values: Vec<String> = simple
+                .values
+                .iter()
+                .filter(|v| v.parse::<IpAddr>().is_ok_and(|ip| members.iter().any(|m| m.ip == ip)))
+                .cloned()
+                .collect();
+            if !values.is_empty() {
+                let answer =
+                    Answer { weight: i64::from(split.weight(pool)), ttl: simple.ttl, values, health_check: None };
+                out.insert(pool.clone(), answer);
+            }
+        }
+        out
     }
 
     /// The longest TTL on the weighted sets that may have been answered with: the pools' and
     /// foreign ones with traffic.
     pub(super) fn ttl_seen(&self) -> i64 {
-        self.answers.values().map(|(_, a)| a.ttl).fold(self.foreign_ttl, i64::max)
+        let simple = self.simple.as_ref().map_or(0, |(_, a)| a.ttl);
+        self.answers.values().map(|(_, a)| a.ttl).fold(self.foreign_ttl.max(simple), i64::max)
     }
 
     /// The split Route53 answers with, over every weighted set at the name.
     pub(super) fn split(&self) -> Result<Split> {
+        if let Some((_, simple)) = &self.simple {
+            // Every value of a simple set is answered alike: each pool's share is its count.
+            let counts = self.members.iter().map(|(pool, (_, members))| {
+                let n = simple
+                    .values
+                    .iter()
+                    .filter(|v| v.parse::<IpAddr>().is_ok_and(|ip| members.iter().any(|m| m.ip == ip)));
+                (pool.clone(), n.count() as u64)
+            });
+            return Ok(Split::from_weights(counts).unwrap_or_default());
+        }
         let mut sets: Vec<(PoolName, i64)> = self.answers.iter().map(|(p, (_, a))| (p.clone(), a.weight)).collect();
         sets.extend(self.foreign.iter().map(|(id, w)| (PoolName::from(id.as_str()), *w)));
         served_split(&sets)
@@ -166,12 +207,19 @@ impl Inner {
         let mut state = State::default();
         for set in self.answer_sets().await? {
             let Some(id) = set.set_identifier() else {
-                return Err(Error::drift(format!(
-                    "{} has a simple (unweighted) {} record in {}: a weighted record set cannot be next to it",
-                    self.name,
-                    self.family.record_type(),
-                    self.zone()
-                )));
+                if self.hosts.is_empty() {
+                    return Err(Error::drift(format!(
+                        "{} has a simple (unweighted) {} record in {}: a weighted record set cannot be next to it; \
+                         to take it over, list its hosts in the inventory with their pools (and deploy with --adopt)",
+                        self.name,
+                        self.family.record_type(),
+                        self.zone()
+                    )));
+                }
+                // Read as the inventory's hosts by `read`, which checks every value is one.
+                let answer = answer_of(&set);
+                state.simple = Some((set, answer));
+                continue;
             };
             let Some(weight) = set.weight() else {
                 return Err(Error::drift(format!(
@@ -208,6 +256,44 @@ impl Inner {
                 .collect();
             state.members.insert(pool.clone(), (set, members));
         }
+        if !self.hosts.is_empty() {
+            self.read_unmanaged(&mut state)?;
+        }
         Ok(state)
+    }
+
+    /// Adds the hosts whose addresses are served with no member record to their pools'
+    /// members, as unmanaged: every value of a simple set must be a member's or a host's
+    /// (`Error::Drift` otherwise); values of a pool's weighted set that are a host's of that
+    /// pool. Other values of a weighted set are kept as they are (records that predate bluegreen).
+    fn read_unmanaged(&self, state: &mut State) -> Result<()> {
+        let member = |state: &State, ip: IpAddr| state.members.values().any(|(_, m)| m.iter().any(|m| m.ip == ip));
+        let mut found: Vec<DescribedHost> = Vec::new();
+        let simple = state.simple.as_ref().map(|(_, a)| a.values.clone()).unwrap_or_default();
+        for value in &simple {
+            let Some(ip) = self.family.address_of(value) else { continue };
+            if member(state, ip) {
+                continue;
+            }
+            match self.hosts.iter().find(|h| h.member.ip == ip) {
+                Some(host) => found.push(host.clone()),
+                None => return Err(bookkeeping::not_described(&self.name, ip, &self.pools, true)),
+            }
+        }
+        for (pool, (_, answer)) in &state.answers {
+            for ip in answer.values.iter().filter_map(|v| self.family.address_of(v)) {
+                if member(state, ip) || found.iter().any(|h| h.member.ip == ip) {
+                    continue;
+                }
+                found.extend(self.hosts.iter().find(|h| h.member.ip == ip && h.pool == *pool).cloned());
+            }
+        }
+        for host in found {
+            if let Some((_, members)) = state.members.get_mut(&host.pool) {
+                members.push(host.member.clone());
+            }
+            state.unmanaged.push(host);
+        }
+        Ok(())
     }
 }
