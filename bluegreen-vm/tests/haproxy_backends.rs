@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bluegreen_core::conformance::{router_suite, RouterFixture};
 use bluegreen_core::{
-    BlueGreen, Canary, Error, EventKind, Executor, Fleet, HealthProbe, MemberState, MemorySink, MemoryStore, PoolName, Router,
-    ShiftStep, Split, Status, Strategy, Target, TargetId, Version,
+    BlueGreen, Canary, Error, EventKind, Executor, Fleet, HealthProbe, MemberState, MemorySink, MemoryStore, PoolName,
+    Router, ShiftStep, Split, Status, Strategy, Target, TargetId, Version,
 };
 use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, LocalProcessFleet, Updater};
 use support::*;
@@ -197,10 +197,7 @@ async fn standing_blue_green_rollback_and_canary_between_two_backends_under_load
     // Each deploy as a fresh process: the inventory as the file gives it (every host on v1),
     // the versions since from the state store.
     let fresh = || {
-        let pools = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id.clone(), if i < 3 { blue() } else { green() }));
+        let pools = targets.iter().enumerate().map(|(i, t)| (t.id.clone(), if i < 3 { blue() } else { green() }));
         let hosts = Arc::new(
             HostFleet::new(targets.clone(), counting_updater(&local, runs.clone()))
                 .expect("inventory")

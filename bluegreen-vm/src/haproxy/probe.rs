@@ -52,7 +52,11 @@ impl HealthProbe for HaproxyCheckProbe {
         // A target in two pools: judge the member that is in service, if any.
         servers.sort_by_key(|(_, s)| s.status == "MAINT");
         let Some((backend, server)) = servers.first() else {
-            return Health::unhealthy(format!("target {} has no server in HAProxy {}", target.id, self.router.describe()));
+            return Health::unhealthy(format!(
+                "target {} has no server in HAProxy {}",
+                target.id,
+                self.router.describe()
+            ));
         };
         let check = server.check_status.trim_start_matches("* ").trim();
         if server.status == "UP" && PASSED.contains(&check) {

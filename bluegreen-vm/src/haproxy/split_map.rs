@@ -41,8 +41,7 @@ pub(crate) fn split_of(
     let mut seen = vec![false; ENTRIES as usize];
     let mut counts: BTreeMap<PoolName, u32> = backends.keys().map(|p| (p.clone(), 0)).collect();
     let mut strangers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let known =
-        || backends.iter().map(|(pool, backend)| format!("{pool}: {backend}")).collect::<Vec<_>>().join(", ");
+    let known = || backends.iter().map(|(pool, backend)| format!("{pool}: {backend}")).collect::<Vec<_>>().join(", ");
     for (key, value) in entries {
         let index = key.parse::<u32>().ok().filter(|k| *k < ENTRIES).map(|k| k as usize);
         let Some(index) = index else {
@@ -168,10 +167,8 @@ impl HaproxyRouter {
         let answer = self.inner.cli.run(&format!("show map {map}")).await?;
         if answer.starts_with("Unknown map identifier") {
             let list = self.inner.cli.run("show map").await.unwrap_or_default();
-            let known: Vec<String> = list
-                .lines()
-                .filter_map(|l| Some(l.split_once('(')?.1.split_once(')')?.0.to_owned()))
-                .collect();
+            let known: Vec<String> =
+                list.lines().filter_map(|l| Some(l.split_once('(')?.1.split_once(')')?.0.to_owned())).collect();
             return Err(HaproxyError::UnknownMap {
                 map: map.to_owned(),
                 known: if known.is_empty() { "none".to_owned() } else { known.join(", ") },
