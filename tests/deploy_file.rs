@@ -284,6 +284,14 @@ async fn an_haproxy_file_with_a_backend_per_pool_gives_that_layout_and_bad_combi
         // A backend for a pool the deploy does not have; two pools on one backend.
         (HAPROXY_BACKENDS.replace("{ green = \"web_next\" }", "{ red = \"web_red\" }"), "backend.pool_backends.red"),
         (HAPROXY_BACKENDS.replace("{ green = \"web_next\" }", "{ green = \"web_blue\" }"), "backend.pool_backends"),
+        // Nothing to save in the default layout.
+        (
+            HAPROXY_BACKENDS
+                .replace("layout = \"backend-per-pool\"\n", "save_split_map = true\n")
+                .replace("split_map = \"/etc/haproxy/bluegreen-split.map\"\n", "")
+                .replace("pool_backends = { green = \"web_next\" }\n", ""),
+            "invalid backend.save_split_map: ",
+        ),
         // A separator means nothing when servers are named by host id.
         (HAPROXY_BACKENDS.replace("layout =", "separator = \"-\"\nlayout ="), "invalid backend.separator: "),
         (HAPROXY_BACKENDS.replace("\"backend-per-pool\"", "\"two-backends\""), "backend.layout"),

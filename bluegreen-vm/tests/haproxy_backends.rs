@@ -115,6 +115,7 @@ async fn split_map_reads_back_serves_and_drift_is_refused_before_any_write() {
         }
     }
     // Binomial(2000, 0.1): mean 200, standard deviation 13.4.
+    eprintln!("at 10 %: {to_green} of 2000 requests reached green");
     assert!((140..=260).contains(&to_green), "{to_green} of 2000 requests reached green at 10 %");
     // Writing the same split again writes nothing (the map's entries keep their references).
     let before = router.raw_command(&format!("show map {}", haproxy.split_map())).await.expect("show map");
@@ -146,6 +147,19 @@ async fn split_map_reads_back_serves_and_drift_is_refused_before_any_write() {
     // Repaired by hand, the map is a split again.
     router.raw_command(&format!("add map {map_path} 42 web_blue")).await.expect("add map");
     assert!(router.split().await.expect("split").same_traffic(&Split::between(&blue(), &green(), 10)));
+
+    // Saving the map's file: what HAProxy reads on a reload is the split it serves.
+    let saving = HaproxyRouter::builder(HaproxyEndpoint::unix(haproxy.socket()), "web")
+        .backend_per_pool(haproxy.split_map())
+        .save_split_map(true)
+        .build()
+        .expect("router");
+    saving.set_split(&Split::between(&blue(), &green(), 30)).await.expect("30 %");
+    let file = std::fs::read_to_string(haproxy.split_map()).expect("map file");
+    let lines: Vec<&str> = file.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 100, "{file}");
+    assert_eq!(lines.iter().filter(|l| l.ends_with(" web_green")).count(), 30, "{file}");
+    assert_eq!(entries_of(&show_map(&router).await, "web_green"), 30);
 
     // A pool whose backend has no ready server gets no share, and nothing is written.
     router.drain(&green(), &[targets[1].id.clone()], Duration::from_secs(5)).await.expect("drain");

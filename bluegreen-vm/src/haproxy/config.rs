@@ -47,6 +47,10 @@ pub struct HaproxyRouterConfig {
     /// `<haproxy_backend>_<pool>`. Refused in the default layout.
     #[serde(default)]
     pub pool_backends: BTreeMap<String, String>,
+    /// The backend-per-pool layout: write the split map's file after each split (it must be
+    /// on this machine), so a reload of HAProxy keeps the split. Default false.
+    #[serde(default)]
+    pub save_split_map: bool,
     /// Between pool and host id in server names (`.`, `-`, `_` or `:`; default `.`). The
     /// backend-per-pool layout names servers by host id and refuses another separator.
     #[serde(default = "default_separator")]
@@ -115,6 +119,12 @@ impl HaproxyRouterConfig {
                     "a split map is the backend-per-pool layout's: add layout = \"backend-per-pool\", or leave it out",
                 ));
             }
+            (HaproxyLayout::OneBackend, None) if self.save_split_map => {
+                return Err(Error::invalid(
+                    "save_split_map",
+                    "there is no split map to save without layout = \"backend-per-pool\": leave it out",
+                ));
+            }
             (HaproxyLayout::OneBackend, None) if !self.pool_backends.is_empty() => {
                 return Err(Error::invalid(
                     "pool_backends",
@@ -137,7 +147,7 @@ impl HaproxyRouterConfig {
                 ));
             }
             (HaproxyLayout::BackendPerPool, Some(map)) => {
-                builder = builder.backend_per_pool(map.as_str());
+                builder = builder.backend_per_pool(map.as_str()).save_split_map(self.save_split_map);
                 for (pool, backend) in &self.pool_backends {
                     builder = builder.pool_backend(pool.as_str(), backend.as_str());
                 }

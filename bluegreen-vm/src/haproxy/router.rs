@@ -34,13 +34,27 @@ use super::state::{self, ServerStat, ServerState};
 /// at weight 0: they are members (and `Serving` in [`members`]) but get no
 /// load-balanced requests.
 ///
+/// # The backend-per-pool layout
+///
+/// With [`HaproxyRouterBuilder::backend_per_pool`](super::HaproxyRouterBuilder::backend_per_pool)
+/// each pool is its own backend (`web_blue`, `web_green`) whose servers are named by target
+/// id, and the frontend chooses the backend per request by a map of 100 entries
+/// (`use_backend %[rand(100),map_int(<map>)]`): a pool with `p` entries gets `p` % of the
+/// requests, drawn at random per request. The router writes a split as a new version of the
+/// whole map, committed at once (an atomic swap), reads it back with `show map`, and refuses
+/// a map that has a missing key or an entry naming another backend ([`Error::Drift`]) before
+/// any write. Membership and drains work on the pool's own backend; weights are not part of
+/// the split (a server put into service with weight 0 gets weight 1).
+///
 /// # Runtime commands
 ///
 /// `show servers state`, `show stat`, `show version`, `set server <b>/<s> state
 /// ready|drain|maint`, `set server <b>/<s> weight <w>`, `set server <b>/<s> addr <ip> port <p>`,
 /// `add server` + `enable health` (targets without a server, HAProxy 2.4+; 2.4 with
-/// `experimental-mode on`), `del server` (removal, same versions). One command per connection
-/// (see [`HaproxyEndpoint`]).
+/// `experimental-mode on`), `del server` (removal, same versions); in the backend-per-pool
+/// layout also `show map <map>`, `prepare map`, `add map @<ver> <map>` (the 100 entries as one
+/// payload) and `commit map @<ver>` (HAProxy 2.4+). One command per connection (see
+/// [`HaproxyEndpoint`]).
 ///
 /// # Guarantees
 /// - Every operation first reads the backend and checks every name it was given; an unknown
@@ -118,6 +132,8 @@ pub(super) struct Inner {
     pub(super) writes: tokio::sync::Mutex<()>,
     /// Where the pools are: servers of one backend, or one backend each.
     pub(super) layout: Layout,
+    /// Backend per pool: write the split map's file after each split, so a reload keeps it.
+    pub(super) save_map: bool,
 }
 
 /// How the pools are laid out in HAProxy.

@@ -125,6 +125,24 @@ pub(crate) fn file_for(
     text
 }
 
+/// Writes `text` to the map's file: a temporary file beside it, renamed over it.
+async fn save_file(map: &str, text: &str) -> Result<()> {
+    let temporary = format!("{map}.bluegreen-tmp");
+    let written = async {
+        tokio::fs::write(&temporary, text).await?;
+        tokio::fs::rename(&temporary, map).await
+    };
+    written.await.map_err(|e| bluegreen_core::Error::Backend {
+        backend: "haproxy".into(),
+        message: format!(
+            "HAProxy serves the new split, but saving it to the map file {map} failed ({e}): a reload would bring back \
+             the split the file has"
+        ),
+        retryable: false,
+        source: Some(Box::new(e)),
+    })
+}
+
 impl HaproxyRouter {
     /// The contents of a split map file that serves `split`, for the backend-per-pool layout's
     /// first start of HAProxy (the map must exist when haproxy.cfg is loaded): `<key>
@@ -217,17 +235,19 @@ impl HaproxyRouter {
                 .into());
             }
         }
-        if current == wanted {
-            return Ok(());
+        if current != wanted {
+            self.write_map(map, &entries_for(&self.inner.pools, backends, &wanted)).await?;
+            let observed = self.map_split(map, backends).await?;
+            if observed != wanted {
+                return Err(bluegreen_core::Error::ReadBackMismatch {
+                    what: format!("split map {map}"),
+                    expected: Self::to_split(Some(&wanted)).to_string(),
+                    observed: Self::to_split(Some(&observed)).to_string(),
+                });
+            }
         }
-        self.write_map(map, &entries_for(&self.inner.pools, backends, &wanted)).await?;
-        let observed = self.map_split(map, backends).await?;
-        if observed != wanted {
-            return Err(bluegreen_core::Error::ReadBackMismatch {
-                what: format!("split map {map}"),
-                expected: Self::to_split(Some(&wanted)).to_string(),
-                observed: Self::to_split(Some(&observed)).to_string(),
-            });
+        if self.inner.save_map {
+            save_file(map, &file_for(&self.inner.pools, backends, &wanted)).await?;
         }
         Ok(())
     }
