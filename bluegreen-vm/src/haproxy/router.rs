@@ -85,12 +85,15 @@ use super::state::{self, ServerStat, ServerState};
 ///   maintenance, before any check ran. [`HaproxyCheckProbe`] is a second opinion only.
 ///
 /// # Errors
-/// - [`Error::NotFound`]: unknown backend, pool, server, or a target that is not a member.
+/// - [`Error::NotFound`]: unknown backend, pool, server, split map, or a target that is not a
+///   member.
 /// - [`Error::Invalid`]: a split that does not sum to 100, a target id HAProxy cannot take as
 ///   a server name, an address that is not `ip:port`.
 /// - [`Error::Drift`]: a split giving traffic to a pool with no ready server; a ready
 ///   server of the backend that belongs to no pool and has weight (its traffic would not be
-///   accounted for); a serving target registered at another address.
+///   accounted for); a serving target registered at another address; a split map that is
+///   not one entry per key 0 … 99 naming a pool's backend (a missing key, an entry naming
+///   another backend).
 /// - [`Error::Backend`]: the socket cannot be reached (retryable when refused or timed out,
 ///   not when the path is missing or access is denied), the socket is not `level admin`
 ///   (permanent), HAProxy refused a command (permanent, with its answer), or a command this
