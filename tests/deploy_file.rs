@@ -216,3 +216,88 @@ async fn an_alb_file_with_hosts_in_standing_pools_gives_the_alb_and_a_fleet_of_t
     let error = parse(&poolless).unwrap_err();
     assert!(error.contains("backend.hosts[2]") && error.contains("has no `pool`"), "{error}");
 }
+
+const HAPROXY_BACKENDS: &str = r#"service = "web"
+version = "v2"
+pools = ["blue", "green"]
+
+[strategy]
+kind = "canary"
+steps = [{ percent = 10, bake = "5m" }, { percent = 100 }]
+
+[backend]
+kind = "haproxy"
+socket = "/run/haproxy/admin.sock"
+haproxy_backend = "web"
+layout = "backend-per-pool"
+split_map = "/etc/haproxy/bluegreen-split.map"
+pool_backends = { green = "web_next" }
+updater = "ssh deploy@{host} 'sudo /opt/web/deploy.sh {version}'"
+
+[[backend.hosts]]
+id = "web-01"
+address = "10.0.1.1:8080"
+version = "v1"
+pool = "blue"
+
+[[backend.hosts]]
+id = "web-02"
+address = "10.0.2.1:8080"
+version = "v1"
+pool = "green"
+
+[backend.probe]
+path = "/healthz"
+
+[state]
+kind = "memory"
+"#;
+
+#[tokio::test]
+async fn an_haproxy_file_with_a_backend_per_pool_gives_that_layout_and_bad_combinations_their_key() {
+    use bluegreen::vm::HaproxyLayout;
+    let deployment = parse(HAPROXY_BACKENDS).unwrap();
+    let BackendConfig::Parts(parts) = &deployment.backend else { panic!("not parts: {:?}", deployment.backend) };
+    let RouterConfig::Haproxy(router) = &parts.router else { panic!("{:?}", parts.router) };
+    assert_eq!(router.layout, HaproxyLayout::BackendPerPool);
+    assert_eq!(router.split_map.as_deref(), Some("/etc/haproxy/bluegreen-split.map"));
+    let built = router.build(&["blue".into(), "green".into()]).unwrap();
+    assert_eq!(built.pool_backend(&"blue".into()), Some("web_blue"));
+    assert_eq!(built.pool_backend(&"green".into()), Some("web_next"));
+    assert_eq!(built.server_name(&"blue".into(), &"web-01".into()), "web-01");
+    // Built, not connected.
+    let backends = deployment.backends().await.unwrap();
+    assert_eq!(backends.router.name(), "haproxy");
+    assert!(backends.router.capabilities().atomic_swap);
+
+    let cases = [
+        // A split map without the layout, and the layout without its map.
+        (HAPROXY_BACKENDS.replace("layout = \"backend-per-pool\"\n", ""), "invalid backend.split_map: "),
+        (HAPROXY_BACKENDS.replace("split_map = \"/etc/haproxy/bluegreen-split.map\"\n", ""), "backend.split_map"),
+        // Pool backends without the layout.
+        (
+            HAPROXY_BACKENDS
+                .replace("layout = \"backend-per-pool\"\n", "")
+                .replace("split_map = \"/etc/haproxy/bluegreen-split.map\"\n", ""),
+            "invalid backend.pool_backends: ",
+        ),
+        // A backend for a pool the deploy does not have; two pools on one backend.
+        (HAPROXY_BACKENDS.replace("{ green = \"web_next\" }", "{ red = \"web_red\" }"), "backend.pool_backends.red"),
+        (HAPROXY_BACKENDS.replace("{ green = \"web_next\" }", "{ green = \"web_blue\" }"), "backend.pool_backends"),
+        // Nothing to save in the default layout.
+        (
+            HAPROXY_BACKENDS
+                .replace("layout = \"backend-per-pool\"\n", "save_split_map = true\n")
+                .replace("split_map = \"/etc/haproxy/bluegreen-split.map\"\n", "")
+                .replace("pool_backends = { green = \"web_next\" }\n", ""),
+            "invalid backend.save_split_map: ",
+        ),
+        // A separator means nothing when servers are named by host id.
+        (HAPROXY_BACKENDS.replace("layout =", "separator = \"-\"\nlayout ="), "invalid backend.separator: "),
+        (HAPROXY_BACKENDS.replace("\"backend-per-pool\"", "\"two-backends\""), "backend.layout"),
+    ];
+    for (text, wanted) in cases {
+        let error = parse(&text).unwrap_err();
+        assert!(error.contains(wanted), "wanted {wanted:?} in: {error}");
+    }
+}

@@ -54,6 +54,10 @@ impl World {
     /// `<pool>.web-N` (or, not `by_pool`, `web-N` as an operator names it) for host N in
     /// `pools[N - 1]`, weight 1 in blue and 0 in any other pool.
     fn start(binary: &Path, pools: [&str; HOSTS], by_pool: bool) -> (Self, u16, Vec<(String, String)>) {
+        Self::start_in(binary, pools, if by_pool { Layout::ByPool } else { Layout::Named })
+    }
+
+    fn start_in(binary: &Path, pools: [&str; HOSTS], layout: Layout) -> (Self, u16, Vec<(String, String)>) {
         let dir = temp_dir("cli-haproxy");
         let hosts: Vec<(String, String)> =
             (1..=HOSTS).map(|i| (format!("web-{i}"), format!("127.0.0.1:{}", free_port()))).collect();
@@ -62,8 +66,12 @@ impl World {
             .iter()
             .zip(pools)
             .map(|((id, address), pool)| {
-                let name = if by_pool { format!("{pool}.{id}") } else { id.clone() };
-                (name, address.as_str(), u32::from(pool == "blue"))
+                match layout {
+                    Layout::ByPool => (format!("{pool}.{id}"), address.as_str(), u32::from(pool == "blue")),
+                    Layout::Named => (id.clone(), address.as_str(), u32::from(pool == "blue")),
+                    // Each pool's backend (web_<pool>), every server at weight 1.
+                    Layout::BackendPerPool => (format!("{pool}/{id}"), address.as_str(), 1),
+                }
             })
             .collect();
         // A free port can be taken by another test's server before HAProxy binds it: try another.
@@ -81,9 +89,26 @@ impl World {
     }
 }
 
+/// How HAProxy's config has the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Backend `web`, servers `<pool>.web-N`.
+    ByPool,
+    /// Backend `web`, servers `web-N` (as an operator names them).
+    Named,
+    /// Backends `web_blue` and `web_green`, servers `web-N`, chosen by the split map
+    /// `<dir>/bluegreen-split.map` (every entry on web_blue at first).
+    BackendPerPool,
+}
+
 /// Starts HAProxy in front of `servers` (name, address, weight) with its frontend on
-/// `frontend`; `None` if it exited (its port taken meanwhile by another test's server).
+/// `frontend`; `None` if it exited (its port taken meanwhile by another test's server). A
+/// server named `<pool>/<id>` is server `<id>` of backend `web_<pool>` (the backend-per-pool
+/// layout, with its split map), otherwise a server of backend `web`.
 fn start_haproxy(binary: &Path, dir: &Path, servers: &[(String, &str, u32)], frontend: u16) -> Option<Child> {
+    if servers.iter().any(|(name, _, _)| name.contains('/')) {
+        return start_haproxy_per_pool(binary, dir, servers, frontend);
+    }
     let mut config = format!(
         "global\n\
          \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
@@ -106,8 +131,50 @@ fn start_haproxy(binary: &Path, dir: &Path, servers: &[(String, &str, u32)], fro
     for (name, address, weight) in servers {
         config.push_str(&format!("    server {name} {address} weight {weight}\n"));
     }
+    run_haproxy(binary, dir, &config, frontend)
+}
+
+/// [`start_haproxy`] in the backend-per-pool layout.
+fn start_haproxy_per_pool(binary: &Path, dir: &Path, servers: &[(String, &str, u32)], frontend: u16) -> Option<Child> {
+    let map = dir.join("bluegreen-split.map");
+    std::fs::write(&map, (0..100).map(|key| format!("{key} web_blue\n")).collect::<String>()).expect("map");
+    let mut config = format!(
+        "global\n\
+         \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
+         \x20   stats timeout 30s\n\
+         defaults\n\
+         \x20   mode http\n\
+         \x20   timeout connect 1s\n\
+         \x20   timeout client 30s\n\
+         \x20   timeout server 30s\n\
+         frontend fe\n\
+         \x20   bind 127.0.0.1:{frontend}\n\
+         \x20   use_backend %[rand(100),map_int({map})]\n\
+         \x20   default_backend web_blue\n",
+        dir = dir.display(),
+        map = map.display()
+    );
+    for pool in ["blue", "green"] {
+        config.push_str(&format!(
+            "backend web_{pool}\n\
+             \x20   balance roundrobin\n\
+             \x20   option httpchk GET /healthz\n\
+             \x20   http-response set-header x-server %[be_name]/%[srv_name]\n\
+             \x20   default-server check inter 200ms fall 2 rise 2\n"
+        ));
+        for (name, address, weight) in servers {
+            if let Some(id) = name.strip_prefix(&format!("{pool}/")) {
+                config.push_str(&format!("    server {id} {address} weight {weight}\n"));
+            }
+        }
+    }
+    run_haproxy(binary, dir, &config, frontend)
+}
+
+/// Runs HAProxy with `config` until its admin socket and its frontend answer.
+fn run_haproxy(binary: &Path, dir: &Path, config: &str, frontend: u16) -> Option<Child> {
     let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, &config).expect("haproxy.cfg");
+    std::fs::write(&path, config).expect("haproxy.cfg");
     let mut child = Command::new(binary)
         .arg("-db")
         .arg("-f")
@@ -433,4 +500,44 @@ fn haproxy_servers_an_operator_named_are_adopted_only_with_adopt() {
     assert_eq!(settled_version(&through_haproxy), "v3");
     let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
     assert_eq!(direct, ["v3", "v3", "v2", "v2"]);
+}
+
+#[test]
+fn haproxy_backend_per_pool_switches_by_the_split_map_and_rolls_back_without_updating() {
+    let test = "haproxy_backend_per_pool_switches_by_the_split_map_and_rolls_back_without_updating";
+    let Some(binary) = require_haproxy(test) else { return };
+    let pools = ["blue", "blue", "green", "green"];
+    let (world, frontend, hosts) = World::start_in(&binary, pools, Layout::BackendPerPool);
+    let through_haproxy = format!("127.0.0.1:{frontend}");
+    let map = world.dir.path().join("bluegreen-split.map");
+    let file = standing_file(&world, &hosts, pools, false).replace(
+        "haproxy_backend = \"web\"\n",
+        &format!("haproxy_backend = \"web\"\nlayout = \"backend-per-pool\"\nsplit_map = \"{}\"\n", map.display()),
+    );
+    std::fs::write(world.dir.path().join("deploy.toml"), file).expect("file");
+    let run = |args: &[&str]| {
+        let out = world.bluegreen(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+
+    let plan = run(&["plan", "-f", "deploy.toml"]);
+    assert!(plan.contains("batch 1/1: update 2 targets in pool green to v2"), "{plan}");
+
+    // v1 -> v2: green's hosts (servers web-3, web-4 of web_green) are updated and the map
+    // sends everything to web_green; blue stays on v1, warm.
+    let deploy = run(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    assert!(deploy.lines().last().unwrap_or_default().contains("\"status\":\"succeeded\""), "{deploy}");
+    assert_eq!(updates(&deploy), 2, "{deploy}");
+    assert_eq!(settled_version(&through_haproxy), "v2");
+    let (_, server) = get(&through_haproxy).expect("through haproxy");
+    assert!(server.as_deref().is_some_and(|s| s.starts_with("web_green/web-")), "{server:?}");
+
+    // `bluegreen rollback`: a switch of the map back to web_blue, no update.
+    let back = run(&["rollback", "-f", "deploy.toml", "--output", "json"]);
+    assert_eq!(updates(&back), 0, "{back}");
+    assert_eq!(settled_version(&through_haproxy), "v1");
+    let direct: Vec<String> = hosts.iter().map(|(_, a)| get(a).expect("direct").0).collect();
+    assert_eq!(direct, ["v1", "v1", "v2", "v2"], "green stays warm on v2");
 }

@@ -43,7 +43,9 @@ pub mod target;
 
 /// Feature `haproxy`.
 #[cfg(feature = "haproxy")]
-pub use haproxy::{HaproxyCheckProbe, HaproxyEndpoint, HaproxyRouter, HaproxyRouterBuilder, HaproxyRouterConfig};
+pub use haproxy::{
+    HaproxyCheckProbe, HaproxyEndpoint, HaproxyLayout, HaproxyRouter, HaproxyRouterBuilder, HaproxyRouterConfig,
+};
 /// Feature `hosts`.
 #[cfg(feature = "hosts")]
 pub use host_fleet::{HostEntry, HostFleet, HostFleetConfig, Updater};

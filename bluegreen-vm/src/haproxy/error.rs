@@ -26,9 +26,13 @@ pub(crate) enum HaproxyError {
     /// The server does not exist in the backend.
     #[error("server {backend}/{server}")]
     UnknownServer { backend: String, server: String },
-    /// The pool is not one of the router's configured pools.
-    #[error("pool {pool:?} in HAProxy backend {backend} (its pools: {known})")]
+    /// The pool is not one of the router's configured pools (`backend` says what the router
+    /// drives: `backend web`, or the pools' backends and the split map).
+    #[error("pool {pool:?} in HAProxy {backend} (its pools: {known})")]
     UnknownPool { pool: String, backend: String, known: String },
+    /// The split map is not loaded in HAProxy (`show map` lists the ones that are).
+    #[error("split map {map:?} (written as in haproxy.cfg's map_int(…); HAProxy's maps: {known})")]
+    UnknownMap { map: String, known: String },
     /// A target that is not a member of the pool.
     #[error("target {target:?} in pool {pool} (no server {backend}/{server})")]
     NotAMember { target: String, pool: String, backend: String, server: String },
@@ -77,6 +81,7 @@ impl From<HaproxyError> for Error {
             HaproxyError::UnknownBackend { .. }
             | HaproxyError::UnknownServer { .. }
             | HaproxyError::UnknownPool { .. }
+            | HaproxyError::UnknownMap { .. }
             | HaproxyError::NotAMember { .. } => Error::not_found(message),
             HaproxyError::Invalid { field, reason } => Error::invalid(field, reason),
             HaproxyError::Drift { what } => Error::drift(what),

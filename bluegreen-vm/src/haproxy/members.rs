@@ -15,48 +15,13 @@ impl HaproxyRouter {
     /// [`Router::add_targets`](bluegreen_core::Router::add_targets).
     pub(super) async fn add_members(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
         self.check_pool(pool)?;
-        let mut wanted_addresses = Vec::with_capacity(targets.len());
-        for (i, target) in targets.iter().enumerate() {
-            let name = self.server_name(pool, &target.id);
-            if !valid_name(target.id.as_str()) {
-                return Err(Error::invalid(
-                    format!("targets[{i}].id"),
-                    format!("{:?} cannot be part of an HAProxy server name (letters, digits, . - _ : only)", target.id),
-                ));
-            }
-            wanted_addresses.push((name, socket_address(i, target)?));
-        }
+        let wanted_addresses = self.wanted_addresses(pool, targets)?;
         let _writes = self.inner.writes.lock().await;
         let servers = self.servers().await?;
         let current = self.served_split(&servers)?;
         // Check everything before the first write.
-        let mut to_create = Vec::new();
-        let mut to_move = Vec::new();
-        let mut to_enable = Vec::new();
-        for (name, address) in &wanted_addresses {
-            match servers.iter().find(|s| s.name == *name) {
-                None => to_create.push((name.clone(), *address)),
-                Some(s) => {
-                    let same = s.address().parse::<SocketAddr>().ok() == Some(*address);
-                    if !same && !s.in_maintenance() {
-                        return Err(HaproxyError::Drift {
-                            what: format!(
-                                "server {} serves {} but the target is at {address}; drain it before moving it",
-                                self.server_ref(name),
-                                s.address()
-                            ),
-                        }
-                        .into());
-                    }
-                    if !same {
-                        to_move.push((name.clone(), *address));
-                    }
-                    if !s.ready() {
-                        to_enable.push(name.clone());
-                    }
-                }
-            }
-        }
+        let Membership { to_create, to_move, to_enable } =
+            self.membership(&self.inner.backend, &servers, &wanted_addresses)?;
         let command_prefix = if to_create.is_empty() { "" } else { self.dynamic_servers("add server").await? };
         let change: BTreeMap<String, Admin> = to_create
             .iter()
@@ -71,28 +36,12 @@ impl HaproxyRouter {
 
         // Writes: new servers (in maintenance), weights of the servers entering service,
         // raised weights, servers entering service, lowered weights.
-        let checks = self.inner.server_options.split_whitespace().any(|w| w == "check");
         for (name, address) in &to_create {
             let weight = desired.get(name).copied().unwrap_or(0);
-            let command = format!(
-                "{command_prefix}add server {} {address} weight {weight} {}",
-                self.server_ref(name),
-                self.inner.server_options
-            );
-            let answer = self.inner.cli.run(command.trim_end()).await?;
-            if !answer.contains("New server registered") {
-                return Err(HaproxyError::Answer { command, answer: answer.trim().to_owned() }.into());
-            }
-            if checks {
-                self.quiet(format!("enable health {}", self.server_ref(name))).await?;
-            }
+            self.create_server(command_prefix, &self.inner.backend, name, *address, weight).await?;
         }
         for (name, address) in &to_move {
-            let command = format!("set server {} addr {} port {}", self.server_ref(name), address.ip(), address.port());
-            let answer = self.inner.cli.run(&command).await?;
-            if !answer.contains("changed") && !answer.contains("no need to change") {
-                return Err(HaproxyError::Answer { command, answer: answer.trim().to_owned() }.into());
-            }
+            self.move_server(&self.inner.backend, name, *address).await?;
         }
         let entering: BTreeSet<String> = change.keys().cloned().collect();
         for name in &to_enable {
@@ -162,28 +111,7 @@ impl HaproxyRouter {
             self.set_state(&server.name, Admin::Maint).await?;
         }
         for server in &present {
-            let command = format!("{prefix}del server {}", self.server_ref(&server.name));
-            let deadline = Instant::now() + self.inner.delete_wait;
-            loop {
-                match self.inner.cli.run(&command).await {
-                    Ok(answer) if answer.contains("Server deleted") => break,
-                    Ok(answer) if answer.contains("connections") && Instant::now() < deadline => {
-                        tokio::time::sleep(self.inner.drain_poll).await;
-                    }
-                    Ok(answer) if answer.contains("connections") => {
-                        return Err(HaproxyError::Busy {
-                            backend: self.inner.backend.clone(),
-                            server: server.name.clone(),
-                            after: self.inner.delete_wait,
-                        }
-                        .into())
-                    }
-                    Ok(answer) => return Err(HaproxyError::Answer { command, answer: answer.trim().to_owned() }.into()),
-                    // Deleted meanwhile: that is what was asked.
-                    Err(HaproxyError::UnknownServer { .. }) => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            self.delete_server(prefix, &self.inner.backend, &server.name).await?;
         }
         let names: Vec<(String, Option<Admin>)> = present.iter().map(|s| (s.name.clone(), None)).collect();
         self.verify(&names, expected.as_ref()).await?;
@@ -212,9 +140,124 @@ impl HaproxyRouter {
             .collect())
     }
 
+    /// The server name and address of each target, checked (`Invalid` naming `targets[i]`).
+    pub(super) fn wanted_addresses(
+        &self,
+        pool: &PoolName,
+        targets: &[Target],
+    ) -> Result<Vec<(String, SocketAddr)>, HaproxyError> {
+        let mut wanted = Vec::with_capacity(targets.len());
+        for (i, target) in targets.iter().enumerate() {
+            if !valid_name(target.id.as_str()) {
+                return Err(HaproxyError::Invalid {
+                    field: format!("targets[{i}].id"),
+                    reason: format!(
+                        "{:?} cannot be part of an HAProxy server name (letters, digits, . - _ : only)",
+                        target.id
+                    ),
+                });
+            }
+            wanted.push((self.server_name(pool, &target.id), socket_address(i, target)?));
+        }
+        Ok(wanted)
+    }
+
+    /// What `add_targets` must do in `backend` (read as `servers`) for `wanted` servers: which
+    /// to create, move (in maintenance, at another address) and put into service. Refuses to
+    /// move a server that is not in maintenance.
+    pub(super) fn membership(
+        &self,
+        backend: &str,
+        servers: &[ServerState],
+        wanted: &[(String, SocketAddr)],
+    ) -> Result<Membership, HaproxyError> {
+        let mut plan = Membership::default();
+        for (name, address) in wanted {
+            match servers.iter().find(|s| s.name == *name) {
+                None => plan.to_create.push((name.clone(), *address)),
+                Some(s) => {
+                    let same = s.address().parse::<SocketAddr>().ok() == Some(*address);
+                    if !same && !s.in_maintenance() {
+                        return Err(HaproxyError::Drift {
+                            what: format!(
+                                "server {backend}/{name} serves {} but the target is at {address}; drain it before \
+                                 moving it",
+                                s.address()
+                            ),
+                        });
+                    }
+                    if !same {
+                        plan.to_move.push((name.clone(), *address));
+                    }
+                    if !s.ready() {
+                        plan.to_enable.push(name.clone());
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// `add server` (in maintenance, as HAProxy creates them) with `weight` and the configured
+    /// options, then `enable health` when they have `check`.
+    pub(super) async fn create_server(
+        &self,
+        prefix: &str,
+        backend: &str,
+        name: &str,
+        address: SocketAddr,
+        weight: u32,
+    ) -> Result<(), HaproxyError> {
+        let command =
+            format!("{prefix}add server {backend}/{name} {address} weight {weight} {}", self.inner.server_options);
+        let answer = self.inner.cli.run(command.trim_end()).await?;
+        if !answer.contains("New server registered") {
+            return Err(HaproxyError::Answer { command, answer: answer.trim().to_owned() });
+        }
+        if self.inner.server_options.split_whitespace().any(|w| w == "check") {
+            self.quiet(format!("enable health {backend}/{name}")).await?;
+        }
+        Ok(())
+    }
+
+    /// `set server … addr … port …` for a server in maintenance whose host moved.
+    pub(super) async fn move_server(&self, backend: &str, name: &str, address: SocketAddr) -> Result<(), HaproxyError> {
+        let command = format!("set server {backend}/{name} addr {} port {}", address.ip(), address.port());
+        let answer = self.inner.cli.run(&command).await?;
+        if !answer.contains("changed") && !answer.contains("no need to change") {
+            return Err(HaproxyError::Answer { command, answer: answer.trim().to_owned() });
+        }
+        Ok(())
+    }
+
+    /// `del server`, retried while HAProxy still holds connections to it (up to `delete_wait`).
+    pub(super) async fn delete_server(&self, prefix: &str, backend: &str, name: &str) -> Result<(), HaproxyError> {
+        let command = format!("{prefix}del server {backend}/{name}");
+        let deadline = Instant::now() + self.inner.delete_wait;
+        loop {
+            match self.inner.cli.run(&command).await {
+                Ok(answer) if answer.contains("Server deleted") => return Ok(()),
+                Ok(answer) if answer.contains("connections") && Instant::now() < deadline => {
+                    tokio::time::sleep(self.inner.drain_poll).await;
+                }
+                Ok(answer) if answer.contains("connections") => {
+                    return Err(HaproxyError::Busy {
+                        backend: backend.to_owned(),
+                        server: name.to_owned(),
+                        after: self.inner.delete_wait,
+                    })
+                }
+                Ok(answer) => return Err(HaproxyError::Answer { command, answer: answer.trim().to_owned() }),
+                // Deleted meanwhile: that is what was asked.
+                Err(HaproxyError::UnknownServer { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Which command prefix `add server` / `del server` need on this version, or why they
     /// cannot be used.
-    async fn dynamic_servers(&self, command: &str) -> Result<&'static str, HaproxyError> {
+    pub(super) async fn dynamic_servers(&self, command: &str) -> Result<&'static str, HaproxyError> {
         let version = self.inner.cli.run("show version").await?.trim().to_owned();
         let mut parts = version.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
         let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
@@ -230,6 +273,17 @@ impl HaproxyRouter {
             _ => Ok(""),
         }
     }
+}
+
+/// What `add_targets` does to a backend's servers.
+#[derive(Debug, Default)]
+pub(super) struct Membership {
+    /// Servers to create: (name, address).
+    pub(super) to_create: Vec<(String, SocketAddr)>,
+    /// Servers in maintenance to move to another address.
+    pub(super) to_move: Vec<(String, SocketAddr)>,
+    /// Servers to put into service.
+    pub(super) to_enable: Vec<String>,
 }
 
 /// A target's address as HAProxy takes it.

@@ -132,19 +132,7 @@ impl HaproxyRouter {
         names: &[(String, Option<Admin>)],
         split: Option<&BTreeMap<PoolName, u32>>,
     ) -> Result<Vec<ServerState>, Error> {
-        let servers = self.servers().await?;
-        for (name, expected) in names {
-            let found = servers.iter().find(|s| s.name == *name);
-            let observed = found.map(Admin::of);
-            if observed != *expected {
-                let word = |a: Option<Admin>| a.map_or("absent", Admin::word).to_owned();
-                return Err(Error::ReadBackMismatch {
-                    what: format!("server {}", self.server_ref(name)),
-                    expected: word(*expected),
-                    observed: word(observed),
-                });
-            }
-        }
+        let servers = self.verify_in(&self.inner.backend, names).await?;
         if let Some(wanted) = split {
             let observed = Self::to_split(self.served_split(&servers)?.as_ref());
             let wanted = Self::to_split(Some(wanted));
@@ -174,6 +162,29 @@ impl HaproxyRouter {
             }
             all
         })
+    }
+
+    /// Reads back the admin state of `names` in `backend` (`None`: absent). Returns the
+    /// servers read.
+    pub(super) async fn verify_in(
+        &self,
+        backend: &str,
+        names: &[(String, Option<Admin>)],
+    ) -> Result<Vec<ServerState>, Error> {
+        let servers = self.servers_in(backend).await?;
+        for (name, expected) in names {
+            let found = servers.iter().find(|s| s.name == *name);
+            let observed = found.map(Admin::of);
+            if observed != *expected {
+                let word = |a: Option<Admin>| a.map_or("absent", Admin::word).to_owned();
+                return Err(Error::ReadBackMismatch {
+                    what: format!("server {backend}/{name}"),
+                    expected: word(*expected),
+                    observed: word(observed),
+                });
+            }
+        }
+        Ok(servers)
     }
 
     /// What the split reads after weights for `wanted` are applied over `ready`.

@@ -45,21 +45,17 @@ const PASSED: [&str; 4] = ["L4OK", "L6OK", "L7OK", "L7OKC"];
 #[async_trait]
 impl HealthProbe for HaproxyCheckProbe {
     async fn check(&self, target: &Target) -> Health {
-        let stats = match self.router.stats().await {
-            Ok(stats) => stats,
+        let mut servers = match self.router.target_stats(&target.id).await {
+            Ok(servers) => servers,
             Err(e) => return Health::unhealthy(format!("cannot read HAProxy's checks: {e}")),
         };
-        let mut servers: Vec<_> = stats
-            .iter()
-            .filter(|s| self.router.owner(&s.name).is_some_and(|(_, id)| id == target.id.as_str()))
-            .collect();
         // A target in two pools: judge the member that is in service, if any.
-        servers.sort_by_key(|s| s.status == "MAINT");
-        let Some(server) = servers.first() else {
+        servers.sort_by_key(|(_, s)| s.status == "MAINT");
+        let Some((backend, server)) = servers.first() else {
             return Health::unhealthy(format!(
-                "target {} has no server in HAProxy backend {}",
+                "target {} has no server in HAProxy {}",
                 target.id,
-                self.router.backend()
+                self.router.describe()
             ));
         };
         let check = server.check_status.trim_start_matches("* ").trim();
@@ -70,7 +66,7 @@ impl HealthProbe for HaproxyCheckProbe {
             if server.check_desc.is_empty() { check.to_owned() } else { format!("{check}: {}", server.check_desc) };
         Health::unhealthy(format!(
             "HAProxy reports {}/{} {}{}",
-            self.router.backend(),
+            backend,
             server.name,
             server.status,
             if detail.is_empty() { String::new() } else { format!(" ({detail})") }

@@ -52,9 +52,41 @@ pub const CHECKS: &str = "check inter 200ms fall 2 rise 2";
 impl Haproxy {
     /// Starts HAProxy with backend `web` holding `servers`, plus `extra` config at the end.
     pub async fn start(binary: &Path, servers: &[Declared], extra: &str) -> Self {
+        Self::start_with(binary, |_, frontend| one_backend(frontend, servers, extra)).await
+    }
+
+    /// Starts HAProxy in the backend-per-pool layout: backends `web_blue` and `web_green`
+    /// holding `blue` and `green` (servers named by host id), and a frontend choosing between
+    /// them by the map [`Self::split_map`], which starts with every entry on `web_blue`.
+    /// `x-server` answers `<backend>/<server>`.
+    pub async fn start_per_pool(binary: &Path, blue: &[Declared], green: &[Declared]) -> Self {
+        Self::start_with(binary, |dir, frontend| {
+            let map = dir.join("bluegreen-split.map");
+            let entries: String = (0..100).map(|key| format!("{key} web_blue\n")).collect();
+            std::fs::write(&map, entries).expect("write the split map");
+            let mut config = format!(
+                "frontend fe\n\
+                 \x20   bind 127.0.0.1:{frontend}\n\
+                 \x20   use_backend %[rand(100),map_int({map})]\n\
+                 \x20   default_backend web_blue\n",
+                map = map.display()
+            );
+            for (backend, servers) in [("web_blue", blue), ("web_green", green)] {
+                config.push_str(&format!("backend {backend}\n{}", backend_body("%[be_name]/%[srv_name]")));
+                for s in servers {
+                    config.push_str(&format!("    server {} {} weight {}\n", s.name, s.address, s.weight));
+                }
+            }
+            config
+        })
+        .await
+    }
+
+    /// Starts HAProxy with the global and defaults sections and `body(dir, frontend port)`.
+    pub async fn start_with(binary: &Path, body: impl Fn(&Path, u16) -> String) -> Self {
         // A free port can be taken by another test's server before HAProxy binds it: try another.
         for _ in 0..5 {
-            if let Some(haproxy) = Self::try_start(binary, servers, extra, free_port()).await {
+            if let Some(haproxy) = Self::try_start_with(binary, &body, free_port()).await {
                 return haproxy;
             }
         }
@@ -63,6 +95,10 @@ impl Haproxy {
 
     /// Starts HAProxy with its frontend on `frontend`; `None` if that port was taken meanwhile.
     pub async fn try_start(binary: &Path, servers: &[Declared], extra: &str, frontend: u16) -> Option<Self> {
+        Self::try_start_with(binary, &|_: &Path, port| one_backend(port, servers, extra), frontend).await
+    }
+
+    async fn try_start_with(binary: &Path, body: &impl Fn(&Path, u16) -> String, frontend: u16) -> Option<Self> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "bluegreen-haproxy-{}-{}",
@@ -83,24 +119,10 @@ impl Haproxy {
              \x20   timeout client 30s\n\
              \x20   timeout server 30s\n\
              \x20   # no retries: a request sent to a server that cannot take it must show as a failure\n\
-             \x20   retries 0\n\
-             frontend fe\n\
-             \x20   bind 127.0.0.1:{frontend}\n\
-             \x20   default_backend web\n\
-             backend web\n\
-             \x20   balance roundrobin\n\
-             \x20   option httpchk GET /healthz\n\
-             \x20   # which server answered (for the tests' bookkeeping)\n\
-             \x20   http-response set-header x-server %[srv_name]\n\
-             \x20   # tests pin long requests to one server, to have them in flight when it drains\n\
-             \x20   use-server %[req.hdr(x-pin)] if {{ req.hdr(x-pin) -m found }}\n\
-             \x20   default-server {CHECKS}\n",
+             \x20   retries 0\n",
             dir = dir.display()
         );
-        for s in servers {
-            config.push_str(&format!("    server {} {} weight {}\n", s.name, s.address, s.weight));
-        }
-        config.push_str(extra);
+        config.push_str(&body(&dir, frontend));
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, &config).expect("write haproxy.cfg");
         let mut child = Command::new(binary)
@@ -155,6 +177,50 @@ impl Haproxy {
             .build()
             .expect("router")
     }
+
+    /// The split map of [`Self::start_per_pool`], as its haproxy.cfg names it.
+    pub fn split_map(&self) -> String {
+        self.dir.join("bluegreen-split.map").display().to_string()
+    }
+
+    /// The router of [`Self::start_per_pool`]: pools `blue` and `green`, backends `web_blue`
+    /// and `web_green`.
+    pub fn per_pool_router(&self) -> HaproxyRouter {
+        HaproxyRouter::builder(HaproxyEndpoint::unix(self.socket()), "web")
+            .backend_per_pool(self.split_map())
+            .server_options(CHECKS)
+            .build()
+            .expect("router")
+    }
+}
+
+/// The frontend and backend `web` of [`Haproxy::start`].
+fn one_backend(frontend: u16, servers: &[Declared], extra: &str) -> String {
+    let mut config = format!(
+        "frontend fe\n\
+         \x20   bind 127.0.0.1:{frontend}\n\
+         \x20   default_backend web\n\
+         backend web\n{}",
+        backend_body("%[srv_name]")
+    );
+    for s in servers {
+        config.push_str(&format!("    server {} {} weight {}\n", s.name, s.address, s.weight));
+    }
+    config.push_str(extra);
+    config
+}
+
+/// A backend's settings before its servers; `x-server` answers `server_header`.
+fn backend_body(server_header: &str) -> String {
+    format!(
+        "\x20   balance roundrobin\n\
+         \x20   option httpchk GET /healthz\n\
+         \x20   # which server answered (for the tests' bookkeeping)\n\
+         \x20   http-response set-header x-server {server_header}\n\
+         \x20   # tests pin long requests to one server, to have them in flight when it drains\n\
+         \x20   use-server %[req.hdr(x-pin)] if {{ req.hdr(x-pin) -m found }}\n\
+         \x20   default-server {CHECKS}\n"
+    )
 }
 
 impl Drop for Haproxy {
@@ -166,6 +232,11 @@ impl Drop for Haproxy {
 
 pub fn declared(pool: &str, targets: &[Target], weight: u32) -> Vec<Declared> {
     targets.iter().map(|t| Declared { name: format!("{pool}.{}", t.id), address: t.address.clone(), weight }).collect()
+}
+
+/// Servers named by host id, as the backend-per-pool layout has them.
+pub fn declared_by_id(targets: &[Target], weight: u32) -> Vec<Declared> {
+    targets.iter().map(|t| Declared { name: t.id.to_string(), address: t.address.clone(), weight }).collect()
 }
 
 pub async fn local_fleet(prefix: &str, count: usize) -> (LocalProcessFleet, Vec<Target>) {
