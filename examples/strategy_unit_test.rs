@@ -134,6 +134,8 @@ mod tests {
         });
         let mut fleet = MockFleet::new();
         fleet.expect_name().return_const("fixed".to_owned());
+        // A fleet that can start targets: the plan is a provisioning blue-green, not standing pools.
+        fleet.expect_capabilities().return_const(bluegreen::FleetCapabilities::all());
         fleet.expect_list().returning(|| {
             Ok(["b-1", "b-2"]
                 .iter()

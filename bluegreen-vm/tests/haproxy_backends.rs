@@ -13,16 +13,15 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bluegreen_core::conformance::{router_suite, RouterFixture};
 use bluegreen_core::{
     BlueGreen, Canary, Error, EventKind, Executor, Fleet, HealthProbe, MemberState, MemorySink, MemoryStore, PoolName,
-    Router, ShiftStep, Split, Status, Strategy, Target, TargetId, Version,
+    Router, ShiftStep, Split, Status, Strategy, Target,
 };
-use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet, LocalProcessFleet, Updater};
+use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, HostFleet};
 use support::*;
 
 fn blue() -> PoolName {
@@ -172,24 +171,6 @@ async fn split_map_reads_back_serves_and_drift_is_refused_before_any_write() {
 
 // ---- standing pools under load ----
 
-/// Every updater run: (host, version).
-type Runs = Arc<Mutex<Vec<(TargetId, Version)>>>;
-
-/// An updater that "installs" for 300 ms, then restarts the host's process with the new
-/// version, and records each run.
-fn counting_updater(local: &LocalProcessFleet, runs: Runs) -> Updater {
-    let local = local.clone();
-    Updater::from_fn(move |host: Target, version: Version| {
-        let (local, runs) = (local.clone(), runs.clone());
-        async move {
-            runs.lock().expect("runs").push((host.id.clone(), version.clone()));
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            local.update(&host.id, &version).await.map_err(|e| e.to_string())?;
-            Ok(format!("{} now runs {version}", host.id))
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standing_blue_green_rollback_and_canary_between_two_backends_under_load_drop_nothing() {
     let Some(binary) =
@@ -231,18 +212,7 @@ async fn standing_blue_green_rollback_and_canary_between_two_backends_under_load
     let green_share = || async { router.split().await.expect("split").weight(&green()) };
 
     let load = Load::start(&haproxy.url(), 6);
-    let long_running = Arc::new(AtomicBool::new(true));
-    let long = (0..4)
-        .map(|_| {
-            let (log, url, running) = (load.log.clone(), format!("{}/sleep/1500", haproxy.url()), long_running.clone());
-            tokio::spawn(async move {
-                let client = client();
-                while running.load(Ordering::Relaxed) {
-                    send(&client, &url, None, &log, true).await;
-                }
-            })
-        })
-        .collect::<Vec<_>>();
+    let long = LongRequests::start(&load, &haproxy.url(), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let bake = Duration::from_millis(1500);
     let bg = |version: &str| spec(version, Strategy::BlueGreen(BlueGreen { bake, ..BlueGreen::default() }));
@@ -288,10 +258,7 @@ async fn standing_blue_green_rollback_and_canary_between_two_backends_under_load
     assert_eq!(versions(hosts, blue_hosts.to_vec()).await, ["v1"; 3]);
     assert_eq!(runs.lock().expect("runs").len(), 6);
 
-    long_running.store(false, Ordering::Relaxed);
-    for task in long {
-        let _ = task.await;
-    }
+    long.stop().await;
     let samples = load.stop().await;
     eprintln!("load: {} in {:.1?}", summary(&samples), started.elapsed());
     assert!(samples.iter().all(|s| s.ok), "failed requests: {}", summary(&samples));

@@ -9,34 +9,15 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bluegreen_core::{
     BlueGreen, Canary, EventKind, Executor, Fleet, MemberState, MemorySink, MemoryStore, PoolName, Rolling, Router,
     ShiftStep, Split, Status, Strategy, Target, TargetId, Version,
 };
-use bluegreen_vm::{HostFleet, LocalProcessFleet, Updater};
+use bluegreen_vm::{HostFleet, Updater};
 use support::*;
-
-/// Every updater run: (host, version).
-type Runs = Arc<Mutex<Vec<(TargetId, Version)>>>;
-
-/// An updater that "installs" for 300 ms, then restarts the host's process with the new
-/// version, and records each run.
-fn counting_updater(local: &LocalProcessFleet, runs: Runs) -> Updater {
-    let local = local.clone();
-    Updater::from_fn(move |host: Target, version: Version| {
-        let (local, runs) = (local.clone(), runs.clone());
-        async move {
-            runs.lock().expect("runs").push((host.id.clone(), version.clone()));
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            local.update(&host.id, &version).await.map_err(|e| e.to_string())?;
-            Ok(format!("{} now runs {version}", host.id))
-        }
-    })
-}
 
 /// The inventory as a deploy file gives it: every host on v1 (the file's first record), the
 /// first five in blue, the rest in green.
@@ -87,18 +68,7 @@ async fn standing_blue_green_rollback_and_canary_under_load_drop_nothing() {
 
     let load = Load::start(&haproxy.url(), 6);
     // Long requests all along, so every switch has work in flight on the pool it leaves.
-    let long_running = Arc::new(AtomicBool::new(true));
-    let long = (0..4)
-        .map(|_| {
-            let (log, url, running) = (load.log.clone(), format!("{}/sleep/1500", haproxy.url()), long_running.clone());
-            tokio::spawn(async move {
-                let client = client();
-                while running.load(Ordering::Relaxed) {
-                    send(&client, &url, None, &log, true).await;
-                }
-            })
-        })
-        .collect::<Vec<_>>();
+    let long = LongRequests::start(&load, &haproxy.url(), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let bake = Duration::from_millis(1500);
 
@@ -169,10 +139,7 @@ async fn standing_blue_green_rollback_and_canary_under_load_drop_nothing() {
     assert!(!shifted, "traffic moved during the failed deploy");
     assert_eq!(green(&router.split().await.expect("split")), 100);
 
-    long_running.store(false, Ordering::Relaxed);
-    for task in long {
-        let _ = task.await;
-    }
+    long.stop().await;
     let samples = load.stop().await;
     eprintln!("load: {}", summary(&samples));
     assert!(samples.iter().all(|s| s.ok), "failed requests: {}", summary(&samples));

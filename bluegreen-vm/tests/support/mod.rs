@@ -447,3 +447,55 @@ pub fn assert_no_traffic_to_stopped_hosts(samples: &[Sample], marks: &UpdateMark
         assert!(hit.is_none(), "a request went to {server} while it was stopped: {hit:?}");
     }
 }
+
+/// Every updater run: (host, version).
+pub type Runs = Arc<Mutex<Vec<(TargetId, bluegreen_core::Version)>>>;
+
+/// An updater that "installs" for 300 ms, then restarts the host's process with the new
+/// version, and records each run.
+pub fn counting_updater(local: &LocalProcessFleet, runs: Runs) -> Updater {
+    let local = local.clone();
+    Updater::from_fn(move |host: Target, version: bluegreen_core::Version| {
+        let (local, runs) = (local.clone(), runs.clone());
+        async move {
+            runs.lock().expect("runs").push((host.id.clone(), version.clone()));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            local.update(&host.id, &version).await.map_err(|e| e.to_string())?;
+            Ok(format!("{} now runs {version}", host.id))
+        }
+    })
+}
+
+/// Clients sending 1.5 s requests through HAProxy back to back, recorded as long in a [`Load`]'s
+/// log, so every switch has work in flight on the pool it leaves.
+pub struct LongRequests {
+    running: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LongRequests {
+    /// `clients` of `url/sleep/1500`, logged into `load`.
+    pub fn start(load: &Load, url: &str, clients: usize) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (log, url, running) = (load.log.clone(), format!("{url}/sleep/1500"), running.clone());
+                tokio::spawn(async move {
+                    let client = client();
+                    while running.load(Ordering::Relaxed) {
+                        send(&client, &url, None, &log, true).await;
+                    }
+                })
+            })
+            .collect();
+        Self { running, tasks }
+    }
+
+    /// Stops the clients once their request in flight is answered.
+    pub async fn stop(self) {
+        self.running.store(false, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
