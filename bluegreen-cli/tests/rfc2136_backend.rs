@@ -195,43 +195,7 @@ async fn rfc2136_backend_plans_and_deploys_a_rolling_update_with_the_secret_from
     let addresses: BTreeSet<Ipv4Addr> = ["127.0.0.11", "127.0.0.12"].iter().map(|s| s.parse().unwrap()).collect();
     assert_eq!(served(server).await, addresses);
 
-    let mut file = format!(
-        r#"service = "www"
-version = "v2"
-
-[strategy]
-kind = "rolling"
-batch = 1
-
-[health]
-interval = "100ms"
-timeout = "80ms"
-healthy_threshold = 2
-min_healthy_time = "0s"
-deadline = "10s"
-
-[drain]
-timeout = "5s"
-
-[backend]
-kind = "rfc2136"
-server = "{server}"
-zone = "{ZONE}"
-name = "{NAME}"
-ttl = "1s"
-margin = "200ms"
-tsig_key = "{KEY_NAME}"
-tsig_secret = "${{env.{SECRET_VAR}}}"
-updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
-update_timeout = "30s"
-"#,
-        dir = world.dir.path().display()
-    );
-    for (id, address) in &hosts {
-        file.push_str(&format!("\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\n"));
-    }
-    file.push_str("\n[backend.probe]\nkind = \"http\"\npath = \"/healthz\"\n\n[state]\npath = \"state\"\n");
-    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
+    write_deploy_file(&world, server, "kind = \"rolling\"\nbatch = 1", &hosts, |_| None);
 
     let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
     let text = String::from_utf8_lossy(&plan.stdout);
@@ -284,45 +248,8 @@ async fn rfc2136_a_name_with_plain_a_records_is_adopted_only_with_adopt() {
     let (blue_ips, green_ips) = (ips(&["127.0.0.11", "127.0.0.12"]), ips(&["127.0.0.21", "127.0.0.22"]));
     assert_eq!(served(server).await, blue_ips);
 
-    let mut file = format!(
-        r#"service = "www"
-version = "v2"
-
-[strategy]
-kind = "blue_green"
-
-[health]
-interval = "100ms"
-timeout = "80ms"
-healthy_threshold = 2
-min_healthy_time = "0s"
-deadline = "10s"
-
-[drain]
-timeout = "5s"
-
-[backend]
-kind = "rfc2136"
-server = "{server}"
-zone = "{ZONE}"
-name = "{NAME}"
-ttl = "1s"
-margin = "200ms"
-tsig_key = "{KEY_NAME}"
-tsig_secret = "${{env.{SECRET_VAR}}}"
-updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
-update_timeout = "30s"
-"#,
-        dir = world.dir.path().display()
-    );
-    for (id, address) in &hosts {
-        let pool = if id.starts_with('b') { "blue" } else { "green" };
-        file.push_str(&format!(
-            "\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\npool = \"{pool}\"\n"
-        ));
-    }
-    file.push_str("\n[backend.probe]\nkind = \"http\"\npath = \"/healthz\"\n\n[state]\npath = \"state\"\n");
-    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
+    let pool = |id: &str| Some(if id.starts_with('b') { "blue" } else { "green" });
+    write_deploy_file(&world, server, "kind = \"blue_green\"", &hosts, pool);
 
     let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
     let text = String::from_utf8_lossy(&plan.stdout);
@@ -362,4 +289,54 @@ update_timeout = "30s"
     assert_eq!(served(server).await, blue_ips);
     let versions: Vec<String> = hosts.iter().map(|(_, a)| version_at(a)).collect();
     assert_eq!(versions, ["v3", "v3", "v2", "v2"]);
+}
+
+/// Writes `deploy.toml` in `world`'s directory: an RFC 2136 backend on `server` with `strategy`
+/// (the lines of `[strategy]`) over `hosts`, each in `pool(id)` when it names one.
+fn write_deploy_file(
+    world: &World,
+    server: SocketAddr,
+    strategy: &str,
+    hosts: &[(String, String)],
+    pool: impl Fn(&str) -> Option<&'static str>,
+) {
+    let mut file = format!(
+        r#"service = "www"
+version = "v2"
+
+[strategy]
+{strategy}
+
+[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[drain]
+timeout = "5s"
+
+[backend]
+kind = "rfc2136"
+server = "{server}"
+zone = "{ZONE}"
+name = "{NAME}"
+ttl = "1s"
+margin = "200ms"
+tsig_key = "{KEY_NAME}"
+tsig_secret = "${{env.{SECRET_VAR}}}"
+updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
+update_timeout = "30s"
+"#,
+        dir = world.dir.path().display()
+    );
+    for (id, address) in hosts {
+        file.push_str(&format!("\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\n"));
+        if let Some(pool) = pool(id) {
+            file.push_str(&format!("pool = \"{pool}\"\n"));
+        }
+    }
+    file.push_str("\n[backend.probe]\nkind = \"http\"\npath = \"/healthz\"\n\n[state]\npath = \"state\"\n");
+    std::fs::write(world.dir.path().join("deploy.toml"), &file).expect("deploy.toml");
 }
