@@ -25,7 +25,10 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match plan_or_deploy(&path, run).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
@@ -33,24 +36,25 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn plan_or_deploy(path: &std::path::Path, run: bool) -> Result<(), OpenError> {
+/// Plans the deploy file at `path` or, with `run`, deploys it: what the program prints.
+/// (`tests/deploy_file_example.rs` runs it against a real HAProxy and moto.)
+pub(crate) async fn plan_or_deploy(path: &std::path::Path, run: bool) -> Result<String, OpenError> {
     let opened = deploy::open(path, &Substitutions::new(), None).await?;
     let owner = opened.owner.unwrap_or_else(|| "deploy-file-example".to_owned());
     let executor = opened.backends.executor().state_store(opened.store, owner).build();
     if run {
         let outcome = executor.deploy(&opened.spec).await.map_err(OpenError::Backend)?;
         let versions: Vec<String> = outcome.serving_versions.iter().map(ToString::to_string).collect();
-        println!("{} {}: {} serving {}", outcome.deployment_id, outcome.status, outcome.split, versions.join(", "));
+        Ok(format!("{} {}: {} serving {}", outcome.deployment_id, outcome.status, outcome.split, versions.join(", ")))
     } else {
         let plan = executor.plan(&opened.spec).await.map_err(OpenError::Backend)?;
-        println!(
-            "{} → {} ({}), {} steps\n",
+        Ok(format!(
+            "{} → {} ({}), {} steps\n\n{}",
             plan.spec.service,
             plan.spec.version,
             plan.spec.strategy.name(),
-            plan.steps.len()
-        );
-        println!("{}", plan.timeline());
+            plan.steps.len(),
+            plan.timeline()
+        ))
     }
-    Ok(())
 }

@@ -181,31 +181,10 @@ endpoint_url = "{endpoint}"
 /// registered), the old task set gone afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_backend_deploys_blue_green_on_a_rule() {
-    use bluegreen_core::Fleet as _;
     let Some(moto) = Moto::start() else { return };
-    let sdk = moto.config().load().await;
-    let elb = ElbClient::new(&sdk);
-    let alb = moto.create_alb(&elb).await;
-    let ecs = aws_sdk_ecs::Client::new(&sdk);
-    let service = moto.create_ecs_service(&ecs, "sales", "sales-area-graphql", "v86", 2).await;
     // Before: the v86 tasks are blue's members.
-    let fleet = bluegreen_aws::EcsFleet::builder(&sdk, &service.cluster, &service.service)
-        .container(moto::ecs::CONTAINER)
-        .image(moto::ecs::IMAGE)
-        .build()
-        .expect("fleet");
-    let v86 = fleet.list().await.expect("tasks");
-    assert_eq!(v86.len(), 2);
-    let router = bluegreen_aws::AlbRouter::new(
-        &sdk,
-        &alb.listener_arn,
-        [("blue", alb.blue_arn.clone()), ("green", alb.green_arn.clone())],
-    )
-    .expect("router")
-    .on_rule(&alb.rule_arn)
-    .expect("rule");
-    use bluegreen_core::Router as _;
-    router.add_targets(&"blue".into(), &v86).await.expect("register");
+    let seeded = moto.serving_ecs_service("sales-area-graphql", "v86", 2).await;
+    let elb = ElbClient::new(&moto.config().load().await);
 
     let dir = dir("ecs");
     let body = format!(
@@ -218,43 +197,24 @@ kind = "blue_green"
 [drain]
 timeout = "5s"
 
-[backend]
-kind = "ecs"
-cluster = "{cluster}"
-service = "{service}"
-container = "{container}"
-image = "{image}"
-poll_interval = "100ms"
-start_timeout = "30s"
-
-[backend.alb]
-listener_arn = "{listener}"
-rule_arn = "{rule}"
-target_groups = {{ blue = "{blue}", green = "{green}" }}
-drain_poll = "100ms"
-
 [state]
 path = "state"
-"#,
-        cluster = service.cluster,
-        service = service.service,
-        container = moto::ecs::CONTAINER,
-        image = moto::ecs::IMAGE,
-        listener = alb.listener_arn,
-        rule = alb.rule_arn,
-        blue = alb.blue_arn,
-        green = alb.green_arn,
+
+{}"#,
+        seeded.backend_section()
     );
     write_deploy_file(dir.path(), &moto, "20s", &body);
     let (_, outcome) = deploy_json(dir.path(), &[]);
     assert_eq!(outcome["outcome"]["status"], "succeeded", "{outcome}");
     assert_eq!(outcome["outcome"]["serving_versions"], serde_json::json!(["v87"]), "{outcome}");
-    assert!(router.split().await.expect("split").same_traffic(&bluegreen_core::Split::all_to(&"green".into())));
-    let now = fleet.list().await.expect("tasks");
+    use bluegreen_core::{Fleet as _, Router as _};
+    let split = seeded.router.split().await.expect("split");
+    assert!(split.same_traffic(&bluegreen_core::Split::all_to(&"green".into())));
+    let now = seeded.fleet.list().await.expect("tasks");
     assert_eq!(now.len(), 2, "{now:?}");
     assert!(now.iter().all(|t| t.version.as_str() == "v87"), "{now:?}");
-    assert!(blue_members(&elb, &alb.blue_arn).await.is_empty(), "the v86 tasks were deregistered");
-    assert_eq!(blue_members(&elb, &alb.green_arn).await.len(), 2);
+    assert!(blue_members(&elb, &seeded.alb.blue_arn).await.is_empty(), "the v86 tasks were deregistered");
+    assert_eq!(blue_members(&elb, &seeded.alb.green_arn).await.len(), 2);
 }
 
 /// `kind = "route53"`: a rolling update of two hosts whose A records are blue's weighted record

@@ -10,38 +10,27 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use bluegreen_testkit::free_port;
+use bluegreen_testkit::haproxy::{self, HaproxyProcess, Server};
 
 mod common;
 
 use common::{temp_dir, Hosts, BLUEGREEN};
 
-/// `Some(binary)`, or `None` (skip) locally; fails in CI.
-fn require_haproxy(test: &str) -> Option<PathBuf> {
-    bluegreen_testkit::require_binary(
-        "haproxy",
-        "install it with `apt-get install -y haproxy` (scripts/test does this)",
-        test,
-    )
-}
-
 /// The test's directory, HAProxy and the target processes; all stopped and removed when dropped.
 struct World {
     dir: tempfile::TempDir,
-    haproxy: Option<Child>,
+    haproxy: Option<HaproxyProcess>,
     hosts: Option<Hosts>,
 }
 
 impl Drop for World {
     fn drop(&mut self) {
-        if let Some(mut haproxy) = self.haproxy.take() {
-            let _ = haproxy.kill();
-            let _ = haproxy.wait();
-        }
+        drop(self.haproxy.take());
         // Before the directory goes: the hosts' pid files are in it.
         drop(self.hosts.take());
     }
@@ -62,26 +51,32 @@ impl World {
         let hosts: Vec<(String, String)> =
             (1..=HOSTS).map(|i| (format!("web-{i}"), format!("127.0.0.1:{}", free_port()))).collect();
         let started = Hosts::start(dir.path(), &hosts);
-        let servers: Vec<(String, &str, u32)> = hosts
-            .iter()
-            .zip(pools)
-            .map(|((id, address), pool)| {
-                match layout {
-                    Layout::ByPool => (format!("{pool}.{id}"), address.as_str(), u32::from(pool == "blue")),
-                    Layout::Named => (id.clone(), address.as_str(), u32::from(pool == "blue")),
-                    // Each pool's backend (web_<pool>), every server at weight 1.
-                    Layout::BackendPerPool => (format!("{pool}/{id}"), address.as_str(), 1),
-                }
-            })
-            .collect();
-        // A free port can be taken by another test's server before HAProxy binds it: try another.
-        let (child, frontend) = (0..5)
-            .find_map(|_| {
-                let frontend = free_port();
-                start_haproxy(binary, dir.path(), &servers, frontend).map(|child| (child, frontend))
-            })
-            .unwrap_or_else(|| panic!("haproxy found its frontend port taken 5 times"));
-        (Self { dir, haproxy: Some(child), hosts: Some(started) }, frontend, hosts)
+        let server = |id: &String, address: &String, pool: &str| match layout {
+            Layout::ByPool => Server::new(format!("{pool}.{id}"), address, u32::from(pool == "blue")),
+            Layout::Named => Server::new(id, address, u32::from(pool == "blue")),
+            // Each pool's backend (web_<pool>), every server at weight 1.
+            Layout::BackendPerPool => Server::new(id, address, 1),
+        };
+        let haproxy = if layout == Layout::BackendPerPool {
+            let in_pool = |wanted: &str| -> Vec<Server> {
+                hosts
+                    .iter()
+                    .zip(pools)
+                    .filter(|(_, pool)| *pool == wanted)
+                    .map(|((id, a), p)| server(id, a, p))
+                    .collect()
+            };
+            HaproxyProcess::start_per_pool(
+                binary,
+                Some(dir.path()),
+                &[("blue", in_pool("blue")), ("green", in_pool("green"))],
+            )
+        } else {
+            let servers: Vec<Server> = hosts.iter().zip(pools).map(|((id, a), p)| server(id, a, p)).collect();
+            HaproxyProcess::start(binary, Some(dir.path()), &servers, "")
+        };
+        let frontend = haproxy.frontend();
+        (Self { dir, haproxy: Some(haproxy), hosts: Some(started) }, frontend, hosts)
     }
 
     fn bluegreen(&self, args: &[&str]) -> Output {
@@ -99,111 +94,6 @@ enum Layout {
     /// Backends `web_blue` and `web_green`, servers `web-N`, chosen by the split map
     /// `<dir>/bluegreen-split.map` (every entry on web_blue at first).
     BackendPerPool,
-}
-
-/// Starts HAProxy in front of `servers` (name, address, weight) with its frontend on
-/// `frontend`; `None` if it exited (its port taken meanwhile by another test's server). A
-/// server named `<pool>/<id>` is server `<id>` of backend `web_<pool>` (the backend-per-pool
-/// layout, with its split map), otherwise a server of backend `web`.
-fn start_haproxy(binary: &Path, dir: &Path, servers: &[(String, &str, u32)], frontend: u16) -> Option<Child> {
-    if servers.iter().any(|(name, _, _)| name.contains('/')) {
-        return start_haproxy_per_pool(binary, dir, servers, frontend);
-    }
-    let mut config = format!(
-        "global\n\
-         \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
-         \x20   stats timeout 30s\n\
-         defaults\n\
-         \x20   mode http\n\
-         \x20   timeout connect 1s\n\
-         \x20   timeout client 30s\n\
-         \x20   timeout server 30s\n\
-         frontend fe\n\
-         \x20   bind 127.0.0.1:{frontend}\n\
-         \x20   default_backend web\n\
-         backend web\n\
-         \x20   balance roundrobin\n\
-         \x20   option httpchk GET /healthz\n\
-         \x20   http-response set-header x-server %[srv_name]\n\
-         \x20   default-server check inter 200ms fall 2 rise 2\n",
-        dir = dir.display()
-    );
-    for (name, address, weight) in servers {
-        config.push_str(&format!("    server {name} {address} weight {weight}\n"));
-    }
-    run_haproxy(binary, dir, &config, frontend)
-}
-
-/// [`start_haproxy`] in the backend-per-pool layout.
-fn start_haproxy_per_pool(binary: &Path, dir: &Path, servers: &[(String, &str, u32)], frontend: u16) -> Option<Child> {
-    let map = dir.join("bluegreen-split.map");
-    std::fs::write(&map, (0..100).map(|key| format!("{key} web_blue\n")).collect::<String>()).expect("map");
-    let mut config = format!(
-        "global\n\
-         \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
-         \x20   stats timeout 30s\n\
-         defaults\n\
-         \x20   mode http\n\
-         \x20   timeout connect 1s\n\
-         \x20   timeout client 30s\n\
-         \x20   timeout server 30s\n\
-         frontend fe\n\
-         \x20   bind 127.0.0.1:{frontend}\n\
-         \x20   use_backend %[rand(100),map_int({map})]\n\
-         \x20   default_backend web_blue\n",
-        dir = dir.display(),
-        map = map.display()
-    );
-    for pool in ["blue", "green"] {
-        config.push_str(&format!(
-            "backend web_{pool}\n\
-             \x20   balance roundrobin\n\
-             \x20   option httpchk GET /healthz\n\
-             \x20   http-response set-header x-server %[be_name]/%[srv_name]\n\
-             \x20   default-server check inter 200ms fall 2 rise 2\n"
-        ));
-        for (name, address, weight) in servers {
-            if let Some(id) = name.strip_prefix(&format!("{pool}/")) {
-                config.push_str(&format!("    server {id} {address} weight {weight}\n"));
-            }
-        }
-    }
-    run_haproxy(binary, dir, &config, frontend)
-}
-
-/// Runs HAProxy with `config` until its admin socket and its frontend answer.
-fn run_haproxy(binary: &Path, dir: &Path, config: &str, frontend: u16) -> Option<Child> {
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).expect("haproxy.cfg");
-    let mut child = Command::new(binary)
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start haproxy");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(dir.join("admin.sock")).is_err()
-        || TcpStream::connect(("127.0.0.1", frontend)).is_err()
-    {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            if stderr.contains("cannot bind socket") {
-                return None;
-            }
-            panic!("haproxy exited ({status}) with this config:\n{config}\n{stderr}");
-        }
-        assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // Its warnings are not interesting once it runs (and a full pipe would block it).
-    drop(child.stderr.take());
-    Some(child)
 }
 
 /// One `GET /` (HTTP/1.1, closed after the answer): the `x-version` and `x-server` headers.
@@ -231,7 +121,7 @@ fn get(address: &str) -> Result<(String, Option<String>), String> {
 
 #[test]
 fn haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time() {
-    let Some(binary) = require_haproxy("haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time") else {
+    let Some(binary) = haproxy::require("haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time") else {
         return;
     };
     let (world, frontend, hosts) = World::start(&binary, ["blue"; HOSTS], true);
@@ -417,7 +307,7 @@ fn updates(stdout: &str) -> usize {
 #[test]
 fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating() {
     let test = "haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updating";
-    let Some(binary) = require_haproxy(test) else { return };
+    let Some(binary) = haproxy::require(test) else { return };
     let (world, through_haproxy, hosts) = standing_world(&binary, false);
     let run = |args: &[&str]| {
         let out = world.bluegreen(args);
@@ -466,7 +356,7 @@ fn haproxy_backend_switches_between_standing_pools_and_rolls_back_without_updati
 #[test]
 fn haproxy_servers_an_operator_named_are_adopted_only_with_adopt() {
     let test = "haproxy_servers_an_operator_named_are_adopted_only_with_adopt";
-    let Some(binary) = require_haproxy(test) else { return };
+    let Some(binary) = haproxy::require(test) else { return };
     let (world, through_haproxy, hosts) = standing_world(&binary, true);
 
     let plan = world.bluegreen(&["plan", "-f", "deploy.toml"]);
@@ -505,7 +395,7 @@ fn haproxy_servers_an_operator_named_are_adopted_only_with_adopt() {
 #[test]
 fn haproxy_backend_per_pool_switches_by_the_split_map_and_rolls_back_without_updating() {
     let test = "haproxy_backend_per_pool_switches_by_the_split_map_and_rolls_back_without_updating";
-    let Some(binary) = require_haproxy(test) else { return };
+    let Some(binary) = haproxy::require(test) else { return };
     let pools = ["blue", "blue", "green", "green"];
     let (world, frontend, hosts) = World::start_in(&binary, pools, Layout::BackendPerPool);
     let through_haproxy = format!("127.0.0.1:{frontend}");

@@ -306,9 +306,12 @@ async fn invariant_7_no_success_before_the_router_serves_what_was_asked() {
 /// Retryable backend errors are retried with backoff; permanent ones fail at once.
 #[tokio::test(start_paused = true)]
 async fn retryable_errors_are_retried_and_permanent_ones_fail_fast() {
-    use bluegreen_core::sim::{Fault, Op};
-    let sim =
-        Sim::builder().pool("blue", 2, "v1").pool("green", 0, "v1").fault(Fault::transient(Op::SetSplit, 1, 2)).build();
+    use bluegreen_core::sim::Fault;
+    let sim = Sim::builder()
+        .pool("blue", 2, "v1")
+        .pool("green", 0, "v1")
+        .fault(Fault::transient(RouterOp::SetSplit, 1, 2))
+        .build();
     let (builder, log) = executor(&sim);
     let outcome = builder
         .build()
@@ -318,10 +321,13 @@ async fn retryable_errors_are_retried_and_permanent_ones_fail_fast() {
     assert_eq!(outcome.status, Status::Succeeded);
     let retries: Vec<_> = log.events().into_iter().filter(|e| matches!(e.kind, EventKind::Retrying { .. })).collect();
     assert_eq!(retries.len(), 2);
-    assert_eq!(sim.calls()[&Op::SetSplit], 3);
+    assert_eq!(sim.calls_of(RouterOp::SetSplit), 3);
 
-    let sim =
-        Sim::builder().pool("blue", 2, "v1").pool("green", 0, "v1").fault(Fault::permanent(Op::SetSplit, 1)).build();
+    let sim = Sim::builder()
+        .pool("blue", 2, "v1")
+        .pool("green", 0, "v1")
+        .fault(Fault::permanent(RouterOp::SetSplit, 1))
+        .build();
     let (builder, log) = executor(&sim);
     let outcome = builder
         .build()

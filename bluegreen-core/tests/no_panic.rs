@@ -6,7 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bluegreen_core::sim::{Fault, Op, Sim};
+use bluegreen_core::layers::RouterOp;
+use bluegreen_core::sim::{Fault, Sim};
 use bluegreen_core::{BlueGreen, Error, Executor, MemoryStore, RetryPolicy, Spec, StateStore, Status, Strategy};
 use support::*;
 
@@ -34,7 +35,7 @@ async fn twenty_five_retryable_failures_with_multiplier_ten_retry_and_release_th
     let sim = Sim::builder()
         .pool("blue", 2, "v1")
         .pool("green", 0, "v1")
-        .fault(Fault::transient(Op::SetSplit, 1, 25))
+        .fault(Fault::transient(RouterOp::SetSplit, 1, 25))
         .build();
     let store = Arc::new(MemoryStore::new());
     let exec = Executor::builder(sim.router(), sim.fleet(), sim.probe()).state_store(store.clone(), "ci").build();

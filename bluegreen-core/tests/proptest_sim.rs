@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use bluegreen_core::sim::{Fault, Op, Sim, VersionBehaviour};
+use bluegreen_core::layers::RouterOp;
+use bluegreen_core::sim::{Fault, FleetOp, Op, Sim, VersionBehaviour};
 use bluegreen_core::{
     BatchSize, BlueGreen, Canary, Executor, Linear, MemorySink, PoolName, Rolling, RollingMode, ShiftStep, Spec,
     Status, Strategy as Deploy,
@@ -55,16 +56,16 @@ fn behaviour() -> impl Strategy<Value = VersionBehaviour> {
 
 fn fault() -> impl Strategy<Value = Fault> {
     let op = prop_oneof![
-        Just(Op::Split),
-        Just(Op::SetSplit),
-        Just(Op::AddTargets),
-        Just(Op::Drain),
-        Just(Op::RemoveTargets),
-        Just(Op::Members),
-        Just(Op::Provision),
-        Just(Op::Update),
-        Just(Op::Retire),
-        Just(Op::List),
+        Just(Op::Router(RouterOp::Split)),
+        Just(Op::Router(RouterOp::SetSplit)),
+        Just(Op::Router(RouterOp::AddTargets)),
+        Just(Op::Router(RouterOp::Drain)),
+        Just(Op::Router(RouterOp::RemoveTargets)),
+        Just(Op::Router(RouterOp::Members)),
+        Just(Op::Fleet(FleetOp::Provision)),
+        Just(Op::Fleet(FleetOp::Update)),
+        Just(Op::Fleet(FleetOp::Retire)),
+        Just(Op::Fleet(FleetOp::List)),
     ];
     (op, 1u64..40, 1u32..4, any::<bool>()).prop_map(|(op, from_call, times, retryable)| {
         if retryable {

@@ -4,7 +4,7 @@
 
 mod support;
 
-use bluegreen_core::sim::{Op, Sim, VersionBehaviour};
+use bluegreen_core::sim::{FleetOp, Sim, VersionBehaviour};
 use bluegreen_core::{
     BlueGreen, Canary, Error, EventKind, MemberState, PoolName, ShiftStep, Spec, Split, Status, Strategy,
 };
@@ -21,10 +21,6 @@ fn standing_world() -> Sim {
 
 fn versions_of(sim: &Sim, prefix: &str) -> Vec<String> {
     sim.targets().iter().filter(|t| t.id.as_str().starts_with(prefix)).map(|t| t.version.to_string()).collect()
-}
-
-fn calls(sim: &Sim, op: Op) -> u64 {
-    sim.calls().get(&op).copied().unwrap_or(0)
 }
 
 fn blue_green(version: &str) -> Spec {
@@ -50,8 +46,8 @@ async fn blue_green_updates_the_idle_pool_in_place_and_keeps_the_old_one_warm() 
     assert_eq!(versions_of(&sim, "green"), ["v2"; 4]);
     assert_eq!(versions_of(&sim, "blue"), ["v1"; 4], "the old pool keeps the old version");
     assert!(sim.members("blue").values().all(|s| *s == MemberState::Serving), "the old pool stays warm");
-    assert_eq!((calls(&sim, Op::Provision), calls(&sim, Op::Retire)), (0, 0), "nothing started or stopped");
-    assert_eq!(calls(&sim, Op::Update), 4);
+    assert_eq!((sim.calls_of(FleetOp::Provision), sim.calls_of(FleetOp::Retire)), (0, 0), "nothing started or stopped");
+    assert_eq!(sim.calls_of(FleetOp::Update), 4);
     assert_eq!(sim.traffic().failed, 0);
     assert_no_violations(&sim, &log);
 
@@ -68,7 +64,7 @@ async fn blue_green_updates_the_idle_pool_in_place_and_keeps_the_old_one_warm() 
     let back = executor.deploy(&blue_green("v1")).await.unwrap();
     assert_eq!(back.status, Status::Succeeded, "{}", log.lines().join("\n"));
     assert_eq!(green(&sim.split()), 0);
-    assert_eq!(calls(&sim, Op::Update), 4, "no host was updated to go back");
+    assert_eq!(sim.calls_of(FleetOp::Update), 4, "no host was updated to go back");
     assert_eq!(versions_of(&sim, "green"), ["v2"; 4], "green stays warm on v2");
     assert_eq!(sim.traffic().failed, 0);
     assert_no_violations(&sim, &log);
@@ -111,7 +107,7 @@ async fn a_canary_between_standing_pools_rolls_back_by_a_switch() {
     let shares: Vec<u32> = sim.split_history().iter().map(|(_, s)| green(s)).collect();
     assert!(shares.contains(&10) && shares.contains(&50) && !shares.contains(&100), "{shares:?}");
     assert_eq!(green(&sim.split()), 0);
-    assert_eq!(calls(&sim, Op::Update), 4, "the rollback updated no host");
+    assert_eq!(sim.calls_of(FleetOp::Update), 4, "the rollback updated no host");
     assert_eq!(versions_of(&sim, "blue"), ["v1"; 4]);
     let events = log.events();
     assert!(events.iter().any(|e| matches!(e.kind, EventKind::RollbackStarted { .. })));

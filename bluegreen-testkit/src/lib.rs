@@ -1,7 +1,9 @@
 //! Helpers shared by bluegreen's integration tests (HAProxy, knot, moto): finding the real
 //! servers the tests start, the rule that a missing one fails in CI and is skipped locally,
-//! free loopback ports, and a moto server ([`moto::MotoServer`]) on one of them.
+//! free loopback ports, a real HAProxy in front of the test's servers
+//! ([`haproxy::HaproxyProcess`]) and a moto server ([`moto::MotoServer`]).
 
+pub mod haproxy;
 pub mod moto;
 
 use std::net::{TcpListener, UdpSocket};

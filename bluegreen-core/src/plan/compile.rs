@@ -8,7 +8,7 @@ use crate::fleet::FleetCapabilities;
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Split, Target, TargetId, Version};
 use crate::router::Capabilities;
-use crate::spec::{RollbackPace, Rolling, RollingMode, ShortBakePolicy, Spec, Strategy};
+use crate::spec::{RollbackPace, ShortBakePolicy, Spec, Strategy};
 
 impl Plan {
     /// Compiles `spec` against `before` for a router with `capabilities` and a fleet that can
@@ -83,8 +83,10 @@ impl Plan {
         };
         check_drain_timeout(&mut plan);
         match &spec.strategy {
-            Strategy::Rolling(rolling) => compile_rolling(&mut plan, rolling, capabilities)?,
-            _ if !fleet.provisions && fleet.updates_in_place => compile_standing(&mut plan, capabilities)?,
+            Strategy::Rolling(rolling) => super::rolling::compile_rolling(&mut plan, rolling, capabilities)?,
+            _ if !fleet.provisions && fleet.updates_in_place => {
+                super::standing::compile_standing(&mut plan, capabilities)?
+            }
             _ => compile_shift(&mut plan, capabilities)?,
         }
         check_bakes(&mut plan)?;
@@ -185,7 +187,7 @@ fn most_common_version(targets: &[Target]) -> Option<Version> {
     counts.into_iter().max_by_key(|(_, n)| *n).map(|(v, _)| v.clone())
 }
 
-fn ids(targets: &[Target]) -> Vec<TargetId> {
+pub(super) fn ids(targets: &[Target]) -> Vec<TargetId> {
     targets.iter().map(|t| t.id.clone()).collect()
 }
 
@@ -195,7 +197,7 @@ pub(crate) fn tag(spec: &Spec, name: &str) -> String {
     format!("{}/{}/{name}", spec.service, spec.version)
 }
 
-fn zones_of(targets: &[Target]) -> Vec<String> {
+pub(super) fn zones_of(targets: &[Target]) -> Vec<String> {
     let mut zones: Vec<String> = targets.iter().filter_map(|t| t.zone.clone()).collect();
     zones.sort();
     zones.dedup();
@@ -203,7 +205,7 @@ fn zones_of(targets: &[Target]) -> Vec<String> {
 }
 
 /// The pool a blue-green, canary or linear deploy moves traffic to: the spec's other pool.
-fn candidate_pool(plan: &Plan) -> PoolName {
+pub(super) fn candidate_pool(plan: &Plan) -> PoolName {
     plan.spec.pools.iter().find(|p| **p != plan.stable_pool).cloned().expect("validated: two pools")
 }
 
@@ -218,7 +220,7 @@ fn step_field(spec: &Spec, i: usize) -> String {
     }
 }
 
-fn check_shift_steps(spec: &Spec, capabilities: &Capabilities) -> Result<()> {
+pub(super) fn check_shift_steps(spec: &Spec, capabilities: &Capabilities) -> Result<()> {
     for (i, step) in spec.shift_steps().iter().enumerate() {
         let field = step_field(spec, i);
         if step.percent < 100 && !capabilities.weighted_split {
@@ -276,7 +278,7 @@ fn targets_needed(percent: u32) -> (usize, usize) {
 /// ([`Capabilities::weight_by_target_count`]: DNS record multiplicity), refuses a traffic step
 /// (or a step of a ramped rollback) that `stable` and `candidate`, with the given numbers of
 /// targets, cannot express, saying what it would need and which steps the targets allow.
-fn check_expressible(
+pub(super) fn check_expressible(
     spec: &Spec,
     capabilities: &Capabilities,
     (stable, stable_targets): (&PoolName, usize),
@@ -339,7 +341,7 @@ fn check_expressible(
 
 /// The steps from the test phase to the last traffic step: hooks, test traffic, each shift
 /// with its bake.
-fn push_shifts(plan: &mut Plan, new: &TargetSet) {
+pub(super) fn push_shifts(plan: &mut Plan, new: &TargetSet) {
     let spec = plan.spec.clone();
     let (stable, candidate) = (plan.stable_pool.clone(), plan.candidate_pool.clone());
     let s = &mut plan.steps;
@@ -362,7 +364,7 @@ fn push_shifts(plan: &mut Plan, new: &TargetSet) {
 }
 
 /// How long a blue-green keeps the old pool warm, if the spec says.
-fn keep_old_for(spec: &Spec) -> Option<std::time::Duration> {
+pub(super) fn keep_old_for(spec: &Spec) -> Option<std::time::Duration> {
     match &spec.strategy {
         Strategy::BlueGreen(bg) => bg.keep_old_for,
         _ => None,
@@ -416,236 +418,4 @@ fn compile_shift(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
     s.push(Step::Retire { targets: old });
     s.push(Step::Hook { point: HookPoint::AfterDeploy });
     Ok(())
-}
-
-/// Blue-green, canary and linear between two standing pools of a fixed inventory: the idle
-/// pool's hosts are updated in place (drained first if they still serve anything), gated,
-/// and take the traffic; the old pool keeps its hosts on the old version, warm (or drained
-/// after `keep_old_for`), so going back is a traffic switch.
-fn compile_standing(plan: &mut Plan, capabilities: &Capabilities) -> Result<()> {
-    let spec = plan.spec.clone();
-    let drain_timeout = plan.drain_timeout();
-    let stable = plan.stable_pool.clone();
-    let candidate = candidate_pool(plan);
-    let pool_index = spec.pools.iter().position(|p| *p == candidate).unwrap_or(1);
-    let idle = ids(plan.before.targets(&candidate));
-    let serving = plan.before.serving(&stable).len();
-    if idle.is_empty() {
-        return Err(Error::invalid(
-            format!("pools[{pool_index}]"),
-            format!(
-                "pool {candidate} has no hosts: over a fixed inventory a {} deploy updates the idle pool's hosts in \
-                 place and switches traffic to them; give pool {candidate} hosts (`pool = \"{candidate}\"` on \
-                 hosts of the inventory), or deploy rolling in place",
-                spec.strategy.name()
-            ),
-        ));
-    }
-    match spec.replicas {
-        Some(r) if r != idle.len() => {
-            return Err(Error::invalid(
-                "replicas",
-                format!(
-                    "replicas = {r}, but pool {candidate} is a standing pool of {} host(s), updated whole: leave \
-                     replicas out, or set it to {} to accept a pool smaller than {stable}'s {serving}",
-                    idle.len(),
-                    idle.len()
-                ),
-            ));
-        }
-        None if idle.len() < serving => {
-            return Err(Error::invalid(
-                format!("pools[{pool_index}]"),
-                format!(
-                    "pool {candidate} has {} host(s) but pool {stable} serves with {serving}: after the switch {} \
-                     would carry the traffic of {serving}; give {candidate} {serving} hosts, or set replicas = {} to \
-                     accept the smaller pool",
-                    idle.len(),
-                    idle.len(),
-                    idle.len()
-                ),
-            ));
-        }
-        _ => {}
-    }
-    check_shift_steps(&spec, capabilities)?;
-    check_expressible(&spec, capabilities, (&stable, serving), (&candidate, idle.len()))?;
-    plan.standing = true;
-    plan.candidate_pool = candidate.clone();
-    plan.capacity_floor = serving.min(idle.len());
-    plan.batch_size = idle.len();
-    // The live pool runs the version already (the same deploy file run again): switching to
-    // the idle pool would update it for nothing.
-    let live = plan.before.serving(&stable);
-    if live.iter().all(|t| t.version == spec.version) {
-        plan.warnings.push(format!(
-            "pool {stable} serves {} already (all {} serving hosts): nothing to do",
-            spec.version,
-            live.len()
-        ));
-        return Ok(());
-    }
-    let new = TargetSet::Ids(idle.clone());
-    plan.steps.push(Step::Hook { point: HookPoint::BeforeProvision });
-    plan.steps.push(Step::UpdateBatch {
-        pool: candidate.clone(),
-        batch: 1,
-        of: 1,
-        targets: idle,
-        version: spec.version.clone(),
-        drain_timeout,
-    });
-    // The update gates each host it touches; hosts already on the version (a re-run, or a
-    // rollback to the warm old pool) are gated here.
-    plan.steps.push(Step::AwaitHealthy { targets: new.clone() });
-    push_shifts(plan, &new);
-    let s = &mut plan.steps;
-    if let Some(keep) = keep_old_for(&spec) {
-        if !keep.is_zero() {
-            s.push(Step::Pause {
-                duration: Some(keep),
-                reason: format!("keep pool {stable} warm for an instant rollback"),
-            });
-        }
-        let old = TargetSet::Ids(ids(plan.before.targets(&stable)));
-        s.push(Step::Drain { pool: stable, targets: old, timeout: drain_timeout });
-    }
-    s.push(Step::Hook { point: HookPoint::AfterDeploy });
-    Ok(())
-}
-
-/// Rolling: the live pool's targets in batches, in place or replaced.
-fn compile_rolling(plan: &mut Plan, rolling: &Rolling, capabilities: &Capabilities) -> Result<()> {
-    let spec = plan.spec.clone();
-    let drain_timeout = plan.drain_timeout();
-    let pool = plan.stable_pool.clone();
-    // Members an operator took out of service stay as they are; batches and the floor count
-    // the serving ones.
-    let targets = plan.before.serving(&pool);
-    let total = targets.len();
-    if total == 0 {
-        return Err(Error::invalid("pools", format!("the live pool {pool} has no serving targets to update")));
-    }
-    let batch = rolling.batch.of(total);
-    if batch > total {
-        return Err(Error::invalid(
-            "strategy.batch",
-            format!("a batch of {batch} is larger than pool {pool}'s {total} target(s)"),
-        ));
-    }
-    let (surge, unavailable) = match rolling.mode {
-        RollingMode::InPlace => (0, batch),
-        RollingMode::Replace => {
-            let surge = rolling.max_surge.map_or(batch, |s| s.of(total)).min(batch);
-            (surge, batch - surge)
-        }
-    };
-    let allowed = rolling.max_unavailable.map_or(usize::MAX, |u| u.of(total));
-    let allowed = if rolling.mode == RollingMode::Replace && rolling.max_unavailable.is_none() { 0 } else { allowed };
-    if unavailable > allowed {
-        return Err(Error::invalid(
-            "strategy.max_unavailable",
-            format!("each batch takes {unavailable} target(s) out of service but max_unavailable allows {allowed}"),
-        ));
-    }
-    if unavailable >= total {
-        return Err(Error::invalid(
-            "strategy.batch",
-            format!(
-                "batches of {batch} take all {total} target(s) of the live pool {pool} out of service at once; \
-                 use a smaller batch, or mode = \"replace\" with max_surge"
-            ),
-        ));
-    }
-    let floor = match rolling.min_healthy_percent {
-        Some(p) => (total * p as usize).div_ceil(100),
-        None => total - unavailable,
-    };
-    if total - unavailable < floor {
-        return Err(Error::invalid(
-            "strategy.min_healthy_percent",
-            format!(
-                "batches of {batch} leave {} of {total} target(s) serving, below the floor of {floor} ({}%)",
-                total - unavailable,
-                rolling.min_healthy_percent.unwrap_or(100)
-            ),
-        ));
-    }
-    plan.capacity_floor = floor.max(1);
-    plan.batch_size = batch;
-
-    let order = if rolling.zone_balanced { interleave_zones(&targets) } else { targets };
-    let batches: Vec<&[Target]> = order.chunks(batch).collect();
-    let s = &mut plan.steps;
-    s.push(Step::Hook { point: HookPoint::BeforeProvision });
-    s.push(Step::Hook { point: HookPoint::BeforeTraffic });
-    let mut done: Vec<TargetId> = Vec::new();
-    for (i, members) in batches.iter().enumerate() {
-        let n = i + 1;
-        match rolling.mode {
-            RollingMode::InPlace => {
-                s.push(Step::UpdateBatch {
-                    pool: pool.clone(),
-                    batch: n,
-                    of: batches.len(),
-                    targets: ids(members),
-                    version: spec.version.clone(),
-                    drain_timeout,
-                });
-                done.extend(ids(members));
-            }
-            RollingMode::Replace => {
-                let surge_now = surge.min(members.len());
-                let provision = |s: &mut Vec<Step>, count: usize, zones: Vec<String>, name: String| {
-                    let tag = tag(&spec, &name);
-                    s.push(Step::Provision {
-                        pool: pool.clone(),
-                        version: spec.version.clone(),
-                        count,
-                        zones,
-                        tag: tag.clone(),
-                    });
-                    gate_and_attach(s, capabilities, &pool, &TargetSet::Tagged(tag));
-                };
-                if surge_now > 0 {
-                    provision(s, surge_now, zones_of(&members[..surge_now]), format!("batch-{n}-surge"));
-                }
-                let old = TargetSet::Ids(ids(members));
-                s.push(Step::Drain { pool: pool.clone(), targets: old.clone(), timeout: drain_timeout });
-                s.push(Step::Detach { pool: pool.clone(), targets: old.clone() });
-                s.push(Step::Retire { targets: old });
-                if members.len() > surge_now {
-                    provision(s, members.len() - surge_now, zones_of(&members[surge_now..]), format!("batch-{n}"));
-                }
-            }
-        }
-        if !rolling.bake_between_batches.is_zero() && n < batches.len() {
-            let watch = match rolling.mode {
-                RollingMode::InPlace => TargetSet::Ids(done.clone()),
-                RollingMode::Replace => TargetSet::TagPrefix(tag(&spec, "batch-")),
-            };
-            s.push(Step::Bake { duration: rolling.bake_between_batches, watch });
-        }
-    }
-    s.push(Step::Hook { point: HookPoint::AfterSwitch });
-    s.push(Step::Hook { point: HookPoint::AfterDeploy });
-    Ok(())
-}
-
-/// Orders targets so that consecutive ones come from different zones in turn, so every batch
-/// takes from each zone rather than emptying one.
-fn interleave_zones(targets: &[Target]) -> Vec<Target> {
-    let mut by_zone: BTreeMap<Option<&str>, std::collections::VecDeque<&Target>> = BTreeMap::new();
-    for t in targets {
-        by_zone.entry(t.zone.as_deref()).or_default().push_back(t);
-    }
-    let mut out = Vec::with_capacity(targets.len());
-    while out.len() < targets.len() {
-        for queue in by_zone.values_mut() {
-            if let Some(t) = queue.pop_front() {
-                out.push(t.clone());
-            }
-        }
-    }
-    out
 }

@@ -13,6 +13,8 @@ use crate::router::Adoption;
 use crate::spec::Spec;
 
 mod compile;
+mod rolling;
+mod standing;
 pub(crate) use compile::{gate_and_attach, tag};
 mod timeline;
 

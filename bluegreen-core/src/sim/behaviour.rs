@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::layers::RouterOp;
+
 /// How a version's targets answer health checks over time, counted from their start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,24 +87,10 @@ impl VersionBehaviour {
     }
 }
 
-/// A simulated backend operation, for counting calls and injecting faults.
+/// A [`Fleet`](crate::Fleet) method the simulator counts and can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Op {
-    /// `Router::pools`.
-    Pools,
-    /// `Router::split`.
-    Split,
-    /// `Router::set_split`.
-    SetSplit,
-    /// `Router::add_targets`.
-    AddTargets,
-    /// `Router::drain`.
-    Drain,
-    /// `Router::remove_targets`.
-    RemoveTargets,
-    /// `Router::members`.
-    Members,
+pub enum FleetOp {
     /// `Fleet::provision`.
     Provision,
     /// `Fleet::update`.
@@ -113,19 +101,48 @@ pub enum Op {
     List,
 }
 
+/// A simulated backend operation, for counting calls and injecting faults: a router's
+/// ([`RouterOp`], the same the [layers](crate::layers) record) or a fleet's. Written as the
+/// method's name (`set_split`, `provision`) in a world file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Op {
+    /// A [`Router`](crate::Router) method.
+    Router(RouterOp),
+    /// A [`Fleet`](crate::Fleet) method.
+    Fleet(FleetOp),
+}
+
 impl Op {
     /// Whether the operation changes backend state.
     pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            Self::SetSplit
-                | Self::AddTargets
-                | Self::Drain
-                | Self::RemoveTargets
-                | Self::Provision
-                | Self::Update
-                | Self::Retire
-        )
+        match self {
+            Self::Router(op) => op.is_write(),
+            Self::Fleet(op) => op != FleetOp::List,
+        }
+    }
+
+    /// The method's name (`set_split`, `provision`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Router(op) => op.as_str(),
+            Self::Fleet(FleetOp::Provision) => "provision",
+            Self::Fleet(FleetOp::Update) => "update",
+            Self::Fleet(FleetOp::Retire) => "retire",
+            Self::Fleet(FleetOp::List) => "list",
+        }
+    }
+}
+
+impl From<RouterOp> for Op {
+    fn from(op: RouterOp) -> Self {
+        Self::Router(op)
+    }
+}
+
+impl From<FleetOp> for Op {
+    fn from(op: FleetOp) -> Self {
+        Self::Fleet(op)
     }
 }
 
@@ -144,12 +161,30 @@ pub struct Fault {
 
 impl Fault {
     /// `times` transient failures of `op` from its `from_call`-th call.
-    pub fn transient(op: Op, from_call: u64, times: u32) -> Self {
-        Self { op, from_call, times, retryable: true }
+    pub fn transient(op: impl Into<Op>, from_call: u64, times: u32) -> Self {
+        Self { op: op.into(), from_call, times, retryable: true }
     }
 
     /// One permanent failure of the `from_call`-th call of `op`.
-    pub fn permanent(op: Op, from_call: u64) -> Self {
-        Self { op, from_call, times: 1, retryable: false }
+    pub fn permanent(op: impl Into<Op>, from_call: u64) -> Self {
+        Self { op: op.into(), from_call, times: 1, retryable: false }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_op_is_written_as_its_method_name_and_read_back() {
+        for (op, name) in [(Op::from(RouterOp::SetSplit), "set_split"), (Op::from(FleetOp::Provision), "provision")] {
+            let json = serde_json::to_string(&op).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<Op>(&json).unwrap(), op);
+            assert_eq!(op.as_str(), name);
+        }
+        assert!(serde_json::from_str::<Op>("\"set_splits\"").is_err());
+        assert!(Op::from(FleetOp::Update).is_write() && !Op::from(FleetOp::List).is_write());
+        assert!(Op::from(RouterOp::Drain).is_write() && !Op::from(RouterOp::Members).is_write());
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::behaviour::Op;
+use super::behaviour::FleetOp;
 use super::Sim;
 use crate::error::{Error, Result};
 use crate::fleet::{Fleet, FleetCapabilities, ProvisionRequest};
@@ -37,7 +37,7 @@ impl Fleet for SimFleet {
         }
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::Provision)?;
+        w.enter(FleetOp::Provision)?;
         let mut tagged: Vec<Target> = w
             .targets
             .values()
@@ -58,7 +58,7 @@ impl Fleet for SimFleet {
         self.0.delay().await;
         {
             let mut w = self.0.lock();
-            w.enter(Op::Update)?;
+            w.enter(FleetOp::Update)?;
             let current = w.targets.get(target).ok_or_else(|| Error::not_found(format!("target {target}")))?;
             if current.target.version == *version {
                 return Ok(current.target.clone());
@@ -82,7 +82,7 @@ impl Fleet for SimFleet {
     async fn retire(&self, targets: &[TargetId]) -> Result<()> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::Retire)?;
+        w.enter(FleetOp::Retire)?;
         let capacity_before = w.capacity_before_change();
         for id in targets {
             if w.targets.contains_key(id) {
@@ -103,7 +103,7 @@ impl Fleet for SimFleet {
     async fn list(&self) -> Result<Vec<Target>> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::List)?;
+        w.enter(FleetOp::List)?;
         Ok(w.targets.values().map(|t| t.target.clone()).collect())
     }
 }

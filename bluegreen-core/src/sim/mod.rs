@@ -50,7 +50,7 @@ mod shared;
 mod traffic;
 mod world;
 
-pub use behaviour::{Fault, HealthBehaviour, Op, VersionBehaviour};
+pub use behaviour::{Fault, FleetOp, HealthBehaviour, Op, VersionBehaviour};
 pub use builder::SimBuilder;
 use shared::{SharedFile, WorldGuard};
 use world::World;
@@ -210,6 +210,11 @@ impl Sim {
     /// Calls made per operation.
     pub fn calls(&self) -> BTreeMap<Op, u64> {
         self.lock().calls.clone()
+    }
+
+    /// Calls made of one operation (`sim.calls_of(RouterOp::SetSplit)`).
+    pub fn calls_of(&self, op: impl Into<Op>) -> u64 {
+        self.lock().calls.get(&op.into()).copied().unwrap_or(0)
     }
 
     /// Calls that change backend state.

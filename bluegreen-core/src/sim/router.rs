@@ -5,10 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::behaviour::Op;
 use super::world::SimMember;
 use super::Sim;
 use crate::error::{Error, Result};
+use crate::layers::RouterOp;
 use crate::model::{Member, MemberState, PoolName, Split, Target, TargetId};
 use crate::router::{Capabilities, DrainReport, Router};
 
@@ -31,14 +31,14 @@ impl Router for SimRouter {
     async fn pools(&self) -> Result<Vec<PoolName>> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::Pools)?;
+        w.enter(RouterOp::Pools)?;
         Ok(w.pools.keys().cloned().collect())
     }
 
     async fn split(&self) -> Result<Split> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::Split)?;
+        w.enter(RouterOp::Split)?;
         Ok(w.split.clone())
     }
 
@@ -46,7 +46,7 @@ impl Router for SimRouter {
         split.validate("split")?;
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::SetSplit)?;
+        w.enter(RouterOp::SetSplit)?;
         let capacity_before = w.capacity_before_change();
         for (pool, weight) in split.iter() {
             w.pool(pool)?;
@@ -76,7 +76,7 @@ impl Router for SimRouter {
     async fn add_targets(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::AddTargets)?;
+        w.enter(RouterOp::AddTargets)?;
         w.pool(pool)?;
         if let Some(t) = targets.iter().find(|t| !w.targets.contains_key(&t.id)) {
             return Err(Error::not_found(format!("target {}", t.id)));
@@ -99,7 +99,7 @@ impl Router for SimRouter {
         let started = Instant::now();
         let in_flight_at_start = {
             let mut w = self.0.lock();
-            w.enter(Op::Drain)?;
+            w.enter(RouterOp::Drain)?;
             let capacity_before = w.capacity_before_change();
             let members = w.pool(pool)?;
             if let Some(id) = targets.iter().find(|id| !members.contains_key(*id)) {
@@ -149,7 +149,7 @@ impl Router for SimRouter {
     async fn remove_targets(&self, pool: &PoolName, targets: &[TargetId]) -> Result<()> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::RemoveTargets)?;
+        w.enter(RouterOp::RemoveTargets)?;
         let capacity_before = w.capacity_before_change();
         w.pool(pool)?;
         for id in targets {
@@ -171,7 +171,7 @@ impl Router for SimRouter {
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
         self.0.delay().await;
         let mut w = self.0.lock();
-        w.enter(Op::Members)?;
+        w.enter(RouterOp::Members)?;
         w.members(pool)
     }
 }

@@ -72,7 +72,8 @@ impl World {
     }
 
     /// Counts a call and fails it if a fault says so.
-    pub(super) fn enter(&mut self, op: Op) -> Result<()> {
+    pub(super) fn enter(&mut self, op: impl Into<Op>) -> Result<()> {
+        let op = op.into();
         let n = {
             let count = self.calls.entry(op).or_default();
             *count += 1;
@@ -81,7 +82,7 @@ impl World {
         for fault in &mut self.faults {
             if fault.op == op && n >= fault.from_call && fault.times > 0 {
                 fault.times -= 1;
-                let message = format!("injected fault on {op:?} call {n}");
+                let message = format!("injected fault on {} call {n}", op.as_str());
                 return Err(if fault.retryable {
                     Error::transient("sim", message)
                 } else {

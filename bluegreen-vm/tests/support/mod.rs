@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,9 +14,8 @@ use bluegreen_core::{
     DrainPolicy, Event, EventKind, Fleet, HealthPolicy, HealthProbe, HttpProbe, MemorySink, Spec, Strategy, Target,
     TargetId,
 };
-use bluegreen_testkit::free_port;
+use bluegreen_testkit::haproxy::{self, HaproxyProcess};
 use bluegreen_vm::{HaproxyEndpoint, HaproxyRouter, LocalProcessFleet, Updater};
-use tokio::process::{Child, Command};
 
 pub const TARGET_BIN: &str = env!("CARGO_BIN_EXE_bluegreen-target");
 
@@ -25,34 +23,25 @@ pub const TARGET_BIN: &str = env!("CARGO_BIN_EXE_bluegreen-target");
 
 /// `Some(haproxy)`, or `None` (skip) locally; fails in CI.
 pub fn require_haproxy(test: &str) -> Option<PathBuf> {
-    bluegreen_testkit::require_binary(
-        "haproxy",
-        "install it with `apt-get install -y haproxy` (scripts/test does this)",
-        test,
-    )
+    haproxy::require(test)
 }
 
-/// The servers a generated config declares in backend `web`.
-pub struct Declared {
-    pub name: String,
-    pub address: String,
-    pub weight: u32,
-}
+/// The servers a generated config declares.
+pub type Declared = haproxy::Server;
 
-/// A running HAProxy; killed (SIGKILL, by its pid through `kill_on_drop`) and its directory
-/// removed when dropped.
+pub use haproxy::CHECKS;
+
+/// A running HAProxy (testkit's), with the routers the tests put over it.
 pub struct Haproxy {
-    pub child: Child,
+    process: HaproxyProcess,
     pub dir: PathBuf,
     pub frontend: u16,
 }
 
-pub const CHECKS: &str = "check inter 200ms fall 2 rise 2";
-
 impl Haproxy {
     /// Starts HAProxy with backend `web` holding `servers`, plus `extra` config at the end.
     pub async fn start(binary: &Path, servers: &[Declared], extra: &str) -> Self {
-        Self::start_with(binary, |_, frontend| one_backend(frontend, servers, extra)).await
+        Self::from(HaproxyProcess::start(binary, None, servers, extra))
     }
 
     /// Starts HAProxy in the backend-per-pool layout: backends `web_blue` and `web_green`
@@ -60,114 +49,20 @@ impl Haproxy {
     /// them by the map [`Self::split_map`], which starts with every entry on `web_blue`.
     /// `x-server` answers `<backend>/<server>`.
     pub async fn start_per_pool(binary: &Path, blue: &[Declared], green: &[Declared]) -> Self {
-        Self::start_with(binary, |dir, frontend| {
-            let map = dir.join("bluegreen-split.map");
-            let entries: String = (0..100).map(|key| format!("{key} web_blue\n")).collect();
-            std::fs::write(&map, entries).expect("write the split map");
-            let mut config = format!(
-                "frontend fe\n\
-                 \x20   bind 127.0.0.1:{frontend}\n\
-                 \x20   use_backend %[rand(100),map_int({map})]\n\
-                 \x20   default_backend web_blue\n",
-                map = map.display()
-            );
-            for (backend, servers) in [("web_blue", blue), ("web_green", green)] {
-                config.push_str(&format!("backend {backend}\n{}", backend_body("%[be_name]/%[srv_name]")));
-                for s in servers {
-                    config.push_str(&format!("    server {} {} weight {}\n", s.name, s.address, s.weight));
-                }
-            }
-            config
-        })
-        .await
+        Self::from(HaproxyProcess::start_per_pool(binary, None, &[("blue", blue.to_vec()), ("green", green.to_vec())]))
     }
 
-    /// Starts HAProxy with the global and defaults sections and `body(dir, frontend port)`.
-    pub async fn start_with(binary: &Path, body: impl Fn(&Path, u16) -> String) -> Self {
-        // A free port can be taken by another test's server before HAProxy binds it: try another.
-        for _ in 0..5 {
-            if let Some(haproxy) = Self::try_start_with(binary, &body, free_port()).await {
-                return haproxy;
-            }
-        }
-        panic!("haproxy found its frontend port taken 5 times");
-    }
-
-    /// Starts HAProxy with its frontend on `frontend`; `None` if that port was taken meanwhile.
-    pub async fn try_start(binary: &Path, servers: &[Declared], extra: &str, frontend: u16) -> Option<Self> {
-        Self::try_start_with(binary, &|_: &Path, port| one_backend(port, servers, extra), frontend).await
-    }
-
-    async fn try_start_with(binary: &Path, body: &impl Fn(&Path, u16) -> String, frontend: u16) -> Option<Self> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "bluegreen-haproxy-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut config = format!(
-            "global\n\
-             \x20   stats socket {dir}/admin.sock mode 600 level admin\n\
-             \x20   stats socket {dir}/user.sock mode 600 level user\n\
-             \x20   stats timeout 30s\n\
-             \x20   maxconn 4096\n\
-             defaults\n\
-             \x20   mode http\n\
-             \x20   timeout connect 1s\n\
-             \x20   timeout client 30s\n\
-             \x20   timeout server 30s\n\
-             \x20   # no retries: a request sent to a server that cannot take it must show as a failure\n\
-             \x20   retries 0\n",
-            dir = dir.display()
-        );
-        config.push_str(&body(&dir, frontend));
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, &config).expect("write haproxy.cfg");
-        let mut child = Command::new(binary)
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start haproxy");
-        let socket = dir.join("admin.sock");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::UnixStream::connect(&socket).await.is_ok()
-                && tokio::net::TcpStream::connect(("127.0.0.1", frontend)).await.is_ok()
-            {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use tokio::io::AsyncReadExt;
-                    let _ = e.read_to_string(&mut stderr).await;
-                }
-                if stderr.contains("cannot bind socket") {
-                    return None;
-                }
-                panic!("haproxy exited ({status}) with this config:\n{config}\n{stderr}");
-            }
-            assert!(Instant::now() < deadline, "haproxy did not open its sockets within 10 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // Its warnings are not interesting once it runs.
-        drop(child.stderr.take());
-        Some(Self { child, dir, frontend })
+    fn from(process: HaproxyProcess) -> Self {
+        let (dir, frontend) = (process.dir().to_owned(), process.frontend());
+        Self { process, dir, frontend }
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("admin.sock")
+        self.process.socket()
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.frontend)
+        self.process.url()
     }
 
     pub fn router(&self) -> HaproxyRouter {
@@ -180,7 +75,7 @@ impl Haproxy {
 
     /// The split map of [`Self::start_per_pool`], as its haproxy.cfg names it.
     pub fn split_map(&self) -> String {
-        self.dir.join("bluegreen-split.map").display().to_string()
+        self.process.split_map()
     }
 
     /// The router of [`Self::start_per_pool`]: pools `blue` and `green`, backends `web_blue`
@@ -194,49 +89,13 @@ impl Haproxy {
     }
 }
 
-/// The frontend and backend `web` of [`Haproxy::start`].
-fn one_backend(frontend: u16, servers: &[Declared], extra: &str) -> String {
-    let mut config = format!(
-        "frontend fe\n\
-         \x20   bind 127.0.0.1:{frontend}\n\
-         \x20   default_backend web\n\
-         backend web\n{}",
-        backend_body("%[srv_name]")
-    );
-    for s in servers {
-        config.push_str(&format!("    server {} {} weight {}\n", s.name, s.address, s.weight));
-    }
-    config.push_str(extra);
-    config
-}
-
-/// A backend's settings before its servers; `x-server` answers `server_header`.
-fn backend_body(server_header: &str) -> String {
-    format!(
-        "\x20   balance roundrobin\n\
-         \x20   option httpchk GET /healthz\n\
-         \x20   # which server answered (for the tests' bookkeeping)\n\
-         \x20   http-response set-header x-server {server_header}\n\
-         \x20   # tests pin long requests to one server, to have them in flight when it drains\n\
-         \x20   use-server %[req.hdr(x-pin)] if {{ req.hdr(x-pin) -m found }}\n\
-         \x20   default-server {CHECKS}\n"
-    )
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 pub fn declared(pool: &str, targets: &[Target], weight: u32) -> Vec<Declared> {
-    targets.iter().map(|t| Declared { name: format!("{pool}.{}", t.id), address: t.address.clone(), weight }).collect()
+    targets.iter().map(|t| Declared::new(format!("{pool}.{}", t.id), t.address.clone(), weight)).collect()
 }
 
 /// Servers named by host id, as the backend-per-pool layout has them.
 pub fn declared_by_id(targets: &[Target], weight: u32) -> Vec<Declared> {
-    targets.iter().map(|t| Declared { name: t.id.to_string(), address: t.address.clone(), weight }).collect()
+    targets.iter().map(|t| Declared::new(t.id.to_string(), t.address.clone(), weight)).collect()
 }
 
 pub async fn local_fleet(prefix: &str, count: usize) -> (LocalProcessFleet, Vec<Target>) {
