@@ -5,6 +5,8 @@
 //! Without haproxy or moto the tests fail when `CI=true` and are skipped otherwise;
 //! `scripts/test` installs both.
 
+#[path = "../bluegreen-aws/tests/moto/ecs_on_alb.rs"]
+mod ecs_on_alb;
 #[allow(dead_code, reason = "the example's main is not called here")]
 #[path = "../examples/deploy_file.rs"]
 mod example;

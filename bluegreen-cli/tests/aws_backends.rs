@@ -6,6 +6,8 @@
 //! Without moto the tests fail when `CI=true` and are skipped with a notice otherwise;
 //! `scripts/test` installs it.
 
+#[path = "../../bluegreen-aws/tests/moto/ecs_on_alb.rs"]
+mod ecs_on_alb;
 #[path = "../../bluegreen-aws/tests/moto/mod.rs"]
 mod moto;
 #[path = "../../bluegreen-dns/tests/moto/mod.rs"]
