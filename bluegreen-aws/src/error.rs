@@ -3,6 +3,7 @@
 //! turns a missing resource into [`Error::NotFound`]. Every AWS backend of bluegreen maps its
 //! errors through it (this crate's, and `bluegreen-dns`'s Route53 router), so they read alike.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -20,6 +21,13 @@ pub(crate) enum AwsError {
     /// The request did not get an answer (timeout, connection refused or dropped, bad response).
     #[error("{action} on {resource}: {detail}")]
     Transport { action: &'static str, resource: String, detail: String, retryable: bool },
+    /// The request was never sent: the SDK's credential chain found no credentials.
+    #[error(
+        "{action} on {resource}: no AWS credentials ({detail}): set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, name a profile (AWS_PROFILE, or `profile` in [backend.aws]), or run \
+         with an instance or task role"
+    )]
+    Credentials { action: &'static str, resource: String, detail: String },
 }
 
 /// Error codes worth repeating the call for (throttling, capacity, transient server trouble).
@@ -66,6 +74,10 @@ impl AwsError {
                 },
                 status: service.raw().status().as_u16(),
             },
+            _ if credentials_failure(&err).is_some() => {
+                let detail = credentials_failure(&err).map(chain).unwrap_or_default();
+                Self::Credentials { action, resource, detail }
+            }
             SdkError::ConstructionFailure(_) => {
                 Self::Transport { action, resource, detail: DisplayErrorContext(&err).to_string(), retryable: false }
             }
@@ -81,7 +93,7 @@ impl AwsError {
     pub(crate) fn code(&self) -> Option<&str> {
         match self {
             Self::Service { code, .. } => Some(code),
-            Self::Transport { .. } => None,
+            Self::Transport { .. } | Self::Credentials { .. } => None,
         }
     }
 
@@ -96,8 +108,34 @@ impl AwsError {
         match self {
             Self::Service { code, status, .. } => retryable(code, *status),
             Self::Transport { retryable, .. } => *retryable,
+            // Credentials do not appear by waiting: the operator has to provide them.
+            Self::Credentials { .. } => false,
         }
     }
+}
+
+/// The credential chain's failure among `err`'s sources, if the call failed for want of
+/// credentials (the SDK reports it as a dispatch failure, with a kilobyte of debug output).
+fn credentials_failure<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a CredentialsError> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
+            return Some(credentials);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `err` and its sources' messages, `: `-separated (no debug output), at most three.
+fn chain(err: &CredentialsError) -> String {
+    let mut messages = vec![err.to_string()];
+    let mut next = std::error::Error::source(err);
+    while let Some(e) = next.filter(|_| messages.len() < 3) {
+        messages.push(e.to_string());
+        next = e.source();
+    }
+    messages.join(": ")
 }
 
 /// Maps the SDK error `err` of the call `action` (the IAM action: `route53:GetChange`,
@@ -110,6 +148,8 @@ impl AwsError {
 /// - throttling, capacity and server errors (`Throttling`, `PriorRequestNotComplete`, HTTP 429,
 ///   5xx), timeouts and dropped connections: a retryable [`Error::Backend`];
 /// - access denied or expired credentials: a permanent [`Error::Backend`] that names `action`;
+/// - no credentials at all (the SDK's chain found none, so nothing was sent): a permanent
+///   [`Error::Backend`] in one sentence saying where credentials come from;
 /// - anything else (validation errors, a request that cannot be built): a permanent
 ///   [`Error::Backend`] with the service's code and message.
 ///

@@ -473,3 +473,61 @@ async fn a_listener_forwarding_to_a_group_the_file_does_not_name_exits_6_with_no
     let (stderr, _) = refused(&moto, &elb, &alb, &section, 6).await;
     assert!(stderr.contains(&other), "the group with the traffic is not named: {stderr}");
 }
+
+/// No credentials anywhere (no keys, no profile, no config files, the instance metadata service
+/// off): the first AWS call fails before anything is sent, exit 3, in one sentence that says
+/// where credentials come from — not the SDK's kilobyte of debug output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_credential_is_one_sentence_and_exit_3() {
+    let Some(moto) = Moto::start() else { return };
+    let (_, alb) = alb_serving_blue(&moto).await;
+    let dir = dir("no-credentials");
+    let body = format!(
+        r#"service = "web"
+version = "v2"
+
+[strategy]
+kind = "rolling"
+batch = 1
+
+[backend]
+kind = "alb"
+updater = "true"
+hosts = [{{ id = "{h0}", address = "{h0}", version = "v1" }}]
+
+[backend.alb]
+listener_arn = "{listener}"
+target_groups = {{ blue = "{blue}", green = "{green}" }}
+
+[state]
+path = "state"
+"#,
+        h0 = HOSTS[0],
+        listener = alb.listener_arn,
+        blue = alb.blue_arn,
+        green = alb.green_arn,
+    );
+    write_deploy_file(dir.path(), &moto, "10s", &body);
+    let out = Command::new(BLUEGREEN)
+        .current_dir(dir.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        // No shared config or credentials files, and never the metadata service (not loopback).
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["plan", "-f", "deploy.toml"])
+        .output()
+        .expect("run bluegreen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("bluegreen: ")).unwrap_or_default();
+    assert!(error.contains("no AWS credentials") && error.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+    assert!(error.len() < 500, "{} characters: {error}", error.len());
+    assert!(!stderr.contains("DispatchFailure") && !stderr.contains("ConnectorError"), "{stderr}");
+}

@@ -87,6 +87,11 @@ impl HaproxyProcess {
         panic!("haproxy found its frontend port taken 5 times");
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The admin stats socket (`level admin`).
     pub fn socket(&self) -> PathBuf {
         self.dir.join("admin.sock")

@@ -23,11 +23,12 @@
 //! load average is printed before, during and after, and each run reports the CPU that
 //! processes other than the benchmark's used meanwhile (a background build shows there).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use bluegreen_core::{Router, Target};
+use bluegreen_testkit::haproxy::HaproxyProcess;
 use bluegreen_vm::{LoadGenerator, LoadReport, LocalProcessFleet, LocalProxyRouter};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -121,7 +122,7 @@ async fn bench(duration: Duration, rounds: usize, concurrencies: &[usize]) -> Bo
     let embedded = LocalProxyRouter::builder().pool("blue").build().await?;
     embedded.add_targets(&"blue".into(), &targets).await?;
     let haproxy = match bluegreen_testkit::find_binary("haproxy") {
-        Some(binary) => Some(Haproxy::start(&binary, &addresses).await?),
+        Some(binary) => Some(start_haproxy(&binary, &addresses)),
         None => {
             println!(
                 "NOTICE: haproxy is not installed (not on PATH, not in /usr/sbin): its rows are skipped; \
@@ -132,7 +133,7 @@ async fn bench(duration: Duration, rounds: usize, concurrencies: &[usize]) -> Bo
     };
 
     if let Some(haproxy) = &haproxy {
-        pids.extend(haproxy.child.id());
+        pids.push(haproxy.pid());
     }
     let mut rows = Vec::new();
     for (round, &concurrency) in (1..=rounds).flat_map(|round| concurrencies.iter().map(move |c| (round, c))) {
@@ -144,7 +145,7 @@ async fn bench(duration: Duration, rounds: usize, concurrencies: &[usize]) -> Bo
         );
         rows.push(measure(concurrency, "local proxy (in-process)", &[embedded.url()], duration, &pids).await?);
         if let Some(haproxy) = &haproxy {
-            rows.push(measure(concurrency, "haproxy", std::slice::from_ref(&haproxy.url), duration, &pids).await?);
+            rows.push(measure(concurrency, "haproxy", &[haproxy.url()], duration, &pids).await?);
         }
     }
     println!("load average after: {}", load_average());
@@ -323,10 +324,6 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(bluegreen_testkit::free_port())
-}
-
 /// Reads `listening on ADDR` from a child's stdout.
 async fn listening_on(child: &mut Child) -> BoxResult<String> {
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -376,28 +373,12 @@ fn haproxy_version() -> String {
         .unwrap_or_else(|| "haproxy version unknown".to_owned())
 }
 
-/// A running HAProxy in front of the targets; killed and its directory removed when dropped.
-struct Haproxy {
-    child: Child,
-    dir: PathBuf,
-    url: String,
-}
-
-impl Haproxy {
-    async fn start(binary: &Path, addresses: &[String]) -> BoxResult<Self> {
-        let dir = std::env::temp_dir().join(format!("bluegreen-proxy-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let frontend = free_port()?;
+/// HAProxy (testkit's generated global and defaults sections) in front of the targets, round
+/// robin with no health checks: only the proxying is measured.
+fn start_haproxy(binary: &Path, addresses: &[String]) -> HaproxyProcess {
+    HaproxyProcess::start_with(binary, None, |_, frontend| {
         let mut config = format!(
-            "global\n\
-             \x20   maxconn 4096\n\
-             defaults\n\
-             \x20   mode http\n\
-             \x20   timeout connect 1s\n\
-             \x20   timeout client 30s\n\
-             \x20   timeout server 30s\n\
-             frontend fe\n\
+            "frontend fe\n\
              \x20   bind 127.0.0.1:{frontend}\n\
              \x20   default_backend web\n\
              backend web\n\
@@ -406,34 +387,6 @@ impl Haproxy {
         for (i, address) in addresses.iter().enumerate() {
             config.push_str(&format!("    server web-{:02} {address}\n", i + 1));
         }
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, &config)?;
-        let mut child = Command::new(binary)
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", frontend)).await.is_err() {
-            if let Some(status) = child.try_wait()? {
-                return Err(format!("haproxy exited ({status}) with this config:\n{config}").into());
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err("haproxy did not open its frontend within 10 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(Self { child, dir, url: format!("http://127.0.0.1:{frontend}") })
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+        config
+    })
 }

@@ -4,7 +4,7 @@
 //! `[backend]`'s `kind` picks a router, a fleet and a probe, whose settings sit side by side in
 //! that one table; each backend crate owns its part's serde config (`HaproxyRouterConfig`,
 //! `HostFleetConfig`, `Rfc2136RouterConfig`, `Route53RouterConfig`, `AlbRouterConfig`,
-//! `EcsFleetConfig`; core's [`ProbeConfig`] and [`SimConfig`](crate::config::SimConfig)), and
+//! `EcsFleetConfig`; core's [`ProbeConfig`](crate::config::ProbeConfig) and [`SimConfig`](crate::config::SimConfig)), and
 //! this module only dispatches:
 //!
 //! | `kind` | router | fleet | probe | features |
