@@ -81,13 +81,7 @@ impl HaproxyRouter {
         self.check_pool(pool)?;
         let _writes = self.inner.writes.lock().await;
         let servers = self.servers().await?;
-        let present: Vec<&ServerState> = targets
-            .iter()
-            .filter_map(|id| {
-                let name = self.server_name(pool, id);
-                servers.iter().find(|s| s.name == name)
-            })
-            .collect();
+        let present = self.present(pool, targets, &servers);
         if present.is_empty() {
             return Ok(());
         }

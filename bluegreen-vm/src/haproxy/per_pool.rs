@@ -98,13 +98,7 @@ impl HaproxyRouter {
     pub(super) async fn remove_from_backend(&self, pool: &PoolName, backend: &str, ids: &[TargetId]) -> Result<()> {
         let _writes = self.inner.writes.lock().await;
         let servers = self.servers_in(backend).await?;
-        let present: Vec<&ServerState> = ids
-            .iter()
-            .filter_map(|id| {
-                let name = self.server_name(pool, id);
-                servers.iter().find(|s| s.name == name)
-            })
-            .collect();
+        let present = self.present(pool, ids, &servers);
         if present.is_empty() {
             return Ok(());
         }

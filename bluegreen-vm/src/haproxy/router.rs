@@ -206,6 +206,21 @@ impl HaproxyRouter {
         }
     }
 
+    /// The servers of `servers` that stand for `ids` in `pool` (ids with no server are left out).
+    pub(super) fn present<'a>(
+        &self,
+        pool: &PoolName,
+        ids: &[TargetId],
+        servers: &'a [ServerState],
+    ) -> Vec<&'a ServerState> {
+        ids.iter()
+            .filter_map(|id| {
+                let name = self.server_name(pool, id);
+                servers.iter().find(|s| s.name == name)
+            })
+            .collect()
+    }
+
     /// The backend this router drives; in the backend-per-pool layout, the name the pools'
     /// backends were derived from (see [`pool_backend`](Self::pool_backend)).
     pub fn backend(&self) -> &str {
