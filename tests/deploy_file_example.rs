@@ -54,15 +54,7 @@ version = "v2"
 kind = "rolling"
 batch = 1
 
-[health]
-interval = "100ms"
-timeout = "80ms"
-healthy_threshold = 2
-min_healthy_time = "0s"
-deadline = "10s"
-
-[drain]
-timeout = "5s"
+{checks}
 
 [backend]
 kind = "haproxy"
@@ -76,7 +68,8 @@ path = "/healthz"
 [state]
 kind = "memory"
 "#,
-        socket.display()
+        socket.display(),
+        checks = bluegreen_testkit::QUICK_CHECKS
     );
     for (i, address) in hosts.iter().enumerate() {
         file.push_str(&format!(

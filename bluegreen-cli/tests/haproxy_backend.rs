@@ -127,7 +127,7 @@ fn haproxy_backend_plans_and_deploys_a_rolling_update_two_at_a_time() {
     let (world, frontend, hosts) = World::start(&binary, ["blue"; HOSTS], true);
     let through_haproxy = format!("127.0.0.1:{frontend}");
 
-    let mut file = String::from(
+    let mut file = format!(
         r#"service = "web"
 version = "v2"
 
@@ -135,21 +135,13 @@ version = "v2"
 kind = "rolling"
 batch = 2
 
-[health]
-interval = "100ms"
-timeout = "80ms"
-healthy_threshold = 2
-min_healthy_time = "0s"
-deadline = "10s"
-
-[drain]
-timeout = "5s"
-
+{}
 [backend]
 kind = "haproxy"
 socket = "admin.sock"
 haproxy_backend = "web"
 "#,
+        bluegreen_testkit::QUICK_CHECKS
     );
     file.push_str(&format!(
         "updater = \"sh {}/update.sh {{id}} {{address}} {{version}}\"\nupdate_timeout = \"30s\"\n",

@@ -307,16 +307,7 @@ version = "v2"
 [strategy]
 {strategy}
 
-[health]
-interval = "100ms"
-timeout = "80ms"
-healthy_threshold = 2
-min_healthy_time = "0s"
-deadline = "10s"
-
-[drain]
-timeout = "5s"
-
+{checks}
 [backend]
 kind = "rfc2136"
 server = "{server}"
@@ -329,7 +320,8 @@ tsig_secret = "${{env.{SECRET_VAR}}}"
 updater = "sh {dir}/update.sh {{id}} {{address}} {{version}}"
 update_timeout = "30s"
 "#,
-        dir = world.dir.path().display()
+        dir = world.dir.path().display(),
+        checks = bluegreen_testkit::QUICK_CHECKS
     );
     for (id, address) in hosts {
         file.push_str(&format!("\n[[backend.hosts]]\nid = \"{id}\"\naddress = \"{address}\"\nversion = \"v1\"\n"));

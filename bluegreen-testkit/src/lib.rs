@@ -9,6 +9,19 @@ pub mod moto;
 use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 
+/// The `[health]` and `[drain]` tables of the tests' deploy files: checks every 100 ms, a
+/// target healthy after two passes with no stability window, drains of at most 5 s.
+pub const QUICK_CHECKS: &str = r#"[health]
+interval = "100ms"
+timeout = "80ms"
+healthy_threshold = 2
+min_healthy_time = "0s"
+deadline = "10s"
+
+[drain]
+timeout = "5s"
+"#;
+
 /// Whether this is a CI run (`CI` set, and not `false` or `0`): there every real server the
 /// tests need must be installed, and a missing one fails the test instead of skipping it.
 pub fn in_ci() -> bool {
