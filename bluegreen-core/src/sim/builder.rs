@@ -16,6 +16,10 @@ use crate::error::Result;
 use crate::model::{MemberState, PoolName, Split, Version};
 use crate::router::Capabilities;
 
+/// See [`SimBuilder::probe_grace`]: far longer than the few simulated calls between a floor
+/// check and its change, far shorter than a probe interval a deployer could skip.
+const DEFAULT_PROBE_GRACE: Duration = Duration::from_secs(1);
+
 /// Builds a [`Sim`].
 #[derive(Default)]
 pub struct SimBuilder {
@@ -28,6 +32,7 @@ pub struct SimBuilder {
     latency: Duration,
     update_time: Duration,
     floor: usize,
+    probe_grace: Option<Duration>,
     unchecked: bool,
     traffic: Option<Traffic>,
     shared: Option<PathBuf>,
@@ -103,6 +108,17 @@ impl SimBuilder {
     #[must_use]
     pub fn capacity_floor(mut self, floor: usize) -> Self {
         self.floor = floor;
+        self
+    }
+
+    /// How long a passed probe vouches for a target in the floor check (default 1 s): a
+    /// target that dies less than this after a probe found it healthy does not count against
+    /// a change the deployer made in the meantime, since no deployer could have seen it die.
+    /// Raise it with the latency of a slow simulated backend (the calls between a floor
+    /// check and the change it allows take longer there).
+    #[must_use]
+    pub fn probe_grace(mut self, grace: Duration) -> Self {
+        self.probe_grace = Some(grace);
         self
     }
 
@@ -197,6 +213,7 @@ impl SimBuilder {
             faults: self.faults,
             violations: Vec::new(),
             floor: self.floor,
+            probe_grace: self.probe_grace.unwrap_or(DEFAULT_PROBE_GRACE),
             checking: !self.unchecked,
             stats: TrafficStats::default(),
             in_flight: Default::default(),

@@ -73,6 +73,7 @@ impl Fleet for SimFleet {
         let t = w.targets.get_mut(target).ok_or_else(|| Error::not_found(format!("target {target}")))?;
         t.target.version = version.clone();
         t.started = Instant::now();
+        t.passed_probe_at = None;
         let updated = t.target.clone();
         drop(w);
         self.0.wrote();

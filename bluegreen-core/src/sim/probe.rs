@@ -1,6 +1,7 @@
 //! The simulated probe: answers with the ground truth.
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 use super::Sim;
 use crate::model::Target;
@@ -12,11 +13,13 @@ pub(super) struct SimProbe(pub(super) Sim);
 #[async_trait]
 impl HealthProbe for SimProbe {
     async fn check(&self, target: &Target) -> Health {
-        let w = self.0.lock();
-        if !w.targets.contains_key(&target.id) {
+        let mut w = self.0.lock();
+        let healthy = w.healthy(&target.id);
+        let Some(t) = w.targets.get_mut(&target.id) else {
             return Health::unhealthy("no such target");
-        }
-        if w.healthy(&target.id) {
+        };
+        t.passed_probe_at = healthy.then(Instant::now);
+        if healthy {
             Health::Healthy
         } else {
             Health::unhealthy("simulated: unhealthy")

@@ -59,7 +59,7 @@ impl Router for SimRouter {
         // away from a pool that died is always allowed).
         let before = w.split.clone();
         for pool in split.live_pools().filter(|p| split.weight(p) > before.weight(p)) {
-            if w.checking && !w.pool_can_serve(pool) {
+            if w.checking && !w.pool_known_to_serve(pool) {
                 w.violate(1, format!("traffic sent to pool {pool}, which has no healthy serving target ({split})"));
             }
         }
@@ -83,7 +83,7 @@ impl Router for SimRouter {
         }
         let live = w.split.weight(pool) > 0;
         for t in targets {
-            if live && w.checking && !w.healthy(&t.id) {
+            if live && w.checking && !w.known_healthy(&t.id) {
                 w.violate(1, format!("unhealthy target {} put into service in pool {pool}, which has traffic", t.id));
             }
             let members = w.pools.get_mut(pool).expect("checked above");

@@ -184,6 +184,8 @@ impl Saved {
                     in_flight: 0,
                     generation: t.generation,
                     killed: t.killed,
+                    // Probes are not shared between processes.
+                    passed_probe_at: None,
                 };
                 (target.target.id.clone(), target)
             })

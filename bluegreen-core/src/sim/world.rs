@@ -20,6 +20,9 @@ pub(super) struct SimTarget {
     pub(super) generation: u64,
     /// Set by [`Sim::kill`](super::Sim::kill): unhealthy whatever its version does.
     pub(super) killed: bool,
+    /// When a probe last found this incarnation healthy (cleared by a failed probe or a
+    /// restart): what a deployer can know of it.
+    pub(super) passed_probe_at: Option<Instant>,
 }
 
 pub(super) struct SimMember {
@@ -45,6 +48,9 @@ pub(super) struct World {
     pub(super) faults: Vec<Fault>,
     pub(super) violations: Vec<Violation>,
     pub(super) floor: usize,
+    /// How long a passed probe excuses a target that died since (see
+    /// [`known_healthy`](Self::known_healthy)).
+    pub(super) probe_grace: Duration,
     /// Whether mutations are checked against the invariants (off for scale benchmarks).
     pub(super) checking: bool,
     pub(super) stats: TrafficStats,
@@ -124,6 +130,15 @@ impl World {
             .collect())
     }
 
+    /// Healthy as far as a deployer can know: healthy now, or a probe passed no longer than
+    /// the probe grace ago and it died since. No deployer sees a death before its next probe,
+    /// so capacity a target takes with it in the moment between a floor check and the change
+    /// the check allowed is not the deployer's doing; a change made on older knowledge is.
+    pub(super) fn known_healthy(&self, id: &TargetId) -> bool {
+        self.healthy(id)
+            || self.targets.get(id).and_then(|t| t.passed_probe_at).is_some_and(|at| at.elapsed() <= self.probe_grace)
+    }
+
     /// Serving members of live pools: the structural capacity.
     pub(super) fn serving_capacity(&self) -> usize {
         self.split
@@ -133,19 +148,21 @@ impl World {
             .sum()
     }
 
-    /// Healthy serving members of live pools.
-    pub(super) fn healthy_capacity(&self) -> usize {
+    /// Serving members of live pools that are [known healthy](Self::known_healthy).
+    pub(super) fn known_healthy_capacity(&self) -> usize {
         self.split
             .live_pools()
             .filter_map(|p| self.pools.get(p))
-            .map(|members| members.iter().filter(|(id, m)| m.state == MemberState::Serving && self.healthy(id)).count())
+            .map(|members| {
+                members.iter().filter(|(id, m)| m.state == MemberState::Serving && self.known_healthy(id)).count()
+            })
             .sum()
     }
 
     /// The healthy capacity before a change, for [`check_floor`](Self::check_floor).
     pub(super) fn capacity_before_change(&self) -> usize {
         if self.checking && self.floor > 0 {
-            self.healthy_capacity()
+            self.known_healthy_capacity()
         } else {
             0
         }
@@ -158,7 +175,7 @@ impl World {
         if !self.checking || self.floor == 0 {
             return;
         }
-        let capacity = self.healthy_capacity();
+        let capacity = self.known_healthy_capacity();
         if capacity < before && capacity < self.floor {
             self.violate(
                 2,
@@ -170,11 +187,21 @@ impl World {
         }
     }
 
-    /// Invariant 1 for one pool: it has a healthy serving member.
+    /// Whether `pool` has a serving member that is healthy now.
     pub(super) fn pool_can_serve(&self, pool: &PoolName) -> bool {
+        self.pool_has_serving(pool, |id| self.healthy(id))
+    }
+
+    /// Invariant 1 for one pool: it has a serving member that is [known
+    /// healthy](Self::known_healthy).
+    pub(super) fn pool_known_to_serve(&self, pool: &PoolName) -> bool {
+        self.pool_has_serving(pool, |id| self.known_healthy(id))
+    }
+
+    fn pool_has_serving(&self, pool: &PoolName, healthy: impl Fn(&TargetId) -> bool) -> bool {
         self.pools
             .get(pool)
-            .is_some_and(|members| members.iter().any(|(id, m)| m.state == MemberState::Serving && self.healthy(id)))
+            .is_some_and(|members| members.iter().any(|(id, m)| m.state == MemberState::Serving && healthy(id)))
     }
 
     /// Invariant 3: stopping or changing `id` is only allowed once no pool sends it requests
@@ -231,7 +258,14 @@ impl World {
         let target = Target { address, id: id.clone(), zone, version: version.clone(), tag };
         self.targets.insert(
             id,
-            SimTarget { target: target.clone(), started: Instant::now(), in_flight: 0, generation: 0, killed: false },
+            SimTarget {
+                target: target.clone(),
+                started: Instant::now(),
+                in_flight: 0,
+                generation: 0,
+                killed: false,
+                passed_probe_at: None,
+            },
         );
         target
     }
