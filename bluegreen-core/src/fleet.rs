@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{PoolName, Target, TargetId, Version};
 
@@ -133,4 +133,13 @@ pub trait Fleet: Send + Sync + Debug {
 
     /// Every target the fleet runs.
     async fn list(&self) -> Result<Vec<Target>>;
+
+    /// The targets among `ids` the fleet runs (ids it does not run are left out), read like
+    /// [`list`](Fleet::list). The executor reads a batch's targets with it. The default lists
+    /// the whole fleet and keeps the ones asked for; a fleet that can look targets up by id
+    /// cheaply should say so here.
+    async fn targets(&self, ids: &[TargetId]) -> Result<Vec<Target>> {
+        let wanted: BTreeSet<&TargetId> = ids.iter().collect();
+        Ok(self.list().await?.into_iter().filter(|t| wanted.contains(&t.id)).collect())
+    }
 }

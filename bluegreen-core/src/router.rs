@@ -210,6 +210,15 @@ pub trait Router: Send + Sync + Debug {
     /// The members of `pool` and how the router treats each.
     async fn members(&self, pool: &PoolName) -> Result<Vec<Member>>;
 
+    /// The members of `pool` among `ids` (ids that are not members are left out), read like
+    /// [`members`](Router::members). The executor reads a batch's members with it, so a batch
+    /// costs what the batch is. The default reads the whole pool and keeps the ones asked
+    /// for; a router that can look members up by id cheaply should say so here.
+    async fn members_of(&self, pool: &PoolName, ids: &[TargetId]) -> Result<Vec<Member>> {
+        let wanted: std::collections::BTreeSet<&TargetId> = ids.iter().collect();
+        Ok(self.members(pool).await?.into_iter().filter(|m| wanted.contains(&m.id)).collect())
+    }
+
     /// What the router serves that its configuration describes but bluegreen does not manage
     /// yet (asked only when [`Capabilities::adopts`]; none by default). Such members are listed
     /// by [`members`](Router::members) like any other.

@@ -21,6 +21,7 @@ pub struct FleetFixture {
 /// claim, and that what they do not claim is refused with `Error::Invalid`, changing nothing.
 /// A fleet that cannot provision is updated on a target it lists (at least one).
 pub async fn fleet_suite(fleet: &dyn Fleet, fixture: &FleetFixture) {
+    targets_reads_the_targets_asked_for(fleet).await;
     let can = fleet.capabilities();
     if can.provisions {
         provision_is_ensure(fleet, fixture).await;
@@ -34,6 +35,19 @@ pub async fn fleet_suite(fleet: &dyn Fleet, fixture: &FleetFixture) {
     } else {
         update_is_refused(fleet, fixture).await;
     }
+}
+
+/// `targets` answers what `list` says of the ids asked for, leaving out ids the fleet does not
+/// run.
+pub async fn targets_reads_the_targets_asked_for(fleet: &dyn Fleet) {
+    let listed = fleet.list().await.expect("list failed");
+    let mut asked: Vec<TargetId> = listed.iter().take(2).map(|t| t.id.clone()).collect();
+    asked.push(TargetId::from("bluegreen-conformance-no-such-target"));
+    let mut found = fleet.targets(&asked).await.expect("targets failed");
+    let mut expected: Vec<Target> = listed.into_iter().filter(|t| asked.contains(&t.id)).collect();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(found, expected, "{}: targets disagrees with list", fleet.name());
 }
 
 /// A target to update: a provisioned one, or the first listed by a fleet that cannot provision.

@@ -22,6 +22,7 @@ pub async fn router_suite(router: &dyn Router, fixture: &RouterFixture) {
     pools_are_listed(router, fixture).await;
     unknown_pool_is_refused(router, fixture).await;
     add_targets_serves_and_is_idempotent(router, fixture).await;
+    members_of_reads_the_members_asked_for(router, fixture).await;
     split_reads_back(router, fixture).await;
     invalid_split_is_refused(router, fixture).await;
     splits_finer_than_claimed_are_refused(router, fixture).await;
@@ -77,6 +78,21 @@ pub async fn add_targets_serves_and_is_idempotent(router: &dyn Router, fixture: 
         assert_eq!(count, 1, "{}: target {} listed {count} times in {pool}", router.name(), t.id);
         assert_eq!(state_of(router, pool, &t.id).await, Some(MemberState::Serving), "target {} not serving", t.id);
     }
+}
+
+/// `members_of` answers what `members` says of the ids asked for, leaving out ids that are not
+/// members.
+pub async fn members_of_reads_the_members_asked_for(router: &dyn Router, fixture: &RouterFixture) {
+    let pool = &fixture.pools[0];
+    router.add_targets(pool, &fixture.targets[..1]).await.expect("add_targets failed");
+    let absent = TargetId::from("bluegreen-conformance-not-a-member");
+    let asked = [fixture.targets[0].id.clone(), absent];
+    let some = router.members_of(pool, &asked).await.expect("members_of failed");
+    let all = router.members(pool).await.expect("members failed");
+    let expected: Vec<_> = all.into_iter().filter(|m| m.id == asked[0]).collect();
+    let some_states: Vec<_> = some.iter().map(|m| (&m.id, m.state)).collect();
+    let expected_states: Vec<_> = expected.iter().map(|m| (&m.id, m.state)).collect();
+    assert_eq!(some_states, expected_states, "{}: members_of disagrees with members", router.name());
 }
 
 /// A split reads back as written (weighted splits only where the router claims them).

@@ -295,9 +295,20 @@ impl Run<'_> {
             .collect())
     }
 
-    /// The members of `pool` by id.
-    pub(super) async fn member_states(&self, pool: &PoolName) -> Result<BTreeMap<TargetId, MemberState>> {
-        let members = self.call("read members", || self.exec.router.members(pool)).await?;
+    /// The states of the members of `pool` among `ids` (a batch's read: it costs what the
+    /// batch is, not what the pool is).
+    pub(super) async fn member_states(
+        &self,
+        pool: &PoolName,
+        ids: &[TargetId],
+    ) -> Result<BTreeMap<TargetId, MemberState>> {
+        let members = self.call("read members", || self.exec.router.members_of(pool, ids)).await?;
         Ok(members.into_iter().map(|m| (m.id, m.state)).collect())
+    }
+
+    /// The targets among `ids` the fleet runs, by id.
+    pub(super) async fn fleet_targets(&self, ids: &[TargetId]) -> Result<BTreeMap<TargetId, Target>> {
+        let found = self.call("read targets", || self.exec.fleet.targets(ids)).await?;
+        Ok(found.into_iter().map(|t| (t.id.clone(), t)).collect())
     }
 }

@@ -85,7 +85,8 @@ impl Run<'_> {
             if self.plan.standing && *pool == self.plan.candidate_pool {
                 continue;
             }
-            let states = self.member_states(pool).await?;
+            let ids: Vec<TargetId> = before.iter().map(|t| t.id.clone()).collect();
+            let states = self.member_states(pool, &ids).await?;
             let mut to_update: BTreeMap<&Version, Vec<TargetId>> = BTreeMap::new();
             let mut to_enable: Vec<Target> = Vec::new();
             let mut missing: BTreeMap<&Version, Vec<&Target>> = BTreeMap::new();
@@ -181,7 +182,7 @@ impl Run<'_> {
         }
         let drain_timeout = self.plan.drain_timeout();
         for pool in self.call("list pools", || self.exec.router.pools()).await? {
-            let states = self.member_states(&pool).await?;
+            let states = self.member_states(&pool, &new).await?;
             let members: Vec<TargetId> = new.iter().filter(|id| states.contains_key(*id)).cloned().collect();
             if !members.is_empty() {
                 self.drain(&pool, &members, drain_timeout).await?;

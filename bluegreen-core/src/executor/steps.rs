@@ -52,10 +52,13 @@ impl Run<'_> {
 
     /// The targets of a set that exist in the fleet.
     pub(super) async fn resolve(&self, set: &TargetSet) -> Result<Vec<Target>> {
-        let fleet = self.fleet_map().await?;
         Ok(match set {
-            TargetSet::Ids(ids) => ids.iter().filter_map(|id| fleet.get(id).cloned()).collect(),
+            TargetSet::Ids(ids) => {
+                let mut found = self.fleet_targets(ids).await?;
+                ids.iter().filter_map(|id| found.remove(id)).collect()
+            }
             TargetSet::Tagged(_) | TargetSet::TagPrefix(_) => {
+                let fleet = self.fleet_map().await?;
                 fleet.into_values().filter(|t| set.matches_tag(t.tag.as_deref())).collect()
             }
         })
@@ -135,7 +138,8 @@ impl Run<'_> {
     }
 
     pub(super) async fn attach(&self, pool: &PoolName, targets: &[Target]) -> Result<()> {
-        let states = self.member_states(pool).await?;
+        let ids: Vec<TargetId> = targets.iter().map(|t| t.id.clone()).collect();
+        let states = self.member_states(pool, &ids).await?;
         let missing: Vec<Target> =
             targets.iter().filter(|t| states.get(&t.id) != Some(&MemberState::Serving)).cloned().collect();
         if missing.is_empty() {
@@ -156,7 +160,7 @@ impl Run<'_> {
         ok: impl Fn(Option<MemberState>) -> bool,
         expected: &str,
     ) -> Result<()> {
-        let states = self.member_states(pool).await?;
+        let states = self.member_states(pool, ids).await?;
         for id in ids {
             let state = states.get(id).copied();
             if !ok(state) {
@@ -229,7 +233,7 @@ impl Run<'_> {
     /// Drains the members of `ids` still serving in `pool`, each target on its own when the
     /// router can, so one slow target does not hold the others.
     pub(super) async fn drain(&self, pool: &PoolName, ids: &[TargetId], timeout: Duration) -> Result<()> {
-        let states = self.member_states(pool).await?;
+        let states = self.member_states(pool, ids).await?;
         let todo: Vec<TargetId> = ids
             .iter()
             .filter(|id| matches!(states.get(*id), Some(MemberState::Serving | MemberState::Draining)))
@@ -283,7 +287,7 @@ impl Run<'_> {
     }
 
     pub(super) async fn detach(&self, pool: &PoolName, ids: &[TargetId]) -> Result<()> {
-        let states = self.member_states(pool).await?;
+        let states = self.member_states(pool, ids).await?;
         let present: Vec<TargetId> = ids.iter().filter(|id| states.contains_key(*id)).cloned().collect();
         if present.is_empty() {
             return Ok(());
@@ -301,14 +305,14 @@ impl Run<'_> {
 
     /// Invariant 3: refuses to stop a target any pool still sends requests to.
     pub(super) async fn retire(&self, ids: &[TargetId]) -> Result<()> {
-        let fleet = self.fleet_map().await?;
+        let fleet = self.fleet_targets(ids).await?;
         let present: Vec<TargetId> = ids.iter().filter(|id| fleet.contains_key(*id)).cloned().collect();
         if present.is_empty() {
             return Ok(());
         }
         self.ensure_not_serving(&present).await?;
         self.call("stop targets", || self.exec.fleet.retire(&present)).await?;
-        let after = self.fleet_map().await?;
+        let after = self.fleet_targets(&present).await?;
         if let Some(left) = present.iter().find(|id| after.contains_key(*id)) {
             return Err(Error::ReadBackMismatch {
                 what: format!("target {left}"),
@@ -323,7 +327,7 @@ impl Run<'_> {
     async fn ensure_not_serving(&self, ids: &[TargetId]) -> Result<()> {
         let pools = self.call("list pools", || self.exec.router.pools()).await?;
         for pool in &pools {
-            let states = self.member_states(pool).await?;
+            let states = self.member_states(pool, ids).await?;
             if let Some(id) = ids.iter().find(|id| states.get(*id) == Some(&MemberState::Serving)) {
                 return Err(Error::drift(format!("target {id} still serves in pool {pool}; it must be drained first")));
             }
@@ -340,8 +344,8 @@ impl Run<'_> {
         version: &Version,
         drain_timeout: Duration,
     ) -> Result<()> {
-        let fleet = self.fleet_map().await?;
-        let states = self.member_states(pool).await?;
+        let fleet = self.fleet_targets(ids).await?;
+        let states = self.member_states(pool, ids).await?;
         let todo: Vec<Target> = ids
             .iter()
             .filter_map(|id| fleet.get(id))

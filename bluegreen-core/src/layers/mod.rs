@@ -129,6 +129,7 @@ enum Args<'a> {
     Drain(&'a PoolName, &'a [TargetId], Duration),
     RemoveTargets(&'a PoolName, &'a [TargetId]),
     Members(&'a PoolName),
+    MembersOf(&'a PoolName, &'a [TargetId]),
 }
 
 impl Args<'_> {
@@ -140,7 +141,8 @@ impl Args<'_> {
             Self::AddTargets(..) => RouterOp::AddTargets,
             Self::Drain(..) => RouterOp::Drain,
             Self::RemoveTargets(..) => RouterOp::RemoveTargets,
-            Self::Members(_) => RouterOp::Members,
+            // A read of members, whether of the whole pool or some of them.
+            Self::Members(_) | Self::MembersOf(..) => RouterOp::Members,
         }
     }
 
@@ -163,6 +165,10 @@ impl Args<'_> {
                 request.targets = ids.to_vec();
             }
             Self::Members(pool) => request.pool = Some(pool.clone()),
+            Self::MembersOf(pool, ids) => {
+                request.pool = Some(pool.clone());
+                request.targets = ids.to_vec();
+            }
         }
         request
     }
@@ -177,12 +183,13 @@ impl Args<'_> {
             Self::Drain(pool, ids, timeout) => router.drain(pool, ids, timeout).await.map(Response::Drained),
             Self::RemoveTargets(pool, ids) => router.remove_targets(pool, ids).await.map(|()| Response::Done),
             Self::Members(pool) => router.members(pool).await.map(Response::Members),
+            Self::MembersOf(pool, ids) => router.members_of(pool, ids).await.map(Response::Members),
         }
     }
 }
 
 /// What a layer adds around the inner router (its field `inner: Arc<dyn Router>`);
-/// `layer_router!` makes each layer a [`Router`] from it, so the eight delegating methods are
+/// `layer_router!` makes each layer a [`Router`] from it, so the nine delegating methods are
 /// written once.
 #[async_trait::async_trait]
 trait Layer: Send + Sync + fmt::Debug {
@@ -255,6 +262,13 @@ macro_rules! layer_router {
                 pool: &$crate::model::PoolName,
             ) -> $crate::error::Result<Vec<$crate::model::Member>> {
                 $crate::layers::answer!(self, Args::Members(pool), Response::Members(members) => members)
+            }
+            async fn members_of(
+                &self,
+                pool: &$crate::model::PoolName,
+                ids: &[$crate::model::TargetId],
+            ) -> $crate::error::Result<Vec<$crate::model::Member>> {
+                $crate::layers::answer!(self, Args::MembersOf(pool, ids), Response::Members(members) => members)
             }
         }
     };

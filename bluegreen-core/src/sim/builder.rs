@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::shared::SharedFile;
 use super::world::{Addressing, SimMember, World};
-use super::{traffic, Fault, Sim, Traffic, TrafficStats, VersionBehaviour, WriteHook};
+use super::{traffic, Fault, Sim, Traffic, TrafficStats, VersionBehaviour, Work, WriteHook};
 use crate::error::Result;
 use crate::model::{MemberState, PoolName, Split, Version};
 use crate::router::Capabilities;
@@ -216,6 +216,7 @@ impl SimBuilder {
             probe_grace: self.probe_grace.unwrap_or(DEFAULT_PROBE_GRACE),
             checking: !self.unchecked,
             stats: TrafficStats::default(),
+            work: Work::default(),
             in_flight: Default::default(),
             cursors: BTreeMap::new(),
             pool_credit: BTreeMap::new(),

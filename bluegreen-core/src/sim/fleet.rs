@@ -105,6 +105,17 @@ impl Fleet for SimFleet {
         self.0.delay().await;
         let mut w = self.0.lock();
         w.enter(FleetOp::List)?;
-        Ok(w.targets.values().map(|t| t.target.clone()).collect())
+        let list: Vec<Target> = w.targets.values().map(|t| t.target.clone()).collect();
+        w.work.fleet_read += list.len() as u64;
+        Ok(list)
+    }
+
+    async fn targets(&self, ids: &[TargetId]) -> Result<Vec<Target>> {
+        self.0.delay().await;
+        let mut w = self.0.lock();
+        w.enter(FleetOp::List)?;
+        let found: Vec<Target> = ids.iter().filter_map(|id| w.targets.get(id)).map(|t| t.target.clone()).collect();
+        w.work.fleet_read += found.len() as u64;
+        Ok(found)
     }
 }

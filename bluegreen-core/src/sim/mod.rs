@@ -90,6 +90,30 @@ pub struct TrafficStats {
     pub dropped: u64,
 }
 
+/// The work the deployer asked of the simulated backends, counted by what it touched: a
+/// test that counts it per batch catches a batch whose cost grows with the pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    /// Health probes answered.
+    pub probes: u64,
+    /// Pool members handed out by member reads (`members`, `members_of`).
+    pub members_read: u64,
+    /// Targets handed out by fleet reads (`list`, `targets`).
+    pub fleet_read: u64,
+}
+
+impl std::ops::Sub for Work {
+    type Output = Work;
+
+    fn sub(self, earlier: Work) -> Work {
+        Work {
+            probes: self.probes - earlier.probes,
+            members_read: self.members_read - earlier.members_read,
+            fleet_read: self.fleet_read - earlier.fleet_read,
+        }
+    }
+}
+
 /// Request traffic the simulator sends through its router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Traffic {
@@ -215,6 +239,11 @@ impl Sim {
     /// Calls made of one operation (`sim.calls_of(RouterOp::SetSplit)`).
     pub fn calls_of(&self, op: impl Into<Op>) -> u64 {
         self.lock().calls.get(&op.into()).copied().unwrap_or(0)
+    }
+
+    /// The work done on the simulated backends so far.
+    pub fn work(&self) -> Work {
+        self.lock().work
     }
 
     /// Calls that change backend state.

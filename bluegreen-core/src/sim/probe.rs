@@ -14,6 +14,7 @@ pub(super) struct SimProbe(pub(super) Sim);
 impl HealthProbe for SimProbe {
     async fn check(&self, target: &Target) -> Health {
         let mut w = self.0.lock();
+        w.work.probes += 1;
         let healthy = w.healthy(&target.id);
         let Some(t) = w.targets.get_mut(&target.id) else {
             return Health::unhealthy("no such target");

@@ -172,7 +172,14 @@ impl Router for SimRouter {
         self.0.delay().await;
         let mut w = self.0.lock();
         w.enter(RouterOp::Members)?;
-        w.members(pool)
+        w.members(pool, None)
+    }
+
+    async fn members_of(&self, pool: &PoolName, ids: &[TargetId]) -> Result<Vec<Member>> {
+        self.0.delay().await;
+        let mut w = self.0.lock();
+        w.enter(RouterOp::Members)?;
+        w.members(pool, Some(ids))
     }
 }
 

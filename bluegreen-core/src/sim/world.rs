@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::behaviour::{Fault, Op, VersionBehaviour};
-use super::{TrafficStats, Violation};
+use super::{TrafficStats, Violation, Work};
 use crate::error::{Error, Result};
 use crate::model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
 
@@ -54,6 +54,7 @@ pub(super) struct World {
     /// Whether mutations are checked against the invariants (off for scale benchmarks).
     pub(super) checking: bool,
     pub(super) stats: TrafficStats,
+    pub(super) work: Work,
     pub(super) in_flight: VecDeque<Request>,
     /// Round-robin cursors of the traffic generator, per pool and over pools.
     pub(super) cursors: BTreeMap<PoolName, usize>,
@@ -118,16 +119,20 @@ impl World {
         self.pools.get(pool).ok_or_else(|| Error::not_found(format!("pool {pool:?}")))
     }
 
-    pub(super) fn members(&self, pool: &PoolName) -> Result<Vec<Member>> {
-        Ok(self
-            .pool(pool)?
-            .iter()
-            .map(|(id, m)| Member {
-                id: id.clone(),
-                state: m.state,
-                in_flight: Some(self.targets.get(id).map_or(0, |t| t.in_flight)),
-            })
-            .collect())
+    /// The members of `pool`, or of them those in `ids`, counted as read.
+    pub(super) fn members(&mut self, pool: &PoolName, ids: Option<&[TargetId]>) -> Result<Vec<Member>> {
+        let members = self.pool(pool)?;
+        let member = |(id, m): (&TargetId, &SimMember)| Member {
+            id: id.clone(),
+            state: m.state,
+            in_flight: Some(self.targets.get(id).map_or(0, |t| t.in_flight)),
+        };
+        let read: Vec<Member> = match ids {
+            None => members.iter().map(member).collect(),
+            Some(ids) => ids.iter().filter_map(|id| members.get_key_value(id)).map(member).collect(),
+        };
+        self.work.members_read += read.len() as u64;
+        Ok(read)
     }
 
     /// Healthy as far as a deployer can know: healthy now, or a probe passed no longer than
