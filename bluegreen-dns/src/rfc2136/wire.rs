@@ -2,7 +2,6 @@
 //! the messages; the exchange itself is a few lines of tokio, so no client runtime is needed.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bluegreen_core::{Error, Result};
@@ -15,12 +14,10 @@ use tokio::net::TcpStream;
 /// The backend name in errors.
 pub(crate) const BACKEND: &str = "rfc2136";
 
-static NEXT_ID: AtomicU16 = AtomicU16::new(0);
-
+/// A random message id (from the thread's CSPRNG): an off-path attacker who cannot guess it
+/// cannot answer in the server's place (RFC 5452).
 fn next_id() -> u16 {
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    // Truncation is the point: a message id is 16 bits.
-    (seed as u16) ^ NEXT_ID.fetch_add(0x9e37, Ordering::Relaxed)
+    rand::random()
 }
 
 /// The rcode's name as servers and `dig` print it.
@@ -155,6 +152,23 @@ pub(crate) async fn update(
         return Err(malformed(server, "the answer's id does not match the update"));
     }
     let rcode = answer.response_code();
+    // Every answer to a signed request is verified before what it says is believed: a forged
+    // REFUSED or NXRRSET would otherwise pass for the server's. The one answer a server sends
+    // unsigned is NOTAUTH when it could not verify the request (unknown key, bad signature:
+    // RFC 8945 §5.3.2); it is reported as NOTAUTH, and fails the call either way.
+    let verified = verifier.map_or(Ok(()), |mut verify| verify(&raw).map(drop).map_err(|e| e.to_string()));
+    if let Err(reason) = verified {
+        if rcode != ResponseCode::NotAuth {
+            return Err(Error::permanent(
+                BACKEND,
+                format!(
+                    "{server}: the answer ({}) to the update of {zone} failed TSIG verification: {reason}; it may not \
+                     come from the server, and what it says was not believed",
+                    rcode_name(rcode)
+                ),
+            ));
+        }
+    }
     match rcode {
         ResponseCode::NoError => {}
         ResponseCode::NotAuth => {
@@ -201,13 +215,80 @@ pub(crate) async fn update(
             ))
         }
     }
-    if let Some(mut verify) = verifier {
-        verify(&raw).map_err(|e| {
-            Error::permanent(
-                BACKEND,
-                format!("{server}: the answer to the update of {zone} failed TSIG verification: {e}"),
-            )
-        })?;
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::rfc2136::tsig::TsigKey;
+
+    /// A server on loopback that answers one request with `rcode`, unsigned: what an attacker
+    /// in the path (or racing the server) can send. No real server sends these on demand.
+    async fn forging_server(rcode: ResponseCode) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut prefix = [0u8; 2];
+            stream.read_exact(&mut prefix).await.unwrap();
+            let mut request = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            stream.read_exact(&mut request).await.unwrap();
+            let request = Message::from_vec(&request).unwrap();
+            let mut answer = Message::new();
+            answer
+                .set_id(request.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(OpCode::Update)
+                .set_response_code(rcode);
+            let bytes = answer.to_vec().unwrap();
+            let mut framed = u16::try_from(bytes.len()).unwrap().to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            stream.write_all(&framed).await.unwrap();
+        });
+        address
+    }
+
+    async fn update_answered(rcode: ResponseCode) -> Error {
+        let server = forging_server(rcode).await;
+        let key = TsigKey::hmac_sha256("deploy-key.", "0u8p58dX9OJ2n5xd9A/AmyvLv8RUbKffZB9xnoNUQjE=").unwrap();
+        let zone = Name::from_ascii("example.test.").unwrap();
+        update(server, &zone, &key.signer().unwrap(), Vec::new(), Vec::new(), Duration::from_secs(5))
+            .await
+            .expect_err("an unsigned answer is not believed")
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_answer_is_not_believed_whatever_its_rcode() {
+        for rcode in [ResponseCode::NoError, ResponseCode::Refused, ResponseCode::NXRRSet, ResponseCode::ServFail] {
+            let error = update_answered(rcode).await;
+            let text = error.to_string();
+            assert!(text.contains("failed TSIG verification"), "{rcode:?}: {text}");
+            assert!(text.contains(&rcode_name(rcode)), "{rcode:?}: {text}");
+            // Not retried as if the server had said it: a forged NXRRSET is not "another writer".
+            assert!(!error.is_retryable(), "{rcode:?}: {text}");
+        }
+    }
+
+    /// The one answer servers send unsigned to a signed request: NOTAUTH, when they could not
+    /// verify it. It is reported as such (and fails the call).
+    #[tokio::test]
+    async fn an_unsigned_notauth_is_reported_as_the_key_refused() {
+        let text = update_answered(ResponseCode::NotAuth).await.to_string();
+        assert!(text.contains("NOTAUTH") && text.contains("deploy-key"), "{text}");
+        assert!(!text.contains("TSIG verification"), "{text}");
+    }
+
+    #[test]
+    fn message_ids_are_not_predictable() {
+        let ids: Vec<u16> = (0..256).map(|_| next_id()).collect();
+        let distinct: BTreeSet<u16> = ids.iter().copied().collect();
+        assert!(distinct.len() > 240, "{} distinct of 256", distinct.len());
+        let steps: BTreeSet<u16> = ids.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert!(steps.len() > 200, "consecutive ids step by {} distinct amounts only", steps.len());
+    }
 }
