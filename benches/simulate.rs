@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, BatchSize as Setup, Criterion, 
 
 #[path = "support/workloads.rs"]
 mod workloads;
-use workloads::{blue_green, paused_runtime, rolling, rolling_sim, rolling_spec};
+use workloads::{blue_greens, paused_runtime, rolling, rolling_sim, rolling_spec};
 
 fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulate");
@@ -39,7 +39,7 @@ fn benches(c: &mut Criterion) {
 
     group.bench_function("blue_green_1k_concurrent", |b| {
         b.iter(|| {
-            let outcomes = paused_runtime().block_on(futures::future::join_all((0..1_000).map(|_| blue_green())));
+            let outcomes = paused_runtime().block_on(blue_greens(1_000));
             assert!(outcomes.iter().all(|o| o.status == Status::Succeeded));
             outcomes
         });

@@ -20,19 +20,14 @@
 
 use std::time::{Duration, Instant};
 
-use bluegreen::{BatchSize, Outcome, Status};
+use bluegreen::{BatchSize, Status};
 
 #[path = "../benches/support/workloads.rs"]
 mod workloads;
-use workloads::{blue_green, paused_runtime, rolling};
+use workloads::{blue_green, blue_greens, paused_runtime, rolling};
 
 /// Clock ticks per second of `/proc/self/stat` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 const CLK_TCK: f64 = 100.0;
-
-/// `deploys` blue-green deploys at once on one runtime.
-async fn blue_greens(deploys: usize) -> Vec<Outcome> {
-    futures::future::join_all((0..deploys).map(|_| blue_green())).await
-}
 
 /// CPU seconds of the whole process (all threads), from `/proc/self/stat`.
 fn cpu_seconds() -> Option<f64> {

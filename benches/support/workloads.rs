@@ -68,3 +68,16 @@ pub(crate) async fn blue_green() -> Outcome {
     let spec = Spec::new("web", "v2", Strategy::BlueGreen(bg)).with_health(health());
     executor.deploy(&spec).await.expect("the blue-green deploy starts")
 }
+
+/// `deploys` blue-green deploys at once on one runtime, each a task of its own, as a service
+/// embedding the engine runs them. (One `join_all` over the thousands of deploy futures made
+/// the whole set a single task, and its wake-ups cost more the more deploys it held: 8,000
+/// took 16.3 s of CPU that way, 2.7 s as tasks.)
+pub(crate) async fn blue_greens(deploys: usize) -> Vec<Outcome> {
+    let tasks: Vec<_> = (0..deploys).map(|_| tokio::spawn(blue_green())).collect();
+    let mut outcomes = Vec::with_capacity(deploys);
+    for task in tasks {
+        outcomes.push(task.await.expect("a deploy task panicked"));
+    }
+    outcomes
+}
