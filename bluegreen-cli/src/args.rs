@@ -12,13 +12,15 @@ Examples:
   bluegreen plan -f deploy.toml               validate and print the timeline (nothing changes)
   bluegreen deploy -f deploy.toml --version v88
   bluegreen status -f deploy.toml             from another terminal: where the deploy stands
+  bluegreen wait -f deploy.toml --until paused --timeout 30m
   bluegreen promote -f deploy.toml            skip the remaining bakes
   bluegreen abort -f deploy.toml              roll back
 
 Exit codes: 0 done, 1 failed and rolled back, 2 bad input (nothing changed),
 3 the rollback failed (a human is needed), 4 another deploy holds the lock,
 5 stopped by Ctrl-C (resume with `bluegreen resume-deploy -f FILE ID`),
-6 the backend is not as the deploy file describes (nothing changed).")]
+6 the backend is not as the deploy file describes (nothing changed),
+7 still running (`status`, or `wait` at its timeout).")]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -42,7 +44,12 @@ impl Command {
             | Self::Rollback { file, .. }
             | Self::ResumeDeploy { file, .. }
             | Self::Report { file, .. } => file.output,
-            Self::Status(t) | Self::Pause(t) | Self::Resume(t) | Self::Promote(t) | Self::Abort(t) => t.file.output,
+            Self::Status { target: t, .. }
+            | Self::Wait { target: t, .. }
+            | Self::Pause(t)
+            | Self::Resume(t)
+            | Self::Promote(t)
+            | Self::Abort(t) => t.file.output,
             Self::Demo(_) | Self::ServeTarget { .. } => Output::Text,
         }
     }
@@ -110,8 +117,28 @@ pub(crate) enum Command {
         #[arg(long)]
         adopt: bool,
     },
-    /// Show where the service's latest deployment stands.
-    Status(TargetArgs),
+    /// Show where the service's latest deployment stands; the exit code says it too (0 succeeded,
+    /// 1 rolled back, 3 a human is needed, 5 stopped unfinished, 7 still running).
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Show it again whenever it changes, until it is no longer running.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Wait until the deployment gets somewhere: exit 0 when it reaches `--until`, its own code if
+    /// it ends or stops first, 7 if it is still running at `--timeout`.
+    Wait {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// finished, paused (a pause step or `bluegreen pause`), rolling-back, or step:N (N steps
+        /// done).
+        #[arg(long, default_value = "finished")]
+        until: crate::watch::Until,
+        /// How long to wait (`30m`); without it, as long as it takes.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
     /// List the service's deployments.
     History(FileArgs),
     /// Pause the running deployment (no new step starts; bakes stop counting).

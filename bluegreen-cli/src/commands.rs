@@ -25,7 +25,7 @@ async fn executor(
     Ok(builder)
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
@@ -164,7 +164,11 @@ fn print_outcome(outcome: &Outcome, args: &FileArgs) {
 }
 
 /// The deployment `args` names, or the service's newest one (running first).
-async fn target(store: &dyn StateStore, file: &Deployment, id: Option<&str>) -> Result<DeploymentRecord, CliError> {
+pub(crate) async fn target(
+    store: &dyn StateStore,
+    file: &Deployment,
+    id: Option<&str>,
+) -> Result<DeploymentRecord, CliError> {
     if let Some(id) = id {
         return store.load(id).await.map_err(CliError::unknown);
     }
@@ -176,47 +180,6 @@ async fn target(store: &dyn StateStore, file: &Deployment, id: Option<&str>) -> 
             file.state.local.path.display()
         ))
     })
-}
-
-/// `bluegreen status`.
-pub(crate) async fn status(args: &TargetArgs) -> Result<Code, CliError> {
-    let file = load(&args.file)?;
-    let store = file.state_store().await?;
-    let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
-    let holder = store.holder(&file.spec().service).await?;
-    match args.file.output {
-        Output::Json => {
-            print_json(&json!({ "deployment": record.summary(), "lock": holder, "failure": record.failure }))
-        }
-        Output::Text => {
-            let s = record.summary();
-            println!(
-                "deployment {} ({} {} → {})",
-                s.id,
-                s.strategy,
-                s.from_version.as_deref().unwrap_or("nothing"),
-                s.to_version
-            );
-            let phase = match (s.phase, s.status) {
-                (Phase::Finished, Some(status)) => status.to_string(),
-                (phase, _) => format!("{phase:?}").to_lowercase(),
-            };
-            println!("  state:  {phase}, {} of {} steps done", s.completed_steps, s.total_steps);
-            if let Some(step) =
-                record.plan.steps.get(record.completed_steps).filter(|_| record.phase != Phase::Finished)
-            {
-                println!("  now:    step {}: {step}", record.completed_steps + 1);
-            }
-            if let Some(failure) = &record.failure {
-                println!("  failed: {failure}");
-            }
-            match holder {
-                Some(lease) => println!("  lock:   held by {} (fence {})", lease.owner, lease.fence),
-                None => println!("  lock:   free"),
-            }
-        }
-    }
-    Ok(Code::Done)
 }
 
 /// `bluegreen history`.

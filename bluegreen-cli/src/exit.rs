@@ -24,6 +24,8 @@ pub(crate) enum Code {
     /// The backend is not in the state the deploy file describes (something it names does not
     /// exist, or the backend holds what no pool describes): nothing was changed.
     Drift = 6,
+    /// The deployment is still running (`status`, or `wait` at its timeout).
+    Running = 7,
 }
 
 impl Code {
@@ -37,6 +39,7 @@ impl Code {
             Self::LockConflict => "lock_held",
             Self::Interrupted => "interrupted",
             Self::Drift => "drift",
+            Self::Running => "running",
         }
     }
 

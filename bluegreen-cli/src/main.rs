@@ -9,6 +9,7 @@ mod owner;
 mod progress;
 mod report;
 mod specfile;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -34,7 +35,8 @@ fn main() -> ExitCode {
             Command::Plan(args) => commands::plan(args).await,
             Command::Deploy { file, adopt } => commands::deploy(file, Run::Deploy { adopt: *adopt }).await,
             Command::ResumeDeploy { file, id } => commands::deploy(file, Run::Resume(id)).await,
-            Command::Status(args) => commands::status(args).await,
+            Command::Status { target, watch } => watch::status(target, *watch).await,
+            Command::Wait { target, until, timeout } => watch::wait(target, *until, *timeout).await,
             Command::History(args) => commands::history(args).await,
             Command::Pause(args) => commands::send(args, Remote::Pause).await,
             Command::Resume(args) => commands::send(args, Remote::Resume).await,

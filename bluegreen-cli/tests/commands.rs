@@ -237,6 +237,58 @@ fn pause_promote_and_abort_from_a_second_process_change_a_running_deploy() {
     }
 }
 
+/// `status` and `wait` exit with where the deployment stands: 7 while it runs (and `wait` at
+/// its timeout), 0 when `wait --until` is reached, then the outcome's code once it ended.
+#[test]
+fn status_and_wait_exit_with_where_the_deployment_stands() {
+    let d = dir("wait", SLOW_CANARY);
+    let deploy = spawn(&d, &["deploy"]);
+    wait_until("the canary to bake", || green_weight(&d) == 20);
+    let status = bluegreen(&d, &["status"]);
+    assert_eq!(status.status.code(), Some(7), "running: {status:?}");
+    let json: Value = serde_json::from_slice(&bluegreen(&d, &["status", "--output", "json"]).stdout).unwrap();
+    assert_eq!(json["standing"], "running", "{json}");
+
+    let started = Instant::now();
+    let timed_out = bluegreen(&d, &["wait", "--timeout", "1s"]);
+    assert_eq!(timed_out.status.code(), Some(7), "{timed_out:?}");
+    assert!(stdout(&timed_out).contains("still running at the timeout"), "{}", stdout(&timed_out));
+    assert!(started.elapsed() < Duration::from_secs(10), "the timeout ended the wait");
+    let step = bluegreen(&d, &["wait", "--until", "step:3", "--timeout", "20s"]);
+    assert_eq!(step.status.code(), Some(0), "three steps are done before the bake: {step:?}");
+
+    // A watcher started now sees the pause, then the end.
+    let watcher = spawn(&d, &["status", "--watch"]);
+    assert_eq!(bluegreen(&d, &["pause"]).status.code(), Some(0));
+    let paused = bluegreen(&d, &["wait", "--until", "paused", "--timeout", "20s", "--output", "json"]);
+    assert_eq!(paused.status.code(), Some(0), "{paused:?}");
+    let paused: Value = serde_json::from_slice(&paused.stdout).unwrap();
+    assert_eq!((paused["reached"].as_bool(), paused["standing"].as_str()), (Some(true), Some("running")));
+    assert!(stdout(&bluegreen(&d, &["status"])).contains("state:  paused"));
+
+    assert_eq!(bluegreen(&d, &["abort"]).status.code(), Some(0));
+    let waited = bluegreen(&d, &["wait", "--until", "finished", "--timeout", "30s"]);
+    assert_eq!(waited.status.code(), Some(1), "rolled back: {waited:?}");
+    assert_eq!(deploy.wait_with_output().unwrap().status.code(), Some(1));
+    let watched = watcher.wait_with_output().unwrap();
+    assert_eq!(watched.status.code(), Some(1), "the watch ends with the deployment: {watched:?}");
+    let shown = stdout(&watched);
+    assert!(shown.contains("state:  paused") && shown.contains("state:  rolled back"), "{shown}");
+    assert_eq!(bluegreen(&d, &["status"]).status.code(), Some(1));
+    // `--until paused` of a deployment that ended without reaching it: the outcome's code.
+    let never = bluegreen(&d, &["wait", "--until", "rolling-back"]);
+    assert_eq!(never.status.code(), Some(1), "{never:?}");
+
+    let bad = bluegreen(&d, &["wait", "--until", "step:0"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+
+    let quick = dir("wait-quick", QUICK_CANARY);
+    assert_eq!(bluegreen(&quick, &["deploy"]).status.code(), Some(0));
+    for args in [&["status"][..], &["status", "--watch"], &["wait"], &["wait", "--until", "step:1"]] {
+        assert_eq!(bluegreen(&quick, args).status.code(), Some(0), "{args:?}");
+    }
+}
+
 #[test]
 fn ctrl_c_stops_at_a_safe_point_and_resume_deploy_converges() {
     let d = dir("ctrl-c", SLOW_CANARY);
@@ -254,6 +306,9 @@ fn ctrl_c_stops_at_a_safe_point_and_resume_deploy_converges() {
     let hint = printed.lines().find_map(|l| l.strip_prefix("resume with: ")).expect("a resume hint");
     assert_eq!(hint, format!("bluegreen resume-deploy -f 'checkout release.toml' {id}"));
     assert_eq!(green_weight(&d), 20, "left as it was, resumable");
+    let status = bluegreen(&d, &[&["status"], &file[..]].concat());
+    assert_eq!(status.status.code(), Some(5), "stopped unfinished: {status:?}");
+    assert!(stdout(&status).contains("stopped unfinished (resumable)"), "{}", stdout(&status));
 
     // Promote ahead of the resume so the 30 s bake is skipped; the resumed run replays it.
     assert_eq!(bluegreen(&d, &[&["promote"], &file[..], &["--id", &id]].concat()).status.code(), Some(0));
@@ -342,11 +397,13 @@ probe = { kind = "tcp" }
     provoked.insert(3, bluegreen(&d, &["plan"]).status.code());
     let json = bluegreen(&d, &["plan", "--output", "json"]);
     assert_eq!((json.status.code(), json_error(&json)["kind"].as_str()), (Some(3), Some("needs_human")));
-    // 4: another deployment holds the lock; 5: Ctrl-C.
+    // 4: another deployment holds the lock; 7: it is still running; 5: Ctrl-C.
     let d = dir("exit-4", SLOW_CANARY);
     let first = spawn(&d, &["deploy"]);
     wait_until("the canary to bake", || green_weight(&d) == 20);
     provoked.insert(4, bluegreen(&d, &["deploy", "--version", "v3"]).status.code());
+    // 7: still running.
+    provoked.insert(7, bluegreen(&d, &["status"]).status.code());
     let json = bluegreen(&d, &["deploy", "--version", "v3", "--output", "json"]);
     assert_eq!((json.status.code(), json_error(&json)["kind"].as_str()), (Some(4), Some("lock_held")));
     assert!(Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap().success());
