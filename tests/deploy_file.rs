@@ -301,3 +301,25 @@ async fn an_haproxy_file_with_a_backend_per_pool_gives_that_layout_and_bad_combi
         assert!(error.contains(wanted), "wanted {wanted:?} in: {error}");
     }
 }
+
+/// Text that would reach past its place in a command is refused when the file is read, at its
+/// line: a host id starting with `-` (an option of `ssh {host}`), `server_options` with `;` (a
+/// second command on HAProxy's runtime API), a version with `;` given by `--version`.
+#[test]
+fn values_that_would_escape_their_command_are_refused_at_their_line() {
+    let dashed = HAPROXY.replace("id = \"web-1\"", "id = \"-oProxyCommand=touch/tmp/pwned\"");
+    let error = parse(&dashed).unwrap_err();
+    assert!(
+        error.starts_with("deploy.toml:16:6: invalid backend.hosts[0].id") && error.contains("read as an option"),
+        "{error}"
+    );
+    let chained =
+        HAPROXY.replace("separator = \"-\"", "separator = \"-\"\nserver_options = \"check; shutdown frontend web\"");
+    let error = parse(&chained).unwrap_err();
+    assert!(error.starts_with("deploy.toml:13:") && error.contains("server_options"), "{error}");
+    let subs = Substitutions::new();
+    let error = DeployFile::parse(Path::new("deploy.toml"), HAPROXY, &subs, Some("v2; rm -rf /"))
+        .and_then(Deployment::read)
+        .unwrap_err();
+    assert!(error.to_string().contains("cannot go into a shell command"), "{error}");
+}

@@ -177,6 +177,15 @@ impl HaproxyRouterBuilder {
                 return Err(Error::invalid(format!("pools[{i}]"), format!("pool {name:?} is listed twice")));
             }
         }
+        if let Some(bad) = cli_unsafe(&self.server_options) {
+            return Err(Error::invalid(
+                "server_options",
+                format!(
+                    "{:?} contains {bad}, which would end the `add server` command on HAProxy's CLI and start another",
+                    self.server_options
+                ),
+            ));
+        }
         let layout = self.layout()?;
         let (mut named, mut names) = (BTreeMap::new(), BTreeMap::new());
         for (i, (name, pool, target)) in self.named.into_iter().enumerate() {
@@ -235,7 +244,7 @@ impl HaproxyRouterBuilder {
             }
             return Ok(Layout::OneBackend);
         };
-        if map.is_empty() || map.chars().any(char::is_whitespace) {
+        if map.is_empty() || map.chars().any(char::is_whitespace) || cli_unsafe(map).is_some() {
             return Err(Error::invalid(
                 "split_map",
                 format!("{map:?} cannot be named on HAProxy's CLI (it must be non-empty, without spaces)"),
@@ -299,5 +308,49 @@ impl HaproxyRouter {
             pool_backends: Vec::new(),
             save_map: false,
         }
+    }
+}
+
+/// What in `text` would let it reach past its own command on HAProxy's runtime API: `;` ends a
+/// command and starts the next on the same line, a line break ends the line, `<<` starts a
+/// payload. Names are checked by [`valid_name`]; this is for the free text that goes into a
+/// command (`server_options`, the split map's path).
+fn cli_unsafe(text: &str) -> Option<&'static str> {
+    if text.contains(';') {
+        Some("`;`")
+    } else if text.chars().any(char::is_control) {
+        Some("a line break or control character")
+    } else if text.contains("<<") {
+        Some("`<<`")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(options: &str) -> Result<HaproxyRouter> {
+        HaproxyRouter::builder(HaproxyEndpoint::unix("/nonexistent/haproxy.sock"), "web")
+            .server_options(options)
+            .build()
+    }
+
+    /// `server_options` goes into `add server …` as it is: a `;` would run a second command
+    /// with admin rights (observed: `check; shutdown sessions server web/blue.web-1`).
+    #[test]
+    fn server_options_that_would_start_another_command_are_refused() {
+        assert!(router("check inter 1s fall 2 rise 2").is_ok());
+        for bad in ["check; shutdown sessions server web/blue.web-1", "check\nshutdown frontend web", "check <<"] {
+            let err = router(bad).unwrap_err();
+            assert_eq!(err.field(), Some("server_options"), "{bad:?}: {err}");
+        }
+        let map = HaproxyRouter::builder(HaproxyEndpoint::unix("/x.sock"), "web")
+            .pools(["blue", "green"])
+            .backend_per_pool("/etc/haproxy/split.map;clear map #0")
+            .build()
+            .unwrap_err();
+        assert!(map.to_string().contains("cannot be named"), "{map}");
     }
 }

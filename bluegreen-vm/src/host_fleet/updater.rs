@@ -190,6 +190,13 @@ fn placeholders(host: &Target, version: &Version) -> Result<Vec<(&'static str, S
                 ),
             ));
         }
+        // `ssh {id}` with the id `-oProxyCommand=…` would run what the id says.
+        if value.starts_with('-') {
+            return Err(Error::invalid(
+                format!("updater.{{{name}}}"),
+                format!("{value:?} (host {}) starts with '-': it would be read as an option of the command", host.id),
+            ));
+        }
     }
     Ok(values.into_iter().collect())
 }
@@ -222,5 +229,18 @@ mod tests {
         assert_eq!(err.field(), Some("updater.{version}"), "{err}");
         assert_eq!(host_part("[::1]:80"), "::1");
         assert_eq!(host_part("web-3"), "web-3");
+    }
+
+    /// A value starting with `-` would be an option of the command it lands in: `ssh {id}`
+    /// with the id `-oProxyCommand=…` runs what the id says.
+    #[test]
+    fn a_value_that_would_be_an_option_is_refused() {
+        let updater = Updater::command("ssh {id} deploy.sh {version}");
+        let err = updater.render(&host("-oProxyCommand=touch/tmp/pwned", "10.0.1.3:8080"), &"v2".into()).unwrap_err();
+        assert_eq!(err.field(), Some("updater.{id}"), "{err}");
+        assert!(err.to_string().contains("would be read as an option"), "{err}");
+        let err = updater.render(&host("web-3", "10.0.1.3:8080"), &"--help".into()).unwrap_err();
+        assert_eq!(err.field(), Some("updater.{version}"), "{err}");
+        assert!(updater.render(&host("web-3", "10.0.1.3:8080"), &"v2-rc-1".into()).is_ok(), "a dash inside is fine");
     }
 }
