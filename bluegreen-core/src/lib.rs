@@ -63,7 +63,7 @@ pub use executor::{Control, Executor, ExecutorBuilder};
 #[cfg(feature = "mock")]
 pub use fleet::MockFleet;
 pub use fleet::{Fleet, FleetCapabilities, ProvisionRequest};
-pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint};
+pub use hooks::{CommandHook, FnHook, Hook, HookContext, HookOutput, HookPoint, RollbackFacts};
 pub use model::{Member, MemberState, PoolName, Split, Target, TargetId, Version};
 pub use outcome::{Outcome, Status};
 pub use plan::{Plan, PoolRow, Snapshot, Step, TargetSet, Timeline, TimelineRow};

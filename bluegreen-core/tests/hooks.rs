@@ -15,6 +15,7 @@ fn context() -> HookContext {
         stable_pool: "blue".to_owned(),
         candidate_pool: "green".to_owned(),
         candidate_addresses: vec!["127.0.0.1:8081".to_owned(), "127.0.0.1:8082".to_owned()],
+        rollback: None,
     }
 }
 
@@ -136,4 +137,75 @@ async fn background_process_does_not_hold_the_hook() {
 async fn hook_name_is_the_command() {
     let hook = CommandHook::new("./migrate.sh", Duration::from_secs(1));
     assert_eq!(hook.name(), "./migrate.sh");
+}
+
+/// `on_rollback`: a canary whose new version never gets healthy rolls back, then the hook runs
+/// once with the reason and the end in its environment (a spec command hook, through `sh`); a
+/// failing `on_rollback` hook is reported and changes nothing of the outcome; a deploy that
+/// succeeds runs none. (Real time: a command hook waits on a real process.)
+#[tokio::test]
+async fn on_rollback_hooks_run_after_a_rollback_with_its_reason() {
+    use bluegreen_core::sim::{Sim, VersionBehaviour};
+    use bluegreen_core::{
+        Canary, CommandHookSpec, EventKind, Executor, FnHook, MemorySink, ShiftStep, Spec, Status, Strategy,
+    };
+
+    let seen = scratch_path("on-rollback");
+    let canary =
+        Canary { steps: vec![ShiftStep { percent: 20, bake: Duration::from_millis(100) }], ..Canary::default() };
+    let mut spec = Spec::new("web", "v2", Strategy::Canary(canary)).with_health(bluegreen_core::HealthPolicy {
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_millis(10),
+        healthy_threshold: 1,
+        unhealthy_threshold: 1,
+        min_healthy_time: Duration::ZERO,
+        deadline: Duration::from_millis(200),
+    });
+    spec.hooks = vec![CommandHookSpec {
+        point: HookPoint::OnRollback,
+        command: format!(
+            "echo \"$BLUEGREEN_HOOK|$BLUEGREEN_ROLLBACK_STATUS|$BLUEGREEN_ROLLBACK_REASON\" >> {}",
+            seen.display()
+        ),
+        timeout: Duration::from_secs(10),
+    }];
+    let run = |version: VersionBehaviour, spec: Spec| async move {
+        let sim = Sim::builder().pool("blue", 2, "v1").pool("green", 0, "v1").version("v2", version).build();
+        let log = MemorySink::new();
+        let failing =
+            FnHook::new("notify", |_| async { Err(Error::Check { what: "notify".into(), reason: "down".into() }) });
+        let exec = Executor::builder(sim.router(), sim.fleet(), sim.probe())
+            .sink(log.clone())
+            .hook(HookPoint::OnRollback, failing)
+            .build();
+        (exec.deploy(&spec).await.unwrap(), log)
+    };
+
+    let (outcome, log) = run(VersionBehaviour::never_healthy(), spec.clone()).await;
+    assert_eq!(outcome.status, Status::RolledBack, "a failing on_rollback hook changes nothing");
+    let lines = std::fs::read_to_string(&seen).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let fields: Vec<&str> = lines[0].splitn(3, '|').collect();
+    assert_eq!(&fields[..2], ["on_rollback", "rolled back"], "{lines:?}");
+    assert!(fields[2].contains("not healthy"), "the reason: {lines:?}");
+    let hooks: Vec<(String, bool)> = log
+        .events()
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::HookFinished { point, hook, ok, .. } if point == "on_rollback" => Some((hook.clone(), *ok)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    assert_eq!(hooks.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, false], "{hooks:?}");
+
+    let (outcome, log) = run(VersionBehaviour::healthy(), spec).await;
+    assert_eq!(outcome.status, Status::Succeeded);
+    assert!(!log
+        .events()
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::HookFinished { point, .. } if point == "on_rollback")));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().lines().count(), 1, "no rollback, no hook");
+    let _ = std::fs::remove_file(&seen);
 }

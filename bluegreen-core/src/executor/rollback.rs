@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use super::run::Run;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
+use crate::hooks::{HookPoint, RollbackFacts};
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
 use crate::outcome::Status;
 use crate::plan::{Step, TargetSet};
@@ -25,7 +26,31 @@ use crate::spec::{OldUnhealthyPolicy, RollbackPace};
 const ROLLBACK_ATTEMPTS: u32 = 3;
 
 impl Run<'_> {
+    /// Rolls back, then runs the `on_rollback` hooks with the reason and the end.
     pub(super) async fn rollback(&self, cause: &Error) -> Status {
+        let status = self.roll_back(cause).await;
+        // Another owner is in charge: it runs them when its rollback ends.
+        if !self.lost_lock() {
+            self.run_rollback_hooks(cause, status).await;
+        }
+        status
+    }
+
+    /// The `on_rollback` hooks. Their failure changes nothing of the outcome: the rollback
+    /// already ended; it is in the event log (`hook_finished` with `ok: false`).
+    async fn run_rollback_hooks(&self, cause: &Error, status: Status) {
+        let hooks = self.hooks_at(HookPoint::OnRollback);
+        if hooks.is_empty() {
+            return;
+        }
+        // Whatever of the new version is left (none once its targets are removed).
+        let candidates = self.resolve(&self.candidate_set()).await.unwrap_or_default();
+        let facts = RollbackFacts { reason: cause.to_string(), status: status.to_string() };
+        let context = self.hook_context(HookPoint::OnRollback, &candidates, Some(facts));
+        let _ = self.run_hooks_with(hooks, context).await;
+    }
+
+    async fn roll_back(&self, cause: &Error) -> Status {
         self.rolling_back.store(true, Ordering::SeqCst);
         self.emit(EventKind::RollbackStarted { reason: cause.to_string() });
         let mut attempt = 1;

@@ -1,6 +1,7 @@
 //! Each plan step as an "ensure": observe, do what is missing, read back.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::try_join_all;
@@ -10,7 +11,7 @@ use super::run::Run;
 use crate::error::{Error, Result};
 use crate::events::EventKind;
 use crate::fleet::ProvisionRequest;
-use crate::hooks::{HookContext, HookPoint};
+use crate::hooks::{Hook, HookContext, HookPoint, RollbackFacts};
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
 use crate::plan::{Step, TargetSet};
 use crate::router::DrainReport;
@@ -79,7 +80,17 @@ impl Run<'_> {
             return Ok(());
         }
         let candidates = self.resolve(&self.candidate_set()).await?;
-        let context = HookContext {
+        self.run_hooks_with(hooks, self.hook_context(point, &candidates, None)).await
+    }
+
+    /// The deploy's facts for a hook at `point`.
+    pub(super) fn hook_context(
+        &self,
+        point: HookPoint,
+        candidates: &[Target],
+        rollback: Option<RollbackFacts>,
+    ) -> HookContext {
+        HookContext {
             point,
             deployment_id: self.id.clone(),
             service: self.plan.spec.service.clone(),
@@ -87,8 +98,14 @@ impl Run<'_> {
             previous_version: self.plan.from_version.as_ref().map(ToString::to_string),
             stable_pool: self.plan.stable_pool.to_string(),
             candidate_pool: self.plan.candidate_pool.to_string(),
-            candidate_addresses: candidates.into_iter().map(|t| t.address).collect(),
-        };
+            candidate_addresses: candidates.iter().map(|t| t.address.clone()).collect(),
+            rollback,
+        }
+    }
+
+    /// Runs `hooks` in order, each reported in the event log; the first failure stops them.
+    pub(super) async fn run_hooks_with(&self, hooks: Vec<Arc<dyn Hook>>, context: HookContext) -> Result<()> {
+        let point = context.point;
         for hook in hooks {
             let result = hook.run(&context).await;
             let (ok, output) = match &result {

@@ -29,10 +29,15 @@ pub enum HookPoint {
     AfterSwitch,
     /// After the old version is retired: the deploy is done.
     AfterDeploy,
+    /// After a rollback ended, whatever its end (rolled back, rolled forward, or stopped for a
+    /// human), with the reason and the end in [`HookContext::rollback`]. Not a step of the
+    /// plan: it runs only when a deploy rolls back, and its failure changes nothing of the
+    /// outcome (it is reported in the event log).
+    OnRollback,
 }
 
 impl HookPoint {
-    /// Every point, in the order a deploy reaches them.
+    /// The points a plan has steps for, in the order a deploy reaches them.
     pub const ALL: [HookPoint; 5] =
         [Self::BeforeProvision, Self::AfterTestTraffic, Self::BeforeTraffic, Self::AfterSwitch, Self::AfterDeploy];
 
@@ -44,6 +49,7 @@ impl HookPoint {
             Self::AfterTestTraffic => "after_test_traffic",
             Self::AfterSwitch => "after_switch",
             Self::AfterDeploy => "after_deploy",
+            Self::OnRollback => "on_rollback",
         }
     }
 }
@@ -73,15 +79,28 @@ pub struct HookContext {
     pub candidate_pool: String,
     /// Addresses of the new version's targets known at this point.
     pub candidate_addresses: Vec<String>,
+    /// At [`HookPoint::OnRollback`]: why the deploy rolled back and how the rollback ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackFacts>,
+}
+
+/// What an [`OnRollback`](HookPoint::OnRollback) hook is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackFacts {
+    /// Why the deploy rolled back (the failure, or `aborted by operator`).
+    pub reason: String,
+    /// How the rollback ended: `rolled back`, `rolled forward` or `rollback failed`.
+    pub status: String,
 }
 
 impl HookContext {
     /// The environment a command hook gets: `BLUEGREEN_HOOK`, `BLUEGREEN_DEPLOYMENT_ID`,
     /// `BLUEGREEN_SERVICE`, `BLUEGREEN_VERSION`, `BLUEGREEN_PREVIOUS_VERSION` (empty if none),
     /// `BLUEGREEN_STABLE_POOL`, `BLUEGREEN_CANDIDATE_POOL`, `BLUEGREEN_CANDIDATE_ADDRESSES`
-    /// (comma-separated).
+    /// (comma-separated); at `on_rollback` also `BLUEGREEN_ROLLBACK_REASON` and
+    /// `BLUEGREEN_ROLLBACK_STATUS`.
     pub fn env(&self) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("BLUEGREEN_HOOK", self.point.to_string()),
             ("BLUEGREEN_DEPLOYMENT_ID", self.deployment_id.clone()),
             ("BLUEGREEN_SERVICE", self.service.clone()),
@@ -90,7 +109,12 @@ impl HookContext {
             ("BLUEGREEN_STABLE_POOL", self.stable_pool.clone()),
             ("BLUEGREEN_CANDIDATE_POOL", self.candidate_pool.clone()),
             ("BLUEGREEN_CANDIDATE_ADDRESSES", self.candidate_addresses.join(",")),
-        ])
+        ]);
+        if let Some(rollback) = &self.rollback {
+            env.insert("BLUEGREEN_ROLLBACK_REASON", rollback.reason.clone());
+            env.insert("BLUEGREEN_ROLLBACK_STATUS", rollback.status.clone());
+        }
+        env
     }
 }
 
