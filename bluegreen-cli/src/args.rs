@@ -143,7 +143,7 @@ pub(crate) enum Command {
     History(FileArgs),
     /// Pause the running deployment (no new step starts; bakes stop counting).
     Pause(TargetArgs),
-    /// Resume a paused deployment.
+    /// Resume a paused deployment, or approve one waiting for its approval.
     Resume(TargetArgs),
     /// Skip the running deployment's remaining bakes and pauses.
     Promote(TargetArgs),

@@ -76,9 +76,9 @@ pub use probe::{FnProbe, Health, HealthProbe, TcpProbe};
 pub use router::MockRouter;
 pub use router::{Adoption, Capabilities, DrainReport, Router};
 pub use spec::{
-    AnalysisSpec, BatchSize, BlueGreen, Canary, CommandHookSpec, ConcurrencyPolicy, DrainPolicy, HealthPolicy,
-    HttpSuccessRateSpec, Linear, OldUnhealthyPolicy, Preset, RetryPolicy, RollbackPace, RollbackPolicy, Rolling,
-    RollingMode, ShiftStep, ShortBakePolicy, Spec, Strategy, SupersedeWith,
+    AnalysisSpec, Approval, BatchSize, BlueGreen, Canary, CommandHookSpec, ConcurrencyPolicy, DrainPolicy,
+    HealthPolicy, HttpSuccessRateSpec, Linear, OldUnhealthyPolicy, OnTimeout, Preset, RetryPolicy, RollbackPace,
+    RollbackPolicy, Rolling, RollingMode, ShiftStep, ShortBakePolicy, Spec, Strategy, SupersedeWith,
 };
 pub use state::{Command, DeploymentRecord, DeploymentSummary, FileStore, Lease, MemoryStore, Phase, StateStore};
 

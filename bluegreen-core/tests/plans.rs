@@ -156,7 +156,7 @@ fn zone_of<'a>(before: &'a Snapshot, id: &TargetId) -> &'a str {
 
 #[test]
 fn blue_green_provisions_tests_switches_bakes_keeps_then_retires_the_old_pool() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)), approve: None };
     let spec = Spec::new("web", "v2", Strategy::BlueGreen(bg));
     let plan = compile(&spec, &blue_green_snapshot());
 
@@ -642,7 +642,7 @@ fn compiling_against_the_simulators_snapshot_uses_its_targets() {
 
 #[test]
 fn blue_green_timeline_sums_the_waits_and_peaks_at_both_pools() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)), approve: None };
     let plan = compile(&Spec::new("web", "v2", Strategy::BlueGreen(bg)), &blue_green_snapshot());
     let timeline = plan.timeline();
     // Default health: 3 passes 5 s apart, at least 10 s healthy: 10 s at best.
@@ -730,7 +730,7 @@ fn propagation_delay_is_added_to_every_shift_and_every_drain_of_a_pool_with_traf
 
 #[test]
 fn timeline_prints_one_row_per_step_and_a_summary() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)), approve: None };
     let plan = compile(&Spec::new("web", "v2", Strategy::BlueGreen(bg)), &blue_green_snapshot());
     let timeline = plan.timeline();
     let text = timeline.to_string();
@@ -769,7 +769,7 @@ fn a_manual_pause_has_no_upper_bound_in_the_timeline() {
 
 #[test]
 fn plans_round_trip_through_json() {
-    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)) };
+    let bg = BlueGreen { test_for: mins(2), bake: mins(10), keep_old_for: Some(mins(30)), approve: None };
     let mut manual = compile(&Spec::new("web", "v2", Strategy::BlueGreen(bg.clone())), &blue_green_snapshot());
     manual.steps.push(Step::Pause { duration: None, reason: "sign-off".into() });
     let plans = [
@@ -899,7 +899,12 @@ fn a_spec_of_each_strategy_round_trips_through_json() {
         Spec::new(
             "web",
             "v2",
-            Strategy::BlueGreen(BlueGreen { test_for: secs(30), bake: mins(5), keep_old_for: Some(mins(1)) }),
+            Strategy::BlueGreen(BlueGreen {
+                test_for: secs(30),
+                bake: mins(5),
+                keep_old_for: Some(mins(1)),
+                approve: None,
+            }),
         ),
         preset_spec(Preset::EcsLinear10PercentEvery6Minutes, Duration::ZERO),
         Spec::new("web", "v2", Strategy::Linear(Linear { percent: 20, interval: Duration::from_millis(1500) })),

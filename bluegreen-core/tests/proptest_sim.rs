@@ -10,24 +10,29 @@ use std::time::Duration;
 use bluegreen_core::layers::RouterOp;
 use bluegreen_core::sim::{Fault, FleetOp, Op, Sim, VersionBehaviour};
 use bluegreen_core::{
-    BatchSize, BlueGreen, Canary, Executor, Linear, MemorySink, PoolName, Rolling, RollingMode, ShiftStep, Spec,
-    Status, Strategy as Deploy,
+    Approval, BatchSize, BlueGreen, Canary, Executor, Linear, MemorySink, OnTimeout, PoolName, Rolling, RollingMode,
+    ShiftStep, Spec, Status, Strategy as Deploy,
 };
 use proptest::prelude::*;
 use support::quick_health;
 
 fn strategy(size: usize) -> impl Strategy<Value = Deploy> {
     let secs = |max: u64| (0..=max).prop_map(Duration::from_secs);
+    // Nobody approves in these runs: an approval times out into its action.
+    let approval = proptest::option::of((1u64..120, any::<bool>()).prop_map(|(s, proceed)| Approval {
+        timeout: Duration::from_secs(s),
+        on_timeout: if proceed { OnTimeout::Proceed } else { OnTimeout::RollBack },
+    }));
     prop_oneof![
-        (secs(30), secs(60), secs(30)).prop_map(|(test_for, bake, keep_old_for)| Deploy::BlueGreen(BlueGreen {
-            test_for,
-            bake,
-            keep_old_for: Some(keep_old_for)
-        })),
-        (proptest::collection::btree_set(1u32..100, 1..4), secs(120)).prop_map(|(percents, bake)| {
-            let steps = percents.into_iter().map(|percent| ShiftStep { percent, bake }).collect();
-            Deploy::Canary(Canary { steps, ..Canary::default() })
+        (secs(30), secs(60), secs(30), approval.clone()).prop_map(|(test_for, bake, keep_old_for, approve)| {
+            Deploy::BlueGreen(BlueGreen { test_for, bake, keep_old_for: Some(keep_old_for), approve })
         }),
+        (proptest::collection::btree_set(1u32..100, 1..4), secs(120), approval).prop_map(
+            |(percents, bake, approve)| {
+                let steps = percents.into_iter().map(|percent| ShiftStep { percent, bake }).collect();
+                Deploy::Canary(Canary { steps, approve, ..Canary::default() })
+            }
+        ),
         (10u32..=60, 1u64..90)
             .prop_map(|(percent, s)| Deploy::Linear(Linear { percent, interval: Duration::from_secs(s) })),
         (1..=size, secs(30)).prop_map(move |(batch, bake)| Deploy::Rolling(Rolling {

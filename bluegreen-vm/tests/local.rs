@@ -219,7 +219,7 @@ async fn three_step_canary_under_load_drops_nothing() {
         ShiftStep { percent: 50, bake },
         ShiftStep { percent: 100, bake: Duration::ZERO },
     ];
-    let canary = Canary { steps, preset: None, bake: Duration::ZERO };
+    let canary = Canary { steps, ..Canary::default() };
     let started = Instant::now();
     let outcome = executor.deploy(&spec("v2", Strategy::Canary(canary))).await.unwrap();
     let took = started.elapsed();

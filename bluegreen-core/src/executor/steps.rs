@@ -15,6 +15,7 @@ use crate::hooks::{Hook, HookContext, HookPoint, RollbackFacts};
 use crate::model::{MemberState, PoolName, Split, Target, TargetId, Version};
 use crate::plan::{Step, TargetSet};
 use crate::router::DrainReport;
+use crate::spec::OnTimeout;
 
 impl Run<'_> {
     pub(super) async fn run_step(&self, step: &Step) -> Result<()> {
@@ -42,6 +43,7 @@ impl Run<'_> {
             }
             Step::ShiftTraffic { split } => self.shift(split).await,
             Step::Pause { duration, reason } => self.pause(*duration, reason).await,
+            Step::Approve { timeout, on_timeout } => self.approve(*timeout, *on_timeout).await,
             Step::Drain { pool, targets, timeout } => self.drain(pool, &self.ids(targets).await?, *timeout).await,
             Step::Detach { pool, targets } => self.detach(pool, &self.ids(targets).await?).await,
             Step::Retire { targets } => self.retire(&self.ids(targets).await?).await,
@@ -245,6 +247,39 @@ impl Run<'_> {
         }
         self.emit(EventKind::Resumed);
         Ok(())
+    }
+
+    /// Waits for `resume` (or `promote`) at most `timeout`, paused meanwhile; then `on_timeout`.
+    async fn approve(&self, timeout: Duration, on_timeout: OnTimeout) -> Result<()> {
+        if self.promoted() {
+            return Ok(());
+        }
+        let within = humantime::format_duration(timeout);
+        self.emit(EventKind::Paused {
+            reason: format!("awaiting approval: bluegreen resume (or promote) within {within}, else {on_timeout}"),
+        });
+        let resumes = self.control_resumes();
+        let approved = |run: &Self| run.promoted() || run.control_resumes() > resumes;
+        let end = Instant::now() + timeout;
+        while !approved(self) && Instant::now() < end {
+            self.wait_control(|s| s.promoted || s.resumes > resumes, end - Instant::now()).await?;
+        }
+        if approved(self) {
+            self.emit(EventKind::Resumed);
+            return Ok(());
+        }
+        match on_timeout {
+            OnTimeout::Proceed => {
+                self.emit(EventKind::Warning {
+                    message: format!("not approved within {within}: going on (on_timeout)"),
+                });
+                self.emit(EventKind::Resumed);
+                Ok(())
+            }
+            OnTimeout::RollBack => {
+                Err(Error::Check { what: "approval".to_owned(), reason: format!("not approved within {within}") })
+            }
+        }
     }
 
     /// Drains the members of `ids` still serving in `pool`, each target on its own when the

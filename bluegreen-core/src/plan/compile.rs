@@ -8,7 +8,7 @@ use crate::fleet::FleetCapabilities;
 use crate::hooks::HookPoint;
 use crate::model::{PoolName, Split, Target, TargetId, Version};
 use crate::router::Capabilities;
-use crate::spec::{RollbackPace, ShortBakePolicy, Spec, Strategy};
+use crate::spec::{Approval, BlueGreen, Canary, RollbackPace, ShortBakePolicy, Spec, Strategy};
 
 impl Plan {
     /// Compiles `spec` against `before` for a router with `capabilities` and a fleet that can
@@ -351,8 +351,19 @@ pub(super) fn push_shifts(plan: &mut Plan, new: &TargetSet) {
         }
     }
     s.push(Step::Hook { point: HookPoint::AfterTestTraffic });
+    let approve = |s: &mut Vec<Step>, approval: &Approval| {
+        s.push(Step::Approve { timeout: approval.timeout, on_timeout: approval.on_timeout });
+    };
+    if let Strategy::BlueGreen(BlueGreen { approve: Some(approval), .. }) = &spec.strategy {
+        approve(s, approval);
+    }
     s.push(Step::Hook { point: HookPoint::BeforeTraffic });
     for step in spec.shift_steps() {
+        if step.percent == 100 {
+            if let Strategy::Canary(Canary { approve: Some(approval), .. }) = &spec.strategy {
+                approve(s, approval);
+            }
+        }
         s.push(Step::ShiftTraffic { split: Split::between(&stable, &candidate, step.percent) });
         if step.percent == 100 {
             s.push(Step::Hook { point: HookPoint::AfterSwitch });

@@ -150,6 +150,15 @@ pub enum Step {
         /// Why (shown in the timeline and events).
         reason: String,
     },
+    /// Wait for a human to approve (`resume` or `promote`), at most `timeout`; then
+    /// `on_timeout`.
+    Approve {
+        /// How long to wait.
+        #[serde(with = "humantime_serde")]
+        timeout: Duration,
+        /// What a timeout does.
+        on_timeout: crate::spec::OnTimeout,
+    },
     /// Drain targets out of `pool`: no new requests, wait for in-flight work or the timeout.
     Drain {
         /// The pool.
@@ -211,6 +220,9 @@ impl fmt::Display for Step {
             Self::Bake { duration, .. } => write!(f, "bake for {}", d(duration)),
             Self::Pause { duration: Some(t), reason } => write!(f, "pause {} ({reason})", d(t)),
             Self::Pause { duration: None, reason } => write!(f, "pause until resumed ({reason})"),
+            Self::Approve { timeout, on_timeout } => {
+                write!(f, "wait for approval (bluegreen resume) ≤ {}, then {on_timeout}", d(timeout))
+            }
             Self::Drain { pool, targets, timeout } => write!(f, "drain {targets} in pool {pool} (≤ {})", d(timeout)),
             Self::Detach { pool, targets } => write!(f, "deregister {targets} from pool {pool}"),
             Self::Retire { targets } => write!(f, "stop {targets}"),

@@ -96,6 +96,8 @@ impl Plan {
                 Step::TestTraffic { duration, .. } | Step::Bake { duration, .. } => (*duration, Some(*duration)),
                 Step::ShiftTraffic { .. } => (self.propagation_delay, Some(self.propagation_delay)),
                 Step::Pause { duration, .. } => (duration.unwrap_or_default(), *duration),
+                // Nobody knows when a human answers: nothing expected, the timeout at most.
+                Step::Approve { timeout, .. } => (Duration::ZERO, Some(*timeout)),
                 Step::Drain { pool, timeout, .. } => {
                     let wait = self.drain_wait(&count, pool);
                     (wait, Some(wait.max(*timeout)))

@@ -21,7 +21,9 @@ pub use concurrency::{ConcurrencyPolicy, SupersedeWith};
 pub use policy::{
     DrainPolicy, HealthPolicy, OldUnhealthyPolicy, RetryPolicy, RollbackPace, RollbackPolicy, ShortBakePolicy,
 };
-pub use strategy::{BatchSize, BlueGreen, Canary, Linear, Preset, Rolling, RollingMode, ShiftStep, Strategy};
+pub use strategy::{
+    Approval, BatchSize, BlueGreen, Canary, Linear, OnTimeout, Preset, Rolling, RollingMode, ShiftStep, Strategy,
+};
 
 /// Everything a deployment needs to know, as written by an operator.
 ///

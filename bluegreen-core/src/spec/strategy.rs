@@ -50,6 +50,43 @@ pub struct BlueGreen {
     /// until the next deploy, so `bluegreen rollback` is a traffic switch.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub keep_old_for: Option<Duration>,
+    /// Wait for a human before the switch (after the test phase and its hooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<Approval>,
+}
+
+/// A wait for a human: `bluegreen resume` approves (so does `promote`, which also skips what is
+/// left to bake); when `timeout` passes first, `on_timeout` decides. While it waits the
+/// deployment is paused (`status`, `wait --until paused`, a `paused` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// How long to wait.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// What happens when nobody approved in time: roll back (the default) or go on.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+/// What an [`Approval`] that timed out does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// Fail the deploy: it rolls back.
+    #[default]
+    RollBack,
+    /// Go on as if approved (a warning says it was not).
+    Proceed,
+}
+
+impl fmt::Display for OnTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RollBack => "roll back",
+            Self::Proceed => "go on",
+        })
+    }
 }
 
 /// One traffic step of a canary: send `percent` to the new pool, then bake.
@@ -77,6 +114,9 @@ pub struct Canary {
     /// Watch this long after all traffic has moved.
     #[serde(with = "humantime_serde")]
     pub bake: Duration,
+    /// Wait for a human before all traffic moves (after the last partial step's bake).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approve: Option<Approval>,
 }
 
 /// Linear settings: `percent` more every `interval`.
