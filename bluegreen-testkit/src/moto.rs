@@ -64,6 +64,11 @@ impl MotoServer {
 
     fn spawn(binary: &Path) -> Option<Self> {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("free port").port();
+        Self::spawn_on(binary, port)
+    }
+
+    /// Moto on `port`, or `None` when the port turns out to be someone else's.
+    fn spawn_on(binary: &Path, port: u16) -> Option<Self> {
         let child = Command::new(binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
@@ -82,7 +87,11 @@ impl MotoServer {
             assert!(Instant::now() < deadline, "{} did not answer on {addr} within 60 s", binary.display());
             std::thread::sleep(Duration::from_millis(50));
         }
-        if let Ok(Some(_)) = moto.child.try_wait() {
+        // What answered may be another test's moto that took the port between our probe and our
+        // moto's bind (ours exits when it finds the port taken, but Python starts slowly, so the
+        // answer can come first): two tests would then share one moto (seen: a duplicate target
+        // group name). Only a listening socket our process holds counts.
+        if matches!(moto.child.try_wait(), Ok(Some(_))) || !holds_listener(moto.child.id(), port) {
             return None;
         }
         Some(moto)
@@ -109,6 +118,26 @@ impl MotoServer {
     }
 }
 
+/// Whether process `pid` holds the socket listening on loopback `port` (from `/proc`: the
+/// listener's inode among the process's open files). Without `/proc` it cannot tell and says so.
+fn holds_listener(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else { return true };
+    let local = format!("0100007F:{port:04X}");
+    // Columns: sl, local_address, rem_address, st (0A = LISTEN), …, inode (the 10th).
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+        .filter_map(|f| f.get(9).map(|inode| format!("socket:[{inode}]")))
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.flatten().filter_map(|fd| std::fs::read_link(fd.path()).ok()).any(|link| {
+        let link = link.to_string_lossy();
+        inodes.iter().any(|inode| *inode == link)
+    })
+}
+
 /// Whether an HTTP server answers a request on `addr`.
 fn answers_http(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
@@ -125,5 +154,32 @@ impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another server answering HTTP on the port moto was given (another test's moto, in the
+    /// race this guards against) is not taken for ours.
+    #[test]
+    fn a_port_another_server_answers_on_is_not_taken_for_ours() {
+        let Some(binary) = moto_binary() else {
+            assert!(!crate::in_ci(), "moto_server not found (CI=true: the moto tests must run)");
+            return;
+        };
+        let other = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = other.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in other.incoming().flatten() {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        assert!(MotoServer::spawn_on(&binary, port).is_none(), "the other server's answer was taken for moto's");
+        // And a moto that did bind its port is recognised as ours.
+        let moto = MotoServer::start().expect("moto");
+        let port = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(holds_listener(moto.child.id(), port));
     }
 }
