@@ -61,6 +61,14 @@ impl AwsError {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let resource = resource.to_owned();
+        // The credential chain's failure, found once (the service answered: not a credential matter).
+        let credentials = match &err {
+            SdkError::ServiceError(_) => None,
+            other => credentials_failure(other).map(chain),
+        };
+        if let Some(detail) = credentials {
+            return Self::Credentials { action, resource, detail };
+        }
         match &err {
             SdkError::ServiceError(service) => Self::Service {
                 action,
@@ -74,10 +82,6 @@ impl AwsError {
                 },
                 status: service.raw().status().as_u16(),
             },
-            _ if credentials_failure(&err).is_some() => {
-                let detail = credentials_failure(&err).map(chain).unwrap_or_default();
-                Self::Credentials { action, resource, detail }
-            }
             SdkError::ConstructionFailure(_) => {
                 Self::Transport { action, resource, detail: DisplayErrorContext(&err).to_string(), retryable: false }
             }
