@@ -25,8 +25,11 @@ async fn executor(
     Ok(builder)
 }
 
+/// Prints `value` as pretty JSON, secrets shown as `***`.
 pub(crate) fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    let mut value = value.clone();
+    crate::redact::SECRETS.redact_json(&mut value);
+    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
 }
 
 /// `bluegreen plan`.
@@ -48,7 +51,7 @@ pub(crate) async fn plan(args: &FileArgs) -> Result<Code, CliError> {
                 plan.spec.strategy.name(),
                 plan.steps.len()
             );
-            println!("{timeline}");
+            println!("{}", crate::redact::redact(&timeline.to_string()));
         }
     }
     Ok(Code::Done)

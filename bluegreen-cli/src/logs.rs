@@ -1,5 +1,5 @@
 //! The library's log on stderr (stdout carries the command's output): warnings always,
-//! more with `-v`, errors only with `-q`; `RUST_LOG` overrides the level.
+//! more with `-v`, errors only with `-q`; `RUST_LOG` overrides the level. Secrets show as `***`.
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,7 +14,7 @@ pub(crate) fn init(cli: &Cli) {
         (false, _) => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::redact::Stderr);
     // Another subscriber already installed (a test harness) is left in place.
     let _ = match cli.log_format {
         LogFormat::Text => builder.with_target(false).try_init(),

@@ -7,6 +7,7 @@ mod exit;
 mod logs;
 mod owner;
 mod progress;
+mod redact;
 mod report;
 mod specfile;
 mod watch;
@@ -55,8 +56,12 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(error) => {
             match cli.command.output() {
-                Output::Json => println!("{}", error.to_json()),
-                Output::Text => eprintln!("bluegreen: {error}"),
+                Output::Json => {
+                    let mut json = error.to_json();
+                    redact::SECRETS.redact_json(&mut json);
+                    println!("{json}");
+                }
+                Output::Text => eprintln!("bluegreen: {}", redact::redact(&error.to_string())),
             }
             error.code.into()
         }

@@ -14,7 +14,9 @@ pub(crate) fn load(args: &FileArgs) -> Result<Deployment, CliError> {
         Some(path) => Substitutions::with_tf_outputs(path)?,
         None => Substitutions::new(),
     };
-    Ok(Deployment::load(&args.file, &subs, args.version.as_deref())?)
+    let file = Deployment::load(&args.file, &subs, args.version.as_deref())?;
+    crate::redact::SECRETS.extend(file.secrets());
+    Ok(file)
 }
 
 /// An error from the library, pointed at the field or value of the file it names, when it

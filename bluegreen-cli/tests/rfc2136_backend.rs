@@ -156,6 +156,20 @@ async fn served(server: SocketAddr) -> BTreeSet<Ipv4Addr> {
     report.answers[0].observed.clone().expect("an answer from knotd")
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// One `GET /` (closed after the answer): the `x-version` header.
 fn version_at(address: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("{address}: {e}"));
@@ -204,9 +218,19 @@ async fn rfc2136_backend_plans_and_deploys_a_rolling_update_with_the_secret_from
     assert!(text.contains("batch 2/2"), "plan: {text}");
     assert_eq!(dns.updates_sent(), 2, "plan sent nothing (the test's own two updates only)");
 
-    let deploy = world.bluegreen(&["deploy", "-f", "deploy.toml", "--output", "json"]);
+    let deploy = world.bluegreen(&["deploy", "-f", "deploy.toml", "--output", "json", "-vv"]);
     let stdout = String::from_utf8_lossy(&deploy.stdout);
     assert_eq!(deploy.status.code(), Some(0), "deploy: {stdout}\n{}", String::from_utf8_lossy(&deploy.stderr));
+    // The TSIG secret is in no output (debug log included) and no state file.
+    let status = world.bluegreen(&["status", "-f", "deploy.toml", "--output", "json"]);
+    for out in [&plan, &deploy, &status] {
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!all.contains(KEY_SECRET), "the TSIG secret in an output: {all}");
+    }
+    for entry in walk(&world.dir.path().join("state")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        assert!(!text.contains(KEY_SECRET), "the TSIG secret in {}", entry.display());
+    }
     let outcome = stdout.lines().last().unwrap_or_default();
     assert!(outcome.contains("\"status\":\"succeeded\""), "{outcome}");
     assert!(outcome.contains("\"serving_versions\":[\"v2\"]"), "{outcome}");

@@ -48,6 +48,7 @@ mod plan;
 mod private_files;
 pub mod probe;
 mod router;
+pub mod secrets;
 pub mod shell;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -413,3 +413,77 @@ async fn a_lease_taken_over_while_planning_stops_the_deploy_before_any_change() 
     assert_eq!(sim.writes(), 0, "nothing changed");
     assert!(store.history("shop").await.unwrap().is_empty(), "no record under a lost lease");
 }
+
+/// A secret from a reference is kept in the store as that reference; a resume resolves it
+/// again (the hook gets the value) and is refused, lock free and nothing changed, while the
+/// reference cannot be resolved.
+#[tokio::test]
+async fn a_secret_is_stored_as_its_reference_and_a_resume_resolves_it_again_or_is_refused() {
+    use bluegreen_core::secrets::Secrets;
+    use bluegreen_core::{CommandHookSpec, HookPoint};
+
+    const TOKEN: &str = "tok-s3cr3t-4e1a";
+    const VARIABLE: &str = "BLUEGREEN_DURABLE_TEST_TOKEN";
+    let dir = tempfile::tempdir().unwrap();
+    let saw = dir.path().join("saw");
+    let mut spec = Spec::new("shop", "v2", canary(Duration::from_secs(2)));
+    spec.health.interval = Duration::from_millis(20);
+    spec.health.timeout = Duration::from_millis(10);
+    spec.health.healthy_threshold = 1;
+    spec.health.min_healthy_time = Duration::ZERO;
+    spec.hooks.push(CommandHookSpec {
+        point: HookPoint::AfterSwitch,
+        command: format!("printf %s '{TOKEN}' > '{}'", saw.display()),
+        timeout: Duration::from_secs(10),
+    });
+    let secrets = Secrets::new();
+    secrets.add_reference(TOKEN, &format!("${{env.{VARIABLE}}}"));
+    let sim = two_pools();
+    let store = Arc::new(MemoryStore::new());
+    let runner = |secrets: Secrets| {
+        Executor::builder(sim.router(), sim.fleet(), sim.probe())
+            .state_store(store.clone(), "runner")
+            .poll_interval(Duration::from_millis(50))
+            .secrets(secrets)
+            .build()
+    };
+    let exec = runner(secrets);
+    let control = exec.control();
+    let task = tokio::spawn(async move { exec.deploy(&spec).await.unwrap() });
+    wait_for(|| sim.split().weight(&"green".into()) == 20).await;
+    control.stop();
+    let outcome = task.await.unwrap();
+    assert_eq!(outcome.status, Status::Interrupted);
+    let id = outcome.deployment_id;
+    let record = store.load(&id).await.unwrap();
+    let stored = serde_json::to_string(&(&record, store.events(&id).await.unwrap())).unwrap();
+    assert!(!stored.contains(TOKEN), "the store holds the secret: {stored}");
+    assert!(record.plan.spec.hooks[0].command.contains(&format!("'${{env.{VARIABLE}}}'")), "{stored}");
+
+    // Another runner, which knows no secret: the reference must come from the environment.
+    std::env::remove_var(VARIABLE);
+    let writes = sim.writes();
+    match runner(Secrets::new()).resume_deployment(&id).await {
+        Err(Error::Invalid { field, reason }) => {
+            assert_eq!(field, "deployment");
+            assert!(reason.contains(VARIABLE), "{reason}");
+        }
+        other => panic!("expected the resume refused, got {other:?}"),
+    }
+    assert_eq!(store.holder("shop").await.unwrap(), None, "the lock is left free");
+    assert_eq!(sim.writes(), writes, "nothing changed");
+
+    std::env::set_var(VARIABLE, TOKEN);
+    let resumed = runner(Secrets::new()).resume_deployment(&id).await.unwrap();
+    assert_eq!(resumed.status, Status::Succeeded);
+    assert_eq!(std::fs::read_to_string(&saw).unwrap(), TOKEN, "the hook ran with the value, resolved again");
+}
+
+/// Waits (real time) until `done` holds.
+async fn wait_for(done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -41,6 +41,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bluegreen_core::deploy_file::{DeployFile, DeployFileError, Substitutions};
+use bluegreen_core::secrets::Secrets;
 use bluegreen_core::{Error, Executor, ExecutorBuilder, Fleet, HealthProbe, Router, Spec, StateStore};
 
 mod parts;
@@ -67,6 +68,9 @@ pub struct Backends {
     pub fleet: Arc<dyn Fleet>,
     /// Checks one target.
     pub probe: Arc<dyn HealthProbe>,
+    /// What the deploy file's references and the backends' settings hold secret
+    /// ([`DeployFile::secrets`]): the executor keeps them out of what it writes.
+    pub secrets: Secrets,
 }
 
 impl fmt::Debug for Backends {
@@ -76,9 +80,10 @@ impl fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// An executor builder over these backends.
+    /// An executor builder over these backends, keeping their [`secrets`](Self::secrets) out
+    /// of events, outcomes and the state store.
     pub fn executor(self) -> ExecutorBuilder {
-        Executor::builder(self.router, self.fleet, self.probe)
+        Executor::builder(self.router, self.fleet, self.probe).secrets(self.secrets)
     }
 }
 
@@ -116,6 +121,7 @@ impl Deployment {
     pub fn read(file: DeployFile) -> Result<Self, DeployFileError> {
         let backend = BackendConfig::read(&file)?;
         backend.check_spec(&file)?;
+        backend.add_secrets(file.secrets());
         let state = StateSection::read(&file)?;
         Ok(Self { file, backend, state })
     }
@@ -127,7 +133,15 @@ impl Deployment {
 
     /// Connects to (or, for the simulator, opens) the backends. Nothing is changed.
     pub async fn backends(&self) -> Result<Backends, Error> {
-        self.backend.build().await
+        let mut backends = self.backend.build().await?;
+        backends.secrets = self.file.secrets().clone();
+        Ok(backends)
+    }
+
+    /// What the file holds secret: its references' values and the backends' keys (a TSIG
+    /// secret). Redact a program's own output with it.
+    pub fn secrets(&self) -> &Secrets {
+        self.file.secrets()
     }
 
     /// Opens the state store.
@@ -224,6 +238,15 @@ impl BackendConfig {
         Ok(config)
     }
 
+    /// Adds the settings' secrets (a TSIG key's) to `secrets`.
+    fn add_secrets(&self, secrets: &Secrets) {
+        match self {
+            #[cfg(feature = "sim")]
+            Self::Sim(_) => {}
+            Self::Parts(parts) => parts.add_secrets(secrets),
+        }
+    }
+
     /// The checks of the parts that need the spec.
     #[allow(irrefutable_let_patterns, reason = "without `sim` every backend has parts")]
     fn check_spec(&self, file: &DeployFile) -> Result<(), DeployFileError> {
@@ -251,7 +274,7 @@ impl BackendConfig {
             #[cfg(feature = "sim")]
             Self::Sim(config) => {
                 let sim = config.open().map_err(|e| e.within("backend"))?;
-                Ok(Backends { router: sim.router(), fleet: sim.fleet(), probe: sim.probe() })
+                Ok(Backends { router: sim.router(), fleet: sim.fleet(), probe: sim.probe(), secrets: Secrets::new() })
             }
             Self::Parts(parts) => parts.assemble(parts.sdk().await.as_ref()),
         }

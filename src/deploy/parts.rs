@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bluegreen_core::config::{ProbeConfig, ProbeKind};
 use bluegreen_core::deploy_file::{DeployFile, DeployFileError, Parts};
+use bluegreen_core::secrets::Secrets;
 use bluegreen_core::{Error, Fleet, HealthProbe, PoolName, Router};
 
 #[cfg(any(feature = "alb", feature = "ecs", feature = "route53"))]
@@ -65,6 +66,16 @@ pub enum FleetConfig {
 }
 
 impl PartsConfig {
+    /// Adds the settings' secrets (a TSIG key's) to `secrets`.
+    pub(super) fn add_secrets(&self, secrets: &Secrets) {
+        match &self.router {
+            #[cfg(feature = "rfc2136")]
+            RouterConfig::Rfc2136(config) => secrets.add(&config.tsig_secret),
+            #[allow(unreachable_patterns, reason = "the other routers' settings hold no secret")]
+            _ => {}
+        }
+    }
+
     /// The checks that need the spec: what a fleet can run, and the version it is given.
     pub(super) fn check_spec(&self, file: &DeployFile) -> Result<(), DeployFileError> {
         #[allow(unused_variables, reason = "without `hosts` or `ecs` there is no fleet to check")]
@@ -266,7 +277,7 @@ impl PartsConfig {
             (None, None) => Err(Error::invalid("", "missing")),
         }
         .map_err(|e| e.within("backend.probe"))?;
-        Ok(Backends { router, fleet, probe })
+        Ok(Backends { router, fleet, probe, secrets: Secrets::new() })
     }
 }
 

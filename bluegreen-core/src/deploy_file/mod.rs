@@ -3,7 +3,10 @@
 //! at `file:line:column` and names the field.
 //!
 //! String values may use `${env.NAME}` (an environment variable) and `${tf.NAME}` (an output
-//! of `terraform output -json`, see [`Substitutions::with_tf_outputs`]).
+//! of `terraform output -json`, see [`Substitutions::with_tf_outputs`]). Every value from the
+//! environment and every Terraform output marked sensitive is a secret
+//! ([`DeployFile::secrets`]), except where the whole `service` or `version` is one reference:
+//! those name the deployment everywhere and are not secret.
 //!
 //! [`DeployFile::parse`] checks the spec ([`Spec::validate`]) and keeps the other tables as
 //! JSON for the configs that read them: [`DeployFile::section`] deserializes one table into one
@@ -31,6 +34,7 @@ use serde_json::{Map, Value};
 use toml_edit::Document;
 
 use crate::error::Error;
+use crate::secrets::Secrets;
 use crate::spec::Spec;
 use source::{join, SourceMap};
 
@@ -92,7 +96,21 @@ impl std::error::Error for DeployFileError {
 /// values (they may be secrets).
 #[derive(Default, Clone)]
 pub struct Substitutions {
-    tf: BTreeMap<String, String>,
+    tf: BTreeMap<String, TfOutput>,
+}
+
+#[derive(Clone)]
+struct TfOutput {
+    value: String,
+    sensitive: bool,
+}
+
+/// One reference resolved in a value: `${env.NAME}` and what it stood for, and whether that is
+/// a secret.
+struct Resolved {
+    reference: String,
+    value: String,
+    secret: bool,
 }
 
 impl fmt::Debug for Substitutions {
@@ -120,48 +138,65 @@ impl Substitutions {
         })?;
         let mut subs = Self::new();
         for (name, output) in outputs {
+            // `"sensitive": true` as Terraform writes it; anything else is not sensitive.
+            let sensitive = output.get("sensitive").and_then(Value::as_bool).unwrap_or(false);
             let value = output.get("value").cloned().unwrap_or(output);
             let text = match value {
                 Value::String(s) => s,
                 other => other.to_string(),
             };
-            subs = subs.tf_output(name, text);
+            subs.tf.insert(name, TfOutput { value: text, sensitive });
         }
         Ok(subs)
     }
 
-    /// Adds (or replaces) the terraform output `name`.
+    /// Adds (or replaces) the terraform output `name`, not sensitive.
     pub fn tf_output(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.tf.insert(name.into(), value.into());
+        self.tf.insert(name.into(), TfOutput { value: value.into(), sensitive: false });
         self
     }
 
-    /// Replaces every `${env.X}` / `${tf.X}` in `text`; the error names the unresolved one.
-    fn apply(&self, text: &str) -> Result<String, String> {
+    /// Adds (or replaces) the terraform output `name`, marked sensitive: a secret.
+    pub fn sensitive_tf_output(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tf.insert(name.into(), TfOutput { value: value.into(), sensitive: true });
+        self
+    }
+
+    /// Replaces every `${env.X}` / `${tf.X}` in `text`, with what each stood for; the error
+    /// names the unresolved one.
+    fn apply(&self, text: &str) -> Result<(String, Vec<Resolved>), String> {
         let mut out = String::new();
+        let mut resolved = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let end = after.find('}').ok_or_else(|| format!("unclosed reference in {text:?}"))?;
             let reference = &after[..end];
-            let value = match reference.split_once('.') {
-                Some(("env", name)) => std::env::var(name)
-                    .map_err(|_| format!("environment variable {name} is not set (${{{reference}}})"))?,
-                Some(("tf", name)) => self.tf.get(name).cloned().ok_or_else(|| {
-                    if self.tf.is_empty() {
-                        format!("${{{reference}}} needs --tf-outputs FILE (terraform output -json)")
-                    } else {
-                        format!("terraform output {name} does not exist (${{{reference}}})")
-                    }
-                })?,
+            let (value, secret) = match reference.split_once('.') {
+                Some(("env", name)) => {
+                    let value = std::env::var(name)
+                        .map_err(|_| format!("environment variable {name} is not set (${{{reference}}})"))?;
+                    (value, true)
+                }
+                Some(("tf", name)) => {
+                    let output = self.tf.get(name).ok_or_else(|| {
+                        if self.tf.is_empty() {
+                            format!("${{{reference}}} needs --tf-outputs FILE (terraform output -json)")
+                        } else {
+                            format!("terraform output {name} does not exist (${{{reference}}})")
+                        }
+                    })?;
+                    (output.value.clone(), output.sensitive)
+                }
                 _ => return Err(format!("unknown reference ${{{reference}}}: use ${{env.NAME}} or ${{tf.NAME}}")),
             };
             out.push_str(&value);
+            resolved.push(Resolved { reference: format!("${{{reference}}}"), value, secret });
             rest = &after[end + 1..];
         }
         out.push_str(rest);
-        Ok(out)
+        Ok((out, resolved))
     }
 }
 
@@ -229,6 +264,15 @@ impl DeployFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.source.file
+    }
+
+    /// The secrets its references brought: every `${env.X}` value and every sensitive
+    /// `${tf.X}` (each stored as its reference), but a `service` or `version` that is one
+    /// reference. Hand them to the executor
+    /// ([`ExecutorBuilder::secrets`](crate::ExecutorBuilder::secrets)) and redact the
+    /// program's own output with them; a backend's configuration adds its own (a TSIG key).
+    pub fn secrets(&self) -> &Secrets {
+        &self.source.secrets
     }
 
     /// An error about the value at `field` (a path such as `backend.hosts[0]`), at its line,
@@ -496,5 +540,23 @@ mod tests {
         let f = DeployFile::parse(Path::new("d.toml"), &text, &subs, None).unwrap();
         assert_eq!(f.backend["address"], "10.0.0.1");
         assert!(!format!("{f:?} {subs:?}").contains("10.0.0.1"), "values stay out of Debug");
+        assert!(f.secrets().is_empty(), "an output not marked sensitive is no secret");
+    }
+
+    #[test]
+    fn environment_values_and_sensitive_outputs_are_secrets_but_a_whole_service_or_version_is_not() {
+        std::env::set_var("BLUEGREEN_TEST_SECRET_TOKEN", "env-token-value");
+        std::env::set_var("BLUEGREEN_TEST_SECRET_VERSION", "v2-from-env");
+        let subs = Substitutions::new().sensitive_tf_output("key", "tf-key-value").tf_output("plain", "plain-value");
+        let text = TEXT
+            .replace("\"v2\"", "\"${env.BLUEGREEN_TEST_SECRET_VERSION}\"")
+            .replace("\"a\"", "\"${tf.plain}/${tf.key}?t=${env.BLUEGREEN_TEST_SECRET_TOKEN}\"");
+        let f = DeployFile::parse(Path::new("d.toml"), &text, &subs, None).unwrap();
+        assert_eq!(f.backend["address"], "plain-value/tf-key-value?t=env-token-value");
+        assert_eq!(f.spec.version.to_string(), "v2-from-env");
+        let address = f.backend["address"].as_str().unwrap();
+        assert_eq!(f.secrets().redact(address), "plain-value/***?t=***");
+        assert_eq!(f.secrets().to_stored(address), "plain-value/${tf.key}?t=${env.BLUEGREEN_TEST_SECRET_TOKEN}");
+        assert_eq!(f.secrets().redact("v2-from-env"), "v2-from-env", "a version from the environment shows");
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use toml_edit::{Item, Table};
 
 use super::{DeployFileError, Position, Substitutions};
+use crate::secrets::Secrets;
 
 /// A deploy file's text and, by JSON path (`strategy.steps[0].bake`), the byte range of each
 /// key and value in it.
@@ -19,7 +20,13 @@ pub(super) struct SourceMap {
     pub(super) spans: BTreeMap<String, Range<usize>>,
     /// Every string value as resolved (`${…}` replaced), by its path.
     pub(super) values: Vec<(String, String)>,
+    /// The secrets the references brought.
+    pub(super) secrets: Secrets,
 }
+
+/// Fields whose value, when it is one reference as a whole, is not a secret: they name the
+/// deployment in every record, event and table.
+const NAMES: [&str; 2] = ["service", "version"];
 
 impl SourceMap {
     pub(super) fn new(file: &Path, text: &str) -> Self {
@@ -117,9 +124,13 @@ impl SourceMap {
         }
         Ok(match value {
             V::String(s) => {
-                let resolved = subs.apply(s.value()).map_err(|message| self.error_at(path, message))?;
-                self.values.push((path.to_owned(), resolved.clone()));
-                Value::String(resolved)
+                let (text, references) = subs.apply(s.value()).map_err(|message| self.error_at(path, message))?;
+                let a_name = NAMES.contains(&path) && references.len() == 1 && references[0].value == text;
+                for r in references.iter().filter(|r| r.secret && !a_name) {
+                    self.secrets.add_reference(&r.value, &r.reference);
+                }
+                self.values.push((path.to_owned(), text.clone()));
+                Value::String(text)
             }
             V::Integer(i) => Value::from(*i.value()),
             V::Float(f) => serde_json::Number::from_f64(*f.value()).map_or(Value::Null, Value::Number),

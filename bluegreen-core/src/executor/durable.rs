@@ -193,7 +193,7 @@ impl Executor {
     pub async fn resume_deployment(&self, id: &str) -> Result<Outcome> {
         self.control.reset();
         let d = self.durable()?.clone();
-        let record = d.store.load(id).await?;
+        let mut record = d.store.load(id).await?;
         if record.phase == Phase::Finished {
             let status = record.outcome.as_ref().map_or_else(|| "finished".to_owned(), |o| o.status.to_string());
             return Err(Error::invalid("deployment", format!("deployment {id} already ended ({status})")));
@@ -209,6 +209,9 @@ impl Executor {
                 ),
             ));
         }
+        // The store kept its secrets as references (`${env.TOKEN}`): they resolve again, or the
+        // resume is refused here, before the lock is taken.
+        record.plan = self.secrets.restored(&record.plan, "deployment")?;
         // Its log goes on: numbered after its last stored event, timed from when it was created
         // (never before that event's time). A log that cannot be read stops the resume here,
         // before the lock is taken: numbering from 0 would overwrite it.
@@ -284,6 +287,7 @@ impl Executor {
             .rev()
             .find(|r| succeeded(r) && r.plan.spec.version == found.version)
             .map_or(found, |r| r.plan.spec.clone());
-        self.deploy(&spec).await
+        // Its references (`${env.TOKEN}`) resolve again, or the rollback is refused here.
+        self.deploy(&self.secrets.restored(&spec, "deployment")?).await
     }
 }

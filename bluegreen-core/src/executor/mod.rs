@@ -14,6 +14,7 @@ use crate::outcome::Outcome;
 use crate::plan::{Plan, Snapshot, Step};
 use crate::probe::HealthProbe;
 use crate::router::Router;
+use crate::secrets::Secrets;
 use crate::spec::{AnalysisSpec, Spec};
 
 mod control;
@@ -42,6 +43,11 @@ pub use control::Control;
 ///   pre-deploy split and membership (invariant 4) or, if the old version is unhealthy, does
 ///   what [`RollbackPolicy::if_old_unhealthy`](crate::RollbackPolicy) says.
 /// - Every change is reported as an [`Event`](crate::Event) to every sink, in order.
+/// - With [`Secrets`](crate::secrets::Secrets) ([`ExecutorBuilder::secrets`]), no secret
+///   reaches a sink, the outcome's reason or the state store: events and reasons show `***`,
+///   the store keeps each secret as its reference, and a resumed deployment or a rollback to a
+///   recorded spec resolves the references again (refused with [`Error::Invalid`] when one
+///   cannot be).
 ///
 /// # Assumptions
 /// - No one else changes the same pools during the deployment (a state store lock enforces
@@ -62,6 +68,7 @@ pub struct Executor {
     control: Control,
     durable: Option<durable::Durable>,
     adopt: bool,
+    secrets: Secrets,
 }
 
 /// Builds an [`Executor`].
@@ -160,8 +167,21 @@ impl ExecutorBuilder {
         self
     }
 
+    /// Keeps `secrets` out of everything the executor writes: events (before any sink sees
+    /// them) and the outcome's reason show `***`; the state store keeps each secret as its
+    /// reference, or `***`. What a hook prints is scanned too. The set is shared: secrets added
+    /// to it later are redacted from then on.
+    #[must_use]
+    pub fn secrets(mut self, secrets: Secrets) -> Self {
+        self.executor.secrets = secrets;
+        self
+    }
+
     /// The executor.
-    pub fn build(self) -> Executor {
+    pub fn build(mut self) -> Executor {
+        if let Some(d) = &mut self.executor.durable {
+            d.store = Arc::new(crate::state::RedactingStore::new(d.store.clone(), self.executor.secrets.clone()));
+        }
         self.executor
     }
 }
@@ -180,6 +200,7 @@ impl Executor {
                 control: Control::default(),
                 durable: None,
                 adopt: false,
+                secrets: Secrets::new(),
             },
         }
     }

@@ -171,7 +171,7 @@ impl<'a> Run<'a> {
         Outcome {
             deployment_id: self.id.clone(),
             status,
-            reason,
+            reason: reason.map(|r| self.exec.secrets.redact(&r).into_owned()),
             split,
             serving_versions,
             steps_completed,
@@ -249,6 +249,16 @@ impl<'a> Run<'a> {
     pub(super) fn emit(&self, kind: EventKind) {
         let mut seq = self.seq.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let event = Event { deployment_id: self.id.clone(), seq: *seq, at: self.started.elapsed(), kind };
+        // No sink and no store sees a secret; an event that would not survive redaction (a
+        // secret was a whole duration, say) is replaced by a warning that says so.
+        let event = if self.exec.secrets.is_empty() {
+            event
+        } else {
+            self.exec.secrets.redacted(&event).unwrap_or_else(|_| Event {
+                kind: EventKind::Warning { message: format!("event {} withheld: it held a secret", event.seq) },
+                ..event
+            })
+        };
         *seq += 1;
         for sink in &self.exec.sinks {
             sink.emit(&event);

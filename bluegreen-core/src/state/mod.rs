@@ -30,11 +30,13 @@ mod adopted;
 mod file;
 pub mod lease;
 mod memory;
+mod redacting;
 mod versions;
 
 pub use adopted::recorded_adoptions;
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub(crate) use redacting::RedactingStore;
 pub use versions::recorded_versions;
 
 /// The version of the records' on-disk format. A store refuses records of a newer format.
