@@ -191,11 +191,14 @@ async fn wait_with_output(child: &mut Child, tail: &Mutex<Tail>) -> std::io::Res
     Ok(status)
 }
 
-/// The shell command killing process group `pid` with `SIGKILL`. `kill` is a shell builtin,
-/// which saves an unsafe `killpg` call.
+/// Sends `SIGKILL` to process group `pid` (a command's shell runs with `process_group(0)`, so
+/// its pid is its group's id): one `kill(2)` call, through rustix's safe wrapper.
 #[cfg(unix)]
-fn kill_group_command(pid: u32) -> String {
-    format!("kill -s KILL -- -{pid}")
+fn kill_group(pid: u32) {
+    if let Some(group) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+        // Already gone (ESRCH) is what was wanted.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
 }
 
 /// Kills a command's process group (`SIGKILL`) when dropped while still armed.
@@ -205,13 +208,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         #[cfg(unix)]
         if let Some(pid) = self.0.take() {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(kill_group_command(pid))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            kill_group(pid);
         }
     }
 }
@@ -221,14 +218,7 @@ impl Drop for GroupGuard {
 async fn kill(child: &mut Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id() {
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(kill_group_command(pid))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
+        kill_group(pid);
     }
     let _ = child.kill().await;
 }
