@@ -322,4 +322,25 @@ fn values_that_would_escape_their_command_are_refused_at_their_line() {
         .and_then(Deployment::read)
         .unwrap_err();
     assert!(error.to_string().contains("cannot go into a shell command"), "{error}");
+
+    // A value a reference puts into a command line (the updater, a hook) must stay one word:
+    // quotes, spaces, `$()`, backticks, `;`, a line break or a leading `-` are refused at the
+    // command's line, naming the reference and not the value (it may be a secret).
+    let hooked = HAPROXY.replace(
+        "[state]",
+        "[[hooks]]\npoint = \"after_deploy\"\ncommand = \"notify.sh ${env.BLUEGREEN_TEST_ESCAPE}\"\n\n[state]",
+    );
+    let updater = HAPROXY.replace("deploy.sh {version}", "deploy.sh --token ${env.BLUEGREEN_TEST_ESCAPE} {version}");
+    for value in
+        ["a'b", "a\"b", "two words", "$(touch /tmp/pwned)", "`id`", "x;reboot", "line\nbreak", "-oProxyCommand=x"]
+    {
+        std::env::set_var("BLUEGREEN_TEST_ESCAPE", value);
+        let error = parse(&hooked).unwrap_err();
+        assert!(error.starts_with("deploy.toml:30:11: invalid hooks[0].command"), "{value:?}: {error}");
+        assert!(error.contains("${env.BLUEGREEN_TEST_ESCAPE}") && !error.contains(value), "{value:?}: {error}");
+        let error = parse(&updater).unwrap_err();
+        assert!(error.starts_with("deploy.toml:13:11: invalid backend.updater"), "{value:?}: {error}");
+    }
+    std::env::set_var("BLUEGREEN_TEST_ESCAPE", "tok3n/+=x");
+    assert!(parse(&hooked).is_ok() && parse(&updater).is_ok(), "a plain token goes in as it is");
 }

@@ -155,6 +155,35 @@ where
     }
 }
 
+/// The characters a value may have to be put into a command line as it is: letters, digits and
+/// `. _ - : @ / + = , % [ ]`. Nothing else has a meaning to `sh` there (no space, quote, `$`,
+/// backtick, `;`, `&`, `|`, `<`, `>`, `*`, `?`, `~`, `#`, line break), so such a value is one
+/// word wherever it lands — also inside the quotes of a template or of a remote shell (`ssh
+/// host 'deploy.sh {version}'`), where quoting it would not help.
+pub const PLAIN_WORD_PUNCTUATION: &str = "._-:@/+=,%[]";
+
+/// Why `value` cannot be put into a command line as it is (see [`PLAIN_WORD_PUNCTUATION`]), or
+/// `None`: empty, a character outside the plain set, or a leading `-` (the command would read it
+/// as an option: `ssh -oProxyCommand=…`).
+///
+/// ```
+/// use bluegreen_core::shell::not_a_plain_word;
+/// assert_eq!(not_a_plain_word("v88"), None);
+/// assert!(not_a_plain_word("v1; rm -rf /").is_some());
+/// assert!(not_a_plain_word("-oProxyCommand=x").unwrap().contains("option"));
+/// ```
+pub fn not_a_plain_word(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        Some("it is empty")
+    } else if !value.chars().all(|c| c.is_ascii_alphanumeric() || PLAIN_WORD_PUNCTUATION.contains(c)) {
+        Some("it cannot go into a shell command: use letters, digits and . _ - : @ / + = , % only")
+    } else if value.starts_with('-') {
+        Some("it starts with '-': it would be read as an option of the command")
+    } else {
+        None
+    }
+}
+
 /// The tail of `text` by the rules [`run`] applies to a command's output: the last 20 lines,
 /// about 4 KiB, lines cut at 1 KiB, trailing blank lines dropped.
 ///

@@ -125,6 +125,21 @@ impl SourceMap {
         Ok(match value {
             V::String(s) => {
                 let (text, references) = subs.apply(s.value()).map_err(|message| self.error_at(path, message))?;
+                if is_command(path) {
+                    // A reference's value lands in `sh -c` as it is: it must stay one word.
+                    if let Some((r, why)) =
+                        references.iter().find_map(|r| crate::shell::not_a_plain_word(&r.value).map(|why| (r, why)))
+                    {
+                        return Err(self.error_at(
+                            path,
+                            format!(
+                                "invalid {path}: the value of {}: {why} (a command can read other values from \
+                                 its environment, which it inherits)",
+                                r.reference
+                            ),
+                        ));
+                    }
+                }
                 let a_name = NAMES.contains(&path) && references.len() == 1 && references[0].value == text;
                 for r in references.iter().filter(|r| r.secret && !a_name) {
                     self.secrets.add_reference(&r.value, &r.reference);
@@ -154,6 +169,11 @@ impl SourceMap {
             }
         })
     }
+}
+
+/// Whether the value at `path` is a shell command line (a hook's command, a host updater).
+fn is_command(path: &str) -> bool {
+    path == "backend.updater" || (path.starts_with("hooks[") && path.ends_with("].command"))
 }
 
 /// `prefix.key`, or `key` at the top.

@@ -62,6 +62,7 @@ impl Cli {
     /// Answers every command may give (permission denied, unknown command, no such
     /// backend / server) become typed errors; the caller judges the rest.
     pub(crate) async fn run(&self, command: &str) -> Result<String, HaproxyError> {
+        one_command(command)?;
         let answer = match tokio::time::timeout(self.timeout, self.exchange(command)).await {
             Ok(answer) => answer?,
             Err(_) => {
@@ -109,6 +110,35 @@ impl Cli {
     }
 }
 
+/// Refuses a command line that would be more than one command: a `;` or a control character
+/// (a line break) in it would end it and start another on HAProxy's CLI. Only a payload (`add
+/// map … <<`, then lines, then the empty line that ends it) spans lines, and none of its lines
+/// may be empty before the end. Every string the router sends passes here, whatever checked it
+/// before (server names, options, map names, addresses).
+fn one_command(command: &str) -> Result<(), HaproxyError> {
+    let (line, payload) = match command.split_once('\n') {
+        Some((line, payload)) if line.ends_with(" <<") => (line, Some(payload)),
+        _ => (command, None),
+    };
+    let refused = |reason: &str| HaproxyError::Invalid {
+        field: "command".to_owned(),
+        reason: format!("{:?} {reason}: it would be another command on HAProxy's CLI", line),
+    };
+    if line.contains(';') {
+        return Err(refused("contains `;`"));
+    }
+    if line.chars().any(char::is_control) {
+        return Err(refused("contains a line break or control character"));
+    }
+    if let Some(payload) = payload {
+        let body = payload.strip_suffix('\n').unwrap_or(payload);
+        if body.split('\n').any(|l| l.is_empty() || l.contains(';') || l.chars().any(char::is_control)) {
+            return Err(refused("has a payload line that is empty or holds `;` or a control character"));
+        }
+    }
+    Ok(())
+}
+
 /// Turns the answers any command may get into typed errors.
 fn classify(endpoint: &HaproxyEndpoint, command: &str, answer: String) -> Result<String, HaproxyError> {
     let first = answer.lines().next().unwrap_or("").trim();
@@ -153,6 +183,28 @@ mod tests {
 
     fn ep() -> HaproxyEndpoint {
         HaproxyEndpoint::unix("/tmp/x.sock")
+    }
+
+    /// Nothing reaches the socket that HAProxy would read as a second command, whatever built
+    /// it; nothing is sent at all (the endpoint does not exist).
+    #[tokio::test]
+    async fn a_string_that_would_be_a_second_command_is_never_sent() {
+        let cli = Cli { endpoint: ep(), timeout: Duration::from_secs(1) };
+        for command in [
+            "add server web/blue.a 10.0.0.1:80 check; shutdown frontend web",
+            "add server web/blue.a 10.0.0.1:80\nshutdown frontend web",
+            "set server web/blue.a state drain\r",
+            "add map @2 split.map <<\n0 web_blue\n\nshutdown frontend web\n",
+            "add map @2 split.map <<\n0 web_blue; shutdown frontend web\n",
+        ] {
+            let error = cli.run(command).await.unwrap_err();
+            assert!(
+                matches!(&error, HaproxyError::Invalid { field, .. } if field == "command"),
+                "{command:?}: {error}"
+            );
+        }
+        assert_eq!(one_command("add map @2 split.map <<\n0 web_blue\n1 web_green\n").ok(), Some(()));
+        assert_eq!(one_command("show servers state web").ok(), Some(()));
     }
 
     #[test]

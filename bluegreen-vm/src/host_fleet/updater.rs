@@ -181,21 +181,9 @@ fn placeholders(host: &Target, version: &Version) -> Result<Vec<(&'static str, S
         ("from_version", host.version.to_string()),
     ];
     for (name, value) in &values {
-        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@/+=,%[]".contains(c)) {
-            return Err(Error::invalid(
-                format!("updater.{{{name}}}"),
-                format!(
-                    "{value:?} (host {}) cannot go into a shell command: use letters, digits and . _ - : @ / + = , % only",
-                    host.id
-                ),
-            ));
-        }
         // `ssh {id}` with the id `-oProxyCommand=…` would run what the id says.
-        if value.starts_with('-') {
-            return Err(Error::invalid(
-                format!("updater.{{{name}}}"),
-                format!("{value:?} (host {}) starts with '-': it would be read as an option of the command", host.id),
-            ));
+        if let Some(why) = shell::not_a_plain_word(value) {
+            return Err(Error::invalid(format!("updater.{{{name}}}"), format!("{value:?} (host {}): {why}", host.id)));
         }
     }
     Ok(values.into_iter().collect())
