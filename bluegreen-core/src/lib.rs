@@ -79,7 +79,7 @@ pub use router::{Adoption, Capabilities, DrainReport, Router};
 pub use spec::{
     AnalysisSpec, Approval, BatchSize, BlueGreen, Canary, CommandHookSpec, ConcurrencyPolicy, DrainPolicy,
     HealthPolicy, HttpSuccessRateSpec, Linear, OldUnhealthyPolicy, OnTimeout, Preset, RetryPolicy, RollbackPace,
-    RollbackPolicy, Rolling, RollingMode, ShiftStep, ShortBakePolicy, Spec, Strategy, SupersedeWith,
+    RollbackPolicy, Rolling, RollingMode, ShiftStep, ShortBakePolicy, Spec, Stability, Strategy, SupersedeWith,
 };
 pub use state::{Command, DeploymentRecord, DeploymentSummary, FileStore, Lease, MemoryStore, Phase, StateStore};
 

@@ -11,7 +11,7 @@ use bluegreen_core::layers::RouterOp;
 use bluegreen_core::sim::{Fault, FleetOp, Op, Sim, VersionBehaviour};
 use bluegreen_core::{
     Approval, BatchSize, BlueGreen, Canary, Executor, Linear, MemorySink, OnTimeout, PoolName, Rolling, RollingMode,
-    ShiftStep, Spec, Status, Strategy as Deploy,
+    ShiftStep, Spec, Stability, Status, Strategy as Deploy,
 };
 use proptest::prelude::*;
 use support::quick_health;
@@ -35,8 +35,9 @@ fn strategy(size: usize) -> impl Strategy<Value = Deploy> {
         ),
         (10u32..=60, 1u64..90)
             .prop_map(|(percent, s)| Deploy::Linear(Linear { percent, interval: Duration::from_secs(s) })),
-        (1..=size, secs(30)).prop_map(move |(batch, bake)| Deploy::Rolling(Rolling {
+        (1..=size, secs(30), any::<bool>()).prop_map(move |(batch, bake, blocking)| Deploy::Rolling(Rolling {
             bake_between_batches: bake,
+            stability: if blocking { Stability::Blocking } else { Stability::Watched },
             ..Rolling::in_place(batch)
         })),
         (1..=size, 0..=size).prop_map(|(batch, surge)| {
@@ -89,18 +90,23 @@ struct Case {
     faults: Vec<Fault>,
     latency_ms: u64,
     zones: usize,
+    /// `health.min_healthy_time`, in seconds: a rolling deploy watches it beside the next
+    /// batches (or blocks on it).
+    min_healthy_secs: u64,
 }
 
 fn case() -> impl Strategy<Value = Case> {
     (1usize..8).prop_flat_map(|size| {
-        (strategy(size), behaviour(), proptest::collection::vec(fault(), 0..4), 0u64..30, 1usize..4).prop_map(
-            move |(strategy, behaviour, faults, latency_ms, zones)| Case {
+        let window = prop_oneof![2 => Just(0u64), 1 => 1u64..8];
+        (strategy(size), behaviour(), proptest::collection::vec(fault(), 0..4), 0u64..30, 1usize..4, window).prop_map(
+            move |(strategy, behaviour, faults, latency_ms, zones, min_healthy_secs)| Case {
                 size,
                 strategy,
                 behaviour,
                 faults,
                 latency_ms,
                 zones,
+                min_healthy_secs,
             },
         )
     })
@@ -124,6 +130,7 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
         let exec =
             Executor::builder(sim.router(), sim.fleet(), sim.probe()).shared_sink(sim.sink()).sink(log.clone()).build();
         let mut spec = Spec::new("web", "v2", case.strategy.clone()).with_health(quick_health());
+        spec.health.min_healthy_time = Duration::from_secs(case.min_healthy_secs);
         if rolling {
             spec.pools = vec![PoolName::from("blue")];
         }

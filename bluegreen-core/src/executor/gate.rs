@@ -30,6 +30,20 @@ impl Run<'_> {
     /// `min_healthy_time`, before `deadline`. A target that passed once and then fails
     /// `unhealthy_threshold` times in a row fails at once (it flaps).
     pub(super) async fn await_healthy(&self, target: &Target) -> Result<()> {
+        self.gate(target, false).await
+    }
+
+    /// The gate of a target in a rolling batch: with [`Stability::Watched`](crate::Stability)
+    /// it passes after `healthy_threshold` passes and the rest of `min_healthy_time` is
+    /// watched while the deploy goes on ([`Run::watch_window`]).
+    pub(super) async fn await_healthy_in_batch(&self, target: &Target) -> Result<()> {
+        // A rollback's gates wait their windows out: what it restores must hold.
+        let watched = !self.rolling_back.load(std::sync::atomic::Ordering::SeqCst)
+            && matches!(&self.plan.spec.strategy, crate::Strategy::Rolling(r) if r.stability == crate::Stability::Watched);
+        self.gate(target, watched).await
+    }
+
+    async fn gate(&self, target: &Target, watch_the_window: bool) -> Result<()> {
         let policy = &self.plan.spec.health;
         let start = Instant::now();
         // Passed its gate less than a probe interval ago: the next probe would not be due yet.
@@ -49,12 +63,16 @@ impl Run<'_> {
                     fails = 0;
                     ever_passed = true;
                     let since = *streak_start.get_or_insert_with(Instant::now);
-                    if passes >= policy.healthy_threshold && since.elapsed() >= policy.min_healthy_time {
+                    let window_passed = since.elapsed() >= policy.min_healthy_time;
+                    if passes >= policy.healthy_threshold && (window_passed || watch_the_window) {
                         self.gated
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .insert(target.id.clone(), Instant::now());
                         self.emit(EventKind::TargetHealthy { target: target.id.clone(), after: start.elapsed() });
+                        if !window_passed {
+                            self.watch_window(target.clone(), since);
+                        }
                         return Ok(());
                     }
                 }

@@ -24,6 +24,7 @@ mod journal;
 mod rollback;
 mod run;
 mod steps;
+mod watch;
 
 pub use control::Control;
 

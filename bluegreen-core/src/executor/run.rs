@@ -17,7 +17,7 @@ use crate::events::{Event, EventKind};
 use crate::hooks::{Hook, HookPoint};
 use crate::model::Version;
 use crate::outcome::{Outcome, Status};
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 
 /// Health probes in flight at once, per deployment.
 const PROBE_CONCURRENCY: usize = 64;
@@ -48,6 +48,8 @@ pub(super) struct Run<'a> {
     /// after (a standing pool's hosts, gated by their update, then by the plan's
     /// `AwaitHealthy`) passes at once.
     pub(super) gated: Mutex<std::collections::BTreeMap<crate::model::TargetId, Instant>>,
+    /// Stability windows watched while the deploy goes on.
+    pub(super) watches: super::watch::Watches,
 }
 
 impl<'a> Run<'a> {
@@ -68,6 +70,7 @@ impl<'a> Run<'a> {
             notes: Vec::new(),
             probes: tokio::sync::Semaphore::new(PROBE_CONCURRENCY),
             gated: Mutex::default(),
+            watches: super::watch::Watches::default(),
         }
     }
 
@@ -114,13 +117,29 @@ impl<'a> Run<'a> {
         for message in &self.notes {
             self.emit(EventKind::Warning { message: message.clone() });
         }
-        let mut completed = from_step.min(self.plan.steps.len());
+        let completed = from_step.min(self.plan.steps.len());
         if let Some(reason) = rollback_reason {
             return self.fail(Error::Check { what: "the interrupted deployment".into(), reason }, completed).await;
         }
+        // The steps, with the stability windows of updated targets probed beside them.
+        tokio::select! {
+            biased;
+            outcome = self.steps_from(completed) => outcome,
+            never = self.drive_watches() => match never {},
+        }
+    }
+
+    /// Runs the steps from `completed` on, then finishes (or fails and rolls back).
+    async fn steps_from(&self, mut completed: usize) -> Outcome {
         for (index, step) in self.plan.steps.iter().enumerate().skip(completed) {
             let started = Instant::now();
+            // Only batches (and bakes between them) run while windows are still watched.
+            let overlaps_windows = matches!(step, Step::UpdateBatch { .. } | Step::Bake { .. });
             let result = match self.checkpoint().await {
+                Ok(()) if !overlaps_windows => self.settle_windows().await,
+                other => other,
+            };
+            let result = match result {
                 Ok(()) => {
                     self.emit(EventKind::StepStarted { index, step: step.to_string() });
                     self.run_step(step).await
@@ -145,6 +164,13 @@ impl<'a> Run<'a> {
                     return self.abandon(completed).await;
                 }
             }
+        }
+        // No success before every updated target stayed healthy through its window.
+        if let Err(error) = self.settle_windows().await {
+            if self.stop_requested() && matches!(error, Error::Stopped) {
+                return self.interrupt(completed).await;
+            }
+            return self.fail(error, completed).await;
         }
         self.finish(Status::Succeeded, None, completed).await
     }
@@ -313,6 +339,9 @@ impl<'a> Run<'a> {
         if self.lost_lock() {
             return Err(Error::conflict(LOCK_LOST));
         }
+        if let Some(failed) = self.window_failed() {
+            return Err(failed);
+        }
         if self.stop_requested() {
             return Err(Error::Stopped);
         }
@@ -351,6 +380,7 @@ impl<'a> Run<'a> {
     pub(super) async fn sleep(&self, duration: Duration) -> Result<()> {
         let deadline = Instant::now() + duration;
         let mut control = self.control.clone();
+        let mut windows = self.watches.subscribe();
         loop {
             self.check_lock()?;
             if self.abort_requested() {
@@ -362,6 +392,8 @@ impl<'a> Run<'a> {
                     tokio::time::sleep_until(deadline).await;
                     return Ok(());
                 },
+                // A stability window that failed ends the wait (checked above, next turn).
+                _ = windows.changed() => {}
             }
         }
     }

@@ -461,9 +461,9 @@ impl Run<'_> {
         // view sees only members: register first, then gate. Any other router: gate first.
         if self.exec.router.capabilities().checks_members {
             enable().await?;
-            self.await_healthy(&target).await
+            self.await_healthy_in_batch(&target).await
         } else {
-            self.await_healthy(&target).await?;
+            self.await_healthy_in_batch(&target).await?;
             enable().await
         }
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Plan, Step, TargetSet};
 use crate::model::{PoolName, Split};
+use crate::spec::{Stability, Strategy};
 
 /// One row of a [`Timeline`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,11 @@ impl Plan {
         let mut clock = Duration::ZERO;
         let serving_before = count.serving();
         let (mut peak, mut lowest) = (count.running, serving_before);
+        // With watched stability windows a batch's gate ends after its passes; the rest of
+        // the window runs beside the next batches, and the first other step waits for it.
+        let watched = matches!(&self.spec.strategy, Strategy::Rolling(r) if r.stability == Stability::Watched);
+        let window_rest = health.fastest_pass().saturating_sub(health.fastest_passes());
+        let mut window_open = false;
         for (i, step) in self.steps.iter().enumerate() {
             let mut low = count.serving();
             let (expected, at_most) = match step {
@@ -108,8 +114,24 @@ impl Plan {
                         low = low.saturating_sub(targets.len());
                     }
                     let drain = self.drain_wait(&count, pool);
-                    (drain + health.fastest_pass(), Some(drain.max(*drain_timeout) + health.deadline))
+                    let gate = if watched { health.fastest_passes() } else { health.fastest_pass() };
+                    (drain + gate, Some(drain.max(*drain_timeout) + health.deadline))
                 }
+            };
+            let (expected, at_most, text) = match step {
+                Step::UpdateBatch { .. } if watched && !window_rest.is_zero() => {
+                    window_open = true;
+                    let rest = humantime::format_duration(window_rest);
+                    (expected, at_most, format!("{step}; each target watched {rest} more beside what follows"))
+                }
+                Step::Bake { .. } | Step::UpdateBatch { .. } => (expected, at_most, step.to_string()),
+                _ if window_open => {
+                    window_open = false;
+                    let rest = humantime::format_duration(window_rest);
+                    let at_most = at_most.map(|a| a + window_rest);
+                    (expected + window_rest, at_most, format!("{step} (after the last windows, {rest})"))
+                }
+                _ => (expected, at_most, step.to_string()),
             };
             let propagation_wait = match step {
                 Step::ShiftTraffic { .. } => self.propagation_delay,
@@ -123,7 +145,7 @@ impl Plan {
             lowest = lowest.min(low);
             rows.push(TimelineRow {
                 index: i + 1,
-                step: step.to_string(),
+                step: text,
                 expected,
                 at_most,
                 ends_at: clock,
@@ -131,6 +153,13 @@ impl Plan {
                 serving: low,
                 propagation_wait,
             });
+        }
+        // A plan that ends with a batch ends once its windows passed.
+        if let (true, Some(last)) = (window_open, rows.last_mut()) {
+            clock += window_rest;
+            last.expected += window_rest;
+            last.ends_at = clock;
+            last.step.push_str(", and the deploy ends once they passed");
         }
         Timeline {
             rows,

@@ -22,7 +22,8 @@ pub use policy::{
     DrainPolicy, HealthPolicy, OldUnhealthyPolicy, RetryPolicy, RollbackPace, RollbackPolicy, ShortBakePolicy,
 };
 pub use strategy::{
-    Approval, BatchSize, BlueGreen, Canary, Linear, OnTimeout, Preset, Rolling, RollingMode, ShiftStep, Strategy,
+    Approval, BatchSize, BlueGreen, Canary, Linear, OnTimeout, Preset, Rolling, RollingMode, ShiftStep, Stability,
+    Strategy,
 };
 
 /// Everything a deployment needs to know, as written by an operator.

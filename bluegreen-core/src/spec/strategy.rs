@@ -207,6 +207,34 @@ pub struct Rolling {
     /// Watch the updated targets this long between batches.
     #[serde(default, with = "humantime_serde")]
     pub bake_between_batches: Duration,
+    /// In place: whether a batch's `health.min_healthy_time` is watched while the next batch
+    /// proceeds (`watched`, the default) or waited out before it starts (`blocking`).
+    #[serde(default, skip_serializing_if = "Stability::is_default")]
+    pub stability: Stability,
+}
+
+/// When the rest of an updated target's `health.min_healthy_time` is checked (rolling in
+/// place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stability {
+    /// A target serves again once it passed `healthy_threshold` probes; the rest of its
+    /// `min_healthy_time` is watched (probed every interval) while the next batches proceed.
+    /// A target failing `unhealthy_threshold` probes in a row within its window fails the
+    /// deploy, which rolls back; the capacity floor counts a watched target only while its
+    /// probes pass. Before any step that is not a batch (hooks after the switch, the end),
+    /// every window must have passed.
+    #[default]
+    Watched,
+    /// A target serves again only after passing probes spanning `min_healthy_time`: each batch
+    /// waits out its window before the next begins.
+    Blocking,
+}
+
+impl Stability {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn yes() -> bool {
@@ -224,6 +252,7 @@ impl Rolling {
             min_healthy_percent: None,
             zone_balanced: true,
             bake_between_batches: Duration::ZERO,
+            stability: Stability::Watched,
         }
     }
 }
