@@ -679,8 +679,11 @@ fn rolling_timeline_dips_by_one_batch() {
     assert_eq!(timeline.peak_running, 10);
     assert_eq!(timeline.lowest_serving, 8);
     assert_eq!(timeline.serving_before, 10);
-    // One health pass per batch.
-    assert_eq!(timeline.expected, 5 * secs(10));
+    // Each target serves at its first pass; the 10 s of its gate beyond it run beside the next
+    // batches, so only the last batch's is waited for. Blocking: one whole gate per batch.
+    assert_eq!(timeline.expected, secs(10));
+    let blocking = Rolling { stability: bluegreen_core::Stability::Blocking, ..Rolling::in_place(2) };
+    assert_eq!(compile(&rolling_spec(blocking), &web(10)).timeline().expected, 5 * secs(10));
     let updates: Vec<usize> = timeline.rows.iter().filter(|r| r.step.starts_with("batch")).map(|r| r.serving).collect();
     assert_eq!(updates, [8, 8, 8, 8, 8]);
 }

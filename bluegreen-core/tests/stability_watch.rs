@@ -68,7 +68,7 @@ async fn a_target_that_dies_inside_its_window_rolls_the_deploy_back_with_the_flo
     let lines = log.lines().join("\n");
     assert_eq!(outcome.status, Status::RolledBack, "{lines}");
     let reason = outcome.reason.unwrap_or_default();
-    assert!(reason.contains("within its min_healthy_time of 10s"), "{reason}");
+    assert!(reason.contains("within its window (2 passes spanning 10s)"), "{reason}");
     // The simulator's judge saw the floor (8 of 10) held and no traffic moved to a pool
     // without a healthy target.
     assert!(sim.violations().is_empty(), "{:?}\n{lines}", sim.violations());
@@ -101,9 +101,9 @@ async fn the_plan_shows_the_windows_beside_the_next_batches() {
     let watched = executor.plan(&rolling(Stability::Watched)).await.unwrap().timeline();
     let blocking = executor.plan(&rolling(Stability::Blocking)).await.unwrap().timeline();
     let text = watched.to_string();
-    assert!(text.contains("each target watched 9s more beside what follows"), "{text}");
+    assert!(text.contains("each target watched 10s more beside what follows"), "{text}");
     assert!(text.contains("and the deploy ends once they passed"), "{text}");
-    // Five gates of 1 s and one 9 s rest, against five gates of 10 s.
-    assert_eq!(watched.expected, secs(5 + 9), "{text}");
+    // Five first passes and the last 10 s window, against five gates of 10 s.
+    assert_eq!(watched.expected, secs(10), "{text}");
     assert_eq!(blocking.expected, secs(50), "{blocking}");
 }

@@ -34,8 +34,9 @@ impl Run<'_> {
     }
 
     /// The gate of a target in a rolling batch: with [`Stability::Watched`](crate::Stability)
-    /// it passes after `healthy_threshold` passes and the rest of `min_healthy_time` is
-    /// watched while the deploy goes on ([`Run::watch_window`]).
+    /// it passes at the first passing probe, and the rest — `healthy_threshold` passes in a
+    /// row spanning `min_healthy_time` — is watched while the deploy goes on
+    /// ([`Run::watch_window`]).
     pub(super) async fn await_healthy_in_batch(&self, target: &Target) -> Result<()> {
         // A rollback's gates wait their windows out: what it restores must hold.
         let watched = !self.rolling_back.load(std::sync::atomic::Ordering::SeqCst)
@@ -52,6 +53,8 @@ impl Run<'_> {
             return Ok(());
         }
         let deadline = start + policy.deadline;
+        // Watched: the first pass serves; the watch asks for the rest.
+        let threshold = if watch_the_window { 1 } else { policy.healthy_threshold };
         let (mut passes, mut fails) = (0u32, 0u32);
         let mut streak_start: Option<Instant> = None;
         let mut ever_passed = false;
@@ -63,15 +66,15 @@ impl Run<'_> {
                     fails = 0;
                     ever_passed = true;
                     let since = *streak_start.get_or_insert_with(Instant::now);
-                    let window_passed = since.elapsed() >= policy.min_healthy_time;
-                    if passes >= policy.healthy_threshold && (window_passed || watch_the_window) {
+                    let stable = passes >= policy.healthy_threshold && since.elapsed() >= policy.min_healthy_time;
+                    if passes >= threshold && (stable || watch_the_window) {
                         self.gated
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .insert(target.id.clone(), Instant::now());
                         self.emit(EventKind::TargetHealthy { target: target.id.clone(), after: start.elapsed() });
-                        if !window_passed {
-                            self.watch_window(target.clone(), since);
+                        if !stable {
+                            self.watch_window(target.clone(), since, passes, deadline);
                         }
                         return Ok(());
                     }
@@ -93,7 +96,7 @@ impl Run<'_> {
             // towards min_healthy_time may need less than a full interval.
             let mut wait = policy.interval;
             if let Some(since) = streak_start {
-                if passes >= policy.healthy_threshold {
+                if passes >= threshold {
                     wait = wait.min(policy.min_healthy_time.saturating_sub(since.elapsed()));
                 }
             }

@@ -1,8 +1,8 @@
 //! The stability watch (rolling in place, [`Stability::Watched`](crate::Stability)): a target
-//! that passed `healthy_threshold` probes serves again at once, and the rest of its
-//! `min_healthy_time` is probed here while the next batches proceed. The first target that
-//! fails its window fails the run at its next wait or step; before any step that is not a
-//! batch, and before the end, every window must have passed.
+//! serves again at its first passing probe, and the rest of its gate — `healthy_threshold`
+//! passes in a row spanning `min_healthy_time`, before `deadline` — is probed here while the next
+//! batches proceed. The first target that fails its window fails the run at its next wait or
+//! step; before any step that is not a batch, and before the end, every window must have passed.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -18,11 +18,22 @@ use crate::probe::Health;
 
 /// The windows being watched in one run.
 pub(super) struct Watches {
-    /// Targets to start watching, with when their passing streak began.
-    queued: Mutex<Vec<(Target, Instant)>>,
+    /// Windows to start watching.
+    queued: Mutex<Vec<Window>>,
     added: Notify,
     /// Windows not yet ended, and the first failure.
     state: watch::Sender<WatchState>,
+}
+
+/// One target's window: what its gate saw so far.
+struct Window {
+    target: Target,
+    /// When its streak of passes began.
+    since: Instant,
+    /// Passes in a row so far.
+    passes: u32,
+    /// When its gate gives up.
+    deadline: Instant,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,11 +63,12 @@ impl Watches {
 }
 
 impl Run<'_> {
-    /// Watches the rest of `target`'s `min_healthy_time`, counted from `since` (its first pass
-    /// of the streak that passed the gate).
-    pub(super) fn watch_window(&self, target: Target, since: Instant) {
+    /// Watches the rest of `target`'s gate: it passed `passes` probes in a row since `since`,
+    /// and must be stable by `deadline`.
+    pub(super) fn watch_window(&self, target: Target, since: Instant, passes: u32, deadline: Instant) {
         self.watches.state.send_modify(|s| s.open += 1);
-        self.watches.queued.lock().unwrap_or_else(PoisonError::into_inner).push((target, since));
+        let window = Window { target, since, passes, deadline };
+        self.watches.queued.lock().unwrap_or_else(PoisonError::into_inner).push(window);
         self.watches.added.notify_one();
     }
 
@@ -66,7 +78,7 @@ impl Run<'_> {
         let mut running = FuturesUnordered::new();
         loop {
             let queued = std::mem::take(&mut *self.watches.queued.lock().unwrap_or_else(PoisonError::into_inner));
-            running.extend(queued.into_iter().map(|(target, since)| self.watch_one(target, since)));
+            running.extend(queued.into_iter().map(|window| self.watch_one(window)));
             tokio::select! {
                 Some(result) = running.next(), if !running.is_empty() => {
                     self.watches.state.send_modify(|s| {
@@ -81,29 +93,54 @@ impl Run<'_> {
         }
     }
 
-    /// Probes `target` every interval until a pass at least `min_healthy_time` after `since`
-    /// (`Ok`), or `unhealthy_threshold` failures in a row (`Err` with why).
-    async fn watch_one(&self, target: Target, since: Instant) -> std::result::Result<(), String> {
+    /// Probes the window's target every interval until `healthy_threshold` passes in a row
+    /// span `min_healthy_time` (`Ok`), or it fails `unhealthy_threshold` probes in a row or is
+    /// not stable by its deadline (`Err` with why). A failure restarts the streak.
+    async fn watch_one(&self, window: Window) -> std::result::Result<(), String> {
+        let Window { target, mut since, mut passes, deadline } = window;
         let policy = &self.plan.spec.health;
         let mut fails = 0u32;
         loop {
-            let left = policy.min_healthy_time.saturating_sub(since.elapsed());
-            tokio::time::sleep(policy.interval.min(left.max(std::time::Duration::from_millis(1)))).await;
+            // The next probe is due an interval on, or when the window ends if that is sooner
+            // and the passes are in.
+            let mut wait = policy.interval;
+            if passes >= policy.healthy_threshold {
+                wait = wait.min(policy.min_healthy_time.saturating_sub(since.elapsed()));
+            }
+            if Instant::now() + wait > deadline {
+                self.emit(EventKind::TargetUnhealthy { target: target.id.clone(), reason: "not stable".into() });
+                return Err(format!(
+                    "target {} served after its first passing probe but was not stable ({} passes in a row \
+                     spanning {}) within {}",
+                    target.id,
+                    policy.healthy_threshold,
+                    humantime::format_duration(policy.min_healthy_time),
+                    humantime::format_duration(policy.deadline)
+                ));
+            }
+            tokio::time::sleep(wait.max(std::time::Duration::from_millis(1))).await;
             match self.probe(&target).await {
                 Health::Healthy => {
                     fails = 0;
-                    if since.elapsed() >= policy.min_healthy_time {
+                    if passes == 0 {
+                        // A new streak, after a failure.
+                        since = Instant::now();
+                    }
+                    passes += 1;
+                    if passes >= policy.healthy_threshold && since.elapsed() >= policy.min_healthy_time {
                         return Ok(());
                     }
                 }
                 Health::Unhealthy { reason } => {
                     fails += 1;
+                    passes = 0;
                     if fails >= policy.unhealthy_threshold {
                         self.emit(EventKind::TargetUnhealthy { target: target.id.clone(), reason: reason.clone() });
                         return Err(format!(
                             "target {} passed its health gate, then failed {fails} checks in a row within its \
-                             min_healthy_time of {}: {reason}",
+                             window ({} passes spanning {}): {reason}",
                             target.id,
+                            policy.healthy_threshold,
                             humantime::format_duration(policy.min_healthy_time)
                         ));
                     }

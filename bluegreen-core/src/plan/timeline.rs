@@ -87,7 +87,8 @@ impl Plan {
         // With watched stability windows a batch's gate ends after its passes; the rest of
         // the window runs beside the next batches, and the first other step waits for it.
         let watched = matches!(&self.spec.strategy, Strategy::Rolling(r) if r.stability == Stability::Watched);
-        let window_rest = health.fastest_pass().saturating_sub(health.fastest_passes());
+        // A watched target serves at its first pass; the rest of its gate runs beside.
+        let window_rest = health.fastest_pass();
         let mut window_open = false;
         for (i, step) in self.steps.iter().enumerate() {
             let mut low = count.serving();
@@ -114,7 +115,7 @@ impl Plan {
                         low = low.saturating_sub(targets.len());
                     }
                     let drain = self.drain_wait(&count, pool);
-                    let gate = if watched { health.fastest_passes() } else { health.fastest_pass() };
+                    let gate = if watched { Duration::ZERO } else { health.fastest_pass() };
                     (drain + gate, Some(drain.max(*drain_timeout) + health.deadline))
                 }
             };

@@ -54,13 +54,8 @@ impl Default for HealthPolicy {
 impl HealthPolicy {
     /// The shortest time a new, healthy target takes to pass the gate.
     pub fn fastest_pass(&self) -> Duration {
-        self.fastest_passes().max(self.min_healthy_time)
-    }
-
-    /// The shortest time `healthy_threshold` passes in a row take (the gate of a target
-    /// whose `min_healthy_time` is watched afterwards).
-    pub fn fastest_passes(&self) -> Duration {
-        self.interval * self.healthy_threshold.saturating_sub(1)
+        let passes = self.interval * self.healthy_threshold.saturating_sub(1);
+        passes.max(self.min_healthy_time)
     }
 }
 

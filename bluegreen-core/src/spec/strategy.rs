@@ -207,8 +207,9 @@ pub struct Rolling {
     /// Watch the updated targets this long between batches.
     #[serde(default, with = "humantime_serde")]
     pub bake_between_batches: Duration,
-    /// In place: whether a batch's `health.min_healthy_time` is watched while the next batch
-    /// proceeds (`watched`, the default) or waited out before it starts (`blocking`).
+    /// In place: whether a target's health gate beyond its first pass is watched while the
+    /// next batch proceeds (`watched`, the default) or waited out before it starts
+    /// (`blocking`).
     #[serde(default, skip_serializing_if = "Stability::is_default")]
     pub stability: Stability,
 }
@@ -218,16 +219,18 @@ pub struct Rolling {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stability {
-    /// A target serves again once it passed `healthy_threshold` probes; the rest of its
-    /// `min_healthy_time` is watched (probed every interval) while the next batches proceed.
-    /// A target failing `unhealthy_threshold` probes in a row within its window fails the
-    /// deploy, which rolls back; the capacity floor counts a watched target only while its
-    /// probes pass. Before any step that is not a batch (hooks after the switch, the end),
+    /// A target serves again at its first passing probe; the rest of its gate
+    /// (`healthy_threshold` passes in a row spanning `min_healthy_time`, by `deadline`) is
+    /// watched — probed every interval — while the next batches proceed, as Kubernetes'
+    /// readiness and Nomad's `min_healthy_time` split the two. A target failing
+    /// `unhealthy_threshold` probes in a row within its window, or not stable by its deadline,
+    /// fails the deploy, which rolls back; the capacity floor counts a watched target only while
+    /// its probes pass. Before any step that is not a batch (hooks after the switch, the end),
     /// every window must have passed.
     #[default]
     Watched,
-    /// A target serves again only after passing probes spanning `min_healthy_time`: each batch
-    /// waits out its window before the next begins.
+    /// A target serves again only after its whole gate (`healthy_threshold` passes spanning
+    /// `min_healthy_time`): each batch waits it out before the next begins.
     Blocking,
 }
 
