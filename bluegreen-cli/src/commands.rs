@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use bluegreen::deploy::Deployment;
+use bluegreen::deploy::{Deployment, Recorded};
 use bluegreen_core::{Command as Remote, DeploymentRecord, ExecutorBuilder, Outcome, Phase, StateStore, Version};
 use serde_json::json;
 
 use crate::args::{FileArgs, Output, TargetArgs};
 use crate::exit::{CliError, Code};
 use crate::progress;
-use crate::specfile::{load, locate, owner};
+use crate::specfile::{load, load_records, locate, owner};
 
 /// An executor over the file's backends; with `store`, recording there and writing the
 /// deployment's event log.
@@ -169,17 +169,17 @@ fn print_outcome(outcome: &Outcome, args: &FileArgs) {
 /// The deployment `args` names, or the service's newest one (running first).
 pub(crate) async fn target(
     store: &dyn StateStore,
-    file: &Deployment,
+    file: &Recorded,
     id: Option<&str>,
 ) -> Result<DeploymentRecord, CliError> {
     if let Some(id) = id {
         return store.load(id).await.map_err(CliError::unknown);
     }
-    let history = store.history(&file.spec().service).await?;
+    let history = store.history(file.service()).await?;
     history.iter().rev().find(|r| r.phase != Phase::Finished).or_else(|| history.last()).cloned().ok_or_else(|| {
         CliError::bad_input(format!(
             "no deployment of {} recorded in {}",
-            file.spec().service,
+            file.service(),
             file.state.local.path.display()
         ))
     })
@@ -187,9 +187,9 @@ pub(crate) async fn target(
 
 /// `bluegreen history`.
 pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
-    let file = load(args)?;
+    let file = load_records(args)?;
     let store = file.state_store().await?;
-    let records = store.history(&file.spec().service).await?;
+    let records = store.history(file.service()).await?;
     let summaries: Vec<_> = records.iter().map(DeploymentRecord::summary).collect();
     match args.output {
         Output::Json => print_json(&json!({ "history": summaries })),
@@ -217,7 +217,7 @@ pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
 
 /// `bluegreen pause|resume|promote|abort`.
 pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, CliError> {
-    let file = load(&args.file)?;
+    let file = load_records(&args.file)?;
     let store = file.state_store().await?;
     let record = target(store.as_ref(), &file, args.id.as_deref()).await?;
     if record.phase == Phase::Finished {
@@ -237,7 +237,7 @@ pub(crate) async fn send(args: &TargetArgs, command: Remote) -> Result<Code, Cli
 
 /// `bluegreen report`.
 pub(crate) async fn report(args: &FileArgs, id: Option<&str>, out: &std::path::Path) -> Result<Code, CliError> {
-    let file = load(args)?;
+    let file = load_records(args)?;
     let store = file.state_store().await?;
     let record = target(store.as_ref(), &file, id).await?;
     // The log lives in the state store, so any runner that reads the store can plot it.

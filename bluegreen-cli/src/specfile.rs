@@ -1,7 +1,7 @@
 //! The deploy file, read by the library (`bluegreen::deploy`): this adapter takes the
 //! command's flags (`--tf-outputs`, `--version`, `--owner`) to it and its errors to exit codes.
 
-use bluegreen::deploy::Deployment;
+use bluegreen::deploy::{Deployment, Recorded};
 use bluegreen::deploy_file::Substitutions;
 use bluegreen_core::Error;
 
@@ -10,13 +10,25 @@ use crate::exit::CliError;
 
 /// Loads the deploy file named by `args`.
 pub(crate) fn load(args: &FileArgs) -> Result<Deployment, CliError> {
-    let subs = match &args.tf_outputs {
-        Some(path) => Substitutions::with_tf_outputs(path)?,
-        None => Substitutions::new(),
-    };
-    let file = Deployment::load(&args.file, &subs, args.version.as_deref())?;
+    let file = Deployment::load(&args.file, &substitutions(args)?, args.version.as_deref())?;
     crate::redact::SECRETS.extend(file.secrets());
     Ok(file)
+}
+
+/// Loads the deploy file named by `args` for its recorded deployments only (`status`,
+/// `history`, `report`, `wait`, `pause` …): references outside `service` and `[state]` need not
+/// resolve, so these commands need no backend secret.
+pub(crate) fn load_records(args: &FileArgs) -> Result<Recorded, CliError> {
+    let file = Recorded::load(&args.file, &substitutions(args)?)?;
+    crate::redact::SECRETS.extend(file.file.secrets());
+    Ok(file)
+}
+
+fn substitutions(args: &FileArgs) -> Result<Substitutions, CliError> {
+    Ok(match &args.tf_outputs {
+        Some(path) => Substitutions::with_tf_outputs(path)?,
+        None => Substitutions::new(),
+    })
 }
 
 /// An error from the library, pointed at the field or value of the file it names, when it

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::args::{Output, TargetArgs};
 use crate::commands::{print_json, target};
 use crate::exit::{CliError, Code};
-use crate::specfile::load;
+use crate::specfile::load_records;
 
 /// How often the state store is read again while watching or waiting.
 const POLL: Duration = Duration::from_millis(500);
@@ -163,7 +163,7 @@ impl Look {
 /// `bluegreen status [--watch]`: where the deployment stands; with `--watch`, shown again
 /// whenever it changes (redrawn on a terminal) until it is no longer running.
 pub(crate) async fn status(args: &TargetArgs, watch: bool) -> Result<Code, CliError> {
-    let file = load(&args.file)?;
+    let file = load_records(&args.file)?;
     let store = file.state_store().await?;
     let id = target(store.as_ref(), &file, args.id.as_deref()).await?.id;
     let redraw = args.file.output == Output::Text && std::io::stdout().is_terminal();
@@ -188,7 +188,7 @@ pub(crate) async fn status(args: &TargetArgs, watch: bool) -> Result<Code, CliEr
 /// `bluegreen wait [--until U] [--timeout D]`: waits until the deployment reaches `until` (exit
 /// 0), ends or stops first (its own code), or `timeout` passes ([`Code::Running`]).
 pub(crate) async fn wait(args: &TargetArgs, until: Until, timeout: Option<Duration>) -> Result<Code, CliError> {
-    let file = load(&args.file)?;
+    let file = load_records(&args.file)?;
     let store = file.state_store().await?;
     let id = target(store.as_ref(), &file, args.id.as_deref()).await?.id;
     let deadline = timeout.map(|t| Instant::now() + t);

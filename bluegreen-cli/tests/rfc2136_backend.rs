@@ -246,15 +246,26 @@ async fn rfc2136_backend_plans_and_deploys_a_rolling_update_with_the_secret_from
     assert!(members.iter().all(|m| m.state == MemberState::Serving), "{members:?}");
 
     // Without the secret in the environment, the file is refused before anything is sent.
-    let out = Command::new(BLUEGREEN)
-        .current_dir(world.dir.path())
-        .env_remove(SECRET_VAR)
-        .args(["plan", "-f", "deploy.toml"])
-        .output()
-        .expect("run bluegreen");
+    let without_secret = |args: &[&str]| {
+        Command::new(BLUEGREEN)
+            .current_dir(world.dir.path())
+            .env_remove(SECRET_VAR)
+            .args(args)
+            .output()
+            .expect("run bluegreen")
+    };
+    let out = without_secret(&["plan", "-f", "deploy.toml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("deploy.toml:") && stderr.contains(SECRET_VAR), "{stderr}");
+    // Reading the records needs no backend secret: status (the deploy succeeded: 0), history.
+    let status = without_secret(&["status", "-f", "deploy.toml", "--output", "json"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("\"standing\""), "{text}");
+    let history = without_secret(&["history", "-f", "deploy.toml"]);
+    assert_eq!(history.status.code(), Some(0), "{}", String::from_utf8_lossy(&history.stderr));
+    assert!(String::from_utf8_lossy(&history.stdout).contains("succeeded"), "{history:?}");
 }
 
 /// A name that predates bluegreen: knot serves plain A records for the two blue hosts, no

@@ -150,6 +150,43 @@ impl Deployment {
     }
 }
 
+/// A deploy file read for its recorded deployments only — what `status`, `history`, `report`,
+/// `wait` and the commands that steer a running deploy need: the service and `[state]`.
+/// References elsewhere (a TSIG secret in `[backend]`, a version from the environment) need not
+/// resolve and the spec is not checked, so reading the records needs no backend secret.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// The file (its spec unchecked, unresolved references left as written).
+    pub file: DeployFile,
+    /// `[state]`.
+    pub state: StateSection,
+}
+
+impl Recorded {
+    /// Reads the deploy file at `path` for its records.
+    ///
+    /// # Errors
+    /// A [`DeployFileError`] for a file that cannot be read, or whose `service` or `[state]`
+    /// holds a reference that cannot be resolved (at its line).
+    pub fn load(path: &Path, subs: &Substitutions) -> Result<Self, DeployFileError> {
+        let file = DeployFile::load(path, &subs.clone().leave_unresolved(), None)?;
+        file.require_resolved(&["service", "state"])?;
+        let state = StateSection::read(&file)?;
+        Ok(Self { file, state })
+    }
+
+    /// The service whose deployments are recorded.
+    pub fn service(&self) -> &str {
+        &self.file.spec.service
+    }
+
+    /// Opens the state store.
+    pub async fn state_store(&self) -> Result<Arc<dyn StateStore>, Error> {
+        self.state.open().await
+    }
+}
+
 /// What [`open`] gives: everything an executor needs.
 #[derive(Debug)]
 #[non_exhaustive]

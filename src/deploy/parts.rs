@@ -67,6 +67,10 @@ pub enum FleetConfig {
 
 impl PartsConfig {
     /// Adds the settings' secrets (a TSIG key's) to `secrets`.
+    #[cfg_attr(
+        not(feature = "rfc2136"),
+        allow(unused_variables, reason = "only the RFC 2136 router's settings hold a secret")
+    )]
     pub(super) fn add_secrets(&self, secrets: &Secrets) {
         match &self.router {
             #[cfg(feature = "rfc2136")]

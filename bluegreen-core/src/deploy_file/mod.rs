@@ -97,6 +97,8 @@ impl std::error::Error for DeployFileError {
 #[derive(Default, Clone)]
 pub struct Substitutions {
     tf: BTreeMap<String, TfOutput>,
+    /// Leave a reference that cannot be resolved as it is written ([`Self::leave_unresolved`]).
+    lenient: bool,
 }
 
 #[derive(Clone)]
@@ -105,11 +107,11 @@ struct TfOutput {
     sensitive: bool,
 }
 
-/// One reference resolved in a value: `${env.NAME}` and what it stood for, and whether that is
-/// a secret.
+/// One reference in a value: `${env.NAME}` and what it stood for, and whether that is a
+/// secret; `None` when it was left unresolved.
 struct Resolved {
     reference: String,
-    value: String,
+    value: Option<String>,
     secret: bool,
 }
 
@@ -150,6 +152,16 @@ impl Substitutions {
         Ok(subs)
     }
 
+    /// Leaves a reference that cannot be resolved (an unset variable, a missing output) as it
+    /// is written instead of refusing the file, and skips the spec's checks: for reading a
+    /// file's `service` and `[state]` only — `status` and `history` need no backend secret.
+    /// [`DeployFile::require_resolved`] refuses what must be resolved after all.
+    #[must_use]
+    pub fn leave_unresolved(mut self) -> Self {
+        self.lenient = true;
+        self
+    }
+
     /// Adds (or replaces) the terraform output `name`, not sensitive.
     pub fn tf_output(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.tf.insert(name.into(), TfOutput { value: value.into(), sensitive: false });
@@ -173,26 +185,31 @@ impl Substitutions {
             let after = &rest[start + 2..];
             let end = after.find('}').ok_or_else(|| format!("unclosed reference in {text:?}"))?;
             let reference = &after[..end];
-            let (value, secret) = match reference.split_once('.') {
-                Some(("env", name)) => {
-                    let value = std::env::var(name)
-                        .map_err(|_| format!("environment variable {name} is not set (${{{reference}}})"))?;
-                    (value, true)
-                }
-                Some(("tf", name)) => {
-                    let output = self.tf.get(name).ok_or_else(|| {
-                        if self.tf.is_empty() {
-                            format!("${{{reference}}} needs --tf-outputs FILE (terraform output -json)")
-                        } else {
-                            format!("terraform output {name} does not exist (${{{reference}}})")
-                        }
-                    })?;
-                    (output.value.clone(), output.sensitive)
-                }
+            let found = match reference.split_once('.') {
+                Some(("env", name)) => std::env::var(name)
+                    .map(|value| (value, true))
+                    .map_err(|_| format!("environment variable {name} is not set (${{{reference}}})")),
+                Some(("tf", name)) => self.tf.get(name).map(|o| (o.value.clone(), o.sensitive)).ok_or_else(|| {
+                    if self.tf.is_empty() {
+                        format!("${{{reference}}} needs --tf-outputs FILE (terraform output -json)")
+                    } else {
+                        format!("terraform output {name} does not exist (${{{reference}}})")
+                    }
+                }),
                 _ => return Err(format!("unknown reference ${{{reference}}}: use ${{env.NAME}} or ${{tf.NAME}}")),
             };
-            out.push_str(&value);
-            resolved.push(Resolved { reference: format!("${{{reference}}}"), value, secret });
+            let written = format!("${{{reference}}}");
+            match found {
+                Ok((value, secret)) => {
+                    out.push_str(&value);
+                    resolved.push(Resolved { reference: written, value: Some(value), secret });
+                }
+                Err(_) if self.lenient => {
+                    out.push_str(&written);
+                    resolved.push(Resolved { reference: written, value: None, secret: false });
+                }
+                Err(message) => return Err(message),
+            }
             rest = &after[end + 1..];
         }
         out.push_str(rest);
@@ -257,13 +274,31 @@ impl DeployFile {
             object.insert("version".into(), Value::String(v.to_owned()));
         }
         let spec = Spec::from_value(&root).map_err(|e| source.invalid(e))?;
-        spec.validate().map_err(|e| source.invalid(e))?;
+        if !subs.lenient {
+            spec.validate().map_err(|e| source.invalid(e))?;
+        }
         Ok(Self { spec, backend, state, source })
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.source.file
+    }
+
+    /// Refuses the first reference left unresolved ([`Substitutions::leave_unresolved`]) in a
+    /// field at or under one of `paths` (`service`, `state`), at its line.
+    pub fn require_resolved(&self, paths: &[&str]) -> Result<(), DeployFileError> {
+        let under = |field: &str| {
+            paths
+                .iter()
+                .any(|p| field == *p || field.starts_with(&format!("{p}.")) || field.starts_with(&format!("{p}[")))
+        };
+        match self.source.unresolved.iter().find(|(field, _)| under(field)) {
+            Some((field, reference)) => {
+                Err(self.error_at(field, format!("invalid {field}: {reference} cannot be resolved (not set)")))
+            }
+            None => Ok(()),
+        }
     }
 
     /// The secrets its references brought: every `${env.X}` value and every sensitive
@@ -541,6 +576,24 @@ mod tests {
         assert_eq!(f.backend["address"], "10.0.0.1");
         assert!(!format!("{f:?} {subs:?}").contains("10.0.0.1"), "values stay out of Debug");
         assert!(f.secrets().is_empty(), "an output not marked sensitive is no secret");
+    }
+
+    #[test]
+    fn read_for_its_records_a_file_may_leave_references_outside_what_is_required() {
+        let text = TEXT.replace("\"a\"", "\"${env.BLUEGREEN_TEST_UNSET_SECRET}\"")
+            + "\n[state]\npath = \"${env.BLUEGREEN_TEST_UNSET_DIR}\"\n";
+        let subs = Substitutions::new();
+        let refused = DeployFile::parse(Path::new("d.toml"), &text, &subs, None).unwrap_err();
+        assert!(refused.to_string().contains("BLUEGREEN_TEST_UNSET_SECRET"), "{refused}");
+        let lenient = subs.leave_unresolved();
+        let f = DeployFile::parse(Path::new("d.toml"), &text, &lenient, None).unwrap();
+        assert_eq!(f.backend["address"], "${env.BLUEGREEN_TEST_UNSET_SECRET}");
+        f.require_resolved(&["service"]).unwrap();
+        let error = f.require_resolved(&["service", "state"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "d.toml:13:8: invalid state.path: ${env.BLUEGREEN_TEST_UNSET_DIR} cannot be resolved (not set)"
+        );
     }
 
     #[test]

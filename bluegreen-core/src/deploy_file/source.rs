@@ -22,6 +22,8 @@ pub(super) struct SourceMap {
     pub(super) values: Vec<(String, String)>,
     /// The secrets the references brought.
     pub(super) secrets: Secrets,
+    /// References left unresolved (lenient reading), by the path of their value.
+    pub(super) unresolved: Vec<(String, String)>,
 }
 
 /// Fields whose value, when it is one reference as a whole, is not a secret: they name the
@@ -125,11 +127,15 @@ impl SourceMap {
         Ok(match value {
             V::String(s) => {
                 let (text, references) = subs.apply(s.value()).map_err(|message| self.error_at(path, message))?;
+                for r in references.iter().filter(|r| r.value.is_none()) {
+                    self.unresolved.push((path.to_owned(), r.reference.clone()));
+                }
                 if is_command(path) {
                     // A reference's value lands in `sh -c` as it is: it must stay one word.
-                    if let Some((r, why)) =
-                        references.iter().find_map(|r| crate::shell::not_a_plain_word(&r.value).map(|why| (r, why)))
-                    {
+                    let unsafe_value = references
+                        .iter()
+                        .find_map(|r| r.value.as_deref().and_then(crate::shell::not_a_plain_word).map(|why| (r, why)));
+                    if let Some((r, why)) = unsafe_value {
                         return Err(self.error_at(
                             path,
                             format!(
@@ -140,9 +146,12 @@ impl SourceMap {
                         ));
                     }
                 }
-                let a_name = NAMES.contains(&path) && references.len() == 1 && references[0].value == text;
+                let a_name =
+                    NAMES.contains(&path) && references.len() == 1 && references[0].value.as_deref() == Some(&text);
                 for r in references.iter().filter(|r| r.secret && !a_name) {
-                    self.secrets.add_reference(&r.value, &r.reference);
+                    if let Some(value) = &r.value {
+                        self.secrets.add_reference(value, &r.reference);
+                    }
                 }
                 self.values.push((path.to_owned(), text.clone()));
                 Value::String(text)
