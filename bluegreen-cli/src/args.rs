@@ -31,7 +31,7 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
     /// The log's lines: text, or one JSON object per line.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "BLUEGREEN_LOG_FORMAT")]
     pub(crate) log_format: LogFormat,
 }
 
@@ -50,7 +50,7 @@ impl Command {
             | Self::Resume(t)
             | Self::Promote(t)
             | Self::Abort(t) => t.file.output,
-            Self::Demo(_) | Self::ServeTarget { .. } => Output::Text,
+            Self::Demo(_) | Self::ServeTarget { .. } | Self::Completions { .. } | Self::Man => Output::Text,
         }
     }
 }
@@ -77,19 +77,19 @@ pub(crate) enum Output {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct FileArgs {
     /// The deploy file (TOML).
-    #[arg(short = 'f', long = "file", default_value = "deploy.toml")]
+    #[arg(short = 'f', long = "file", default_value = "deploy.toml", env = "BLUEGREEN_FILE")]
     pub(crate) file: PathBuf,
     /// `terraform output -json` saved to a file, for `${tf.NAME}` references.
-    #[arg(long = "tf-outputs", value_name = "FILE")]
+    #[arg(long = "tf-outputs", value_name = "FILE", env = "BLUEGREEN_TF_OUTPUTS")]
     pub(crate) tf_outputs: Option<PathBuf>,
     /// Overrides the file's `version`.
     #[arg(long)]
     pub(crate) version: Option<String>,
     /// Who this deployer is in the lock (default: the file's `state.owner`, else host and pid).
-    #[arg(long)]
+    #[arg(long, env = "BLUEGREEN_OWNER")]
     pub(crate) owner: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[arg(long, value_enum, default_value_t = Output::Text, env = "BLUEGREEN_OUTPUT")]
     pub(crate) output: Output,
 }
 
@@ -172,11 +172,18 @@ pub(crate) enum Command {
         #[arg(long)]
         id: Option<String>,
         /// Where to write the SVG.
-        #[arg(short = 'o', long = "out", default_value = "bluegreen-report.svg")]
+        #[arg(long = "out", default_value = "bluegreen-report.svg")]
         out: PathBuf,
     },
     /// A real local deploy under load: blue-green to v2, rolling to v3, a broken v4 caught.
     Demo(crate::demo::DemoArgs),
+    /// Print a completion script for a shell (`bluegreen completions bash > /etc/bash_completion.d/bluegreen`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `bluegreen man > bluegreen.1; man ./bluegreen.1`).
+    Man,
     /// Serve as the demo's stand-in application (used by `bluegreen demo` itself).
     #[command(hide = true)]
     ServeTarget {

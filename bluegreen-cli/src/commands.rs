@@ -191,18 +191,39 @@ pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
     let store = file.state_store().await?;
     let records = store.history(file.service()).await?;
     let summaries: Vec<_> = records.iter().map(DeploymentRecord::summary).collect();
+    let rollbacks = going_back(&summaries);
     match args.output {
-        Output::Json => print_json(&json!({ "history": summaries })),
+        Output::Json => {
+            let entries: Vec<serde_json::Value> = summaries
+                .iter()
+                .zip(&rollbacks)
+                .map(|(s, back)| {
+                    let mut entry = serde_json::to_value(s).unwrap_or_default();
+                    entry["rollback"] = json!(back);
+                    entry
+                })
+                .collect();
+            print_json(&json!({ "history": entries }));
+        }
         Output::Text => {
+            let id_width = summaries.iter().map(|s| s.id.len()).max().unwrap_or(0).max("deployment".len());
+            let version_width = summaries
+                .iter()
+                .flat_map(|s| [s.to_version.len(), s.from_version.as_ref().map_or(1, String::len)])
+                .max()
+                .unwrap_or(0)
+                .max("from".len());
+            let (w, v) = (id_width, version_width);
             println!(
-                "{:<40} {:<10} {:<8} {:<8} {:<24} {:>8}",
-                "deployment", "strategy", "from", "to", "outcome", "duration"
+                "{:<w$}  {:<8}  {:<10}  {:<v$}  {:<v$}  {:<16}  {:>8}",
+                "deployment", "kind", "strategy", "from", "to", "outcome", "duration"
             );
-            for s in summaries {
+            for (s, back) in summaries.iter().zip(rollbacks) {
                 let outcome = s.status.map_or_else(|| format!("{:?}", s.phase).to_lowercase(), |st| st.to_string());
                 println!(
-                    "{:<40} {:<10} {:<8} {:<8} {:<24} {:>8}",
+                    "{:<w$}  {:<8}  {:<10}  {:<v$}  {:<v$}  {:<16}  {:>8}",
                     s.id,
+                    if back { "rollback" } else { "deploy" },
                     s.strategy,
                     s.from_version.as_deref().unwrap_or("-"),
                     s.to_version,
@@ -213,6 +234,24 @@ pub(crate) async fn history(args: &FileArgs) -> Result<Code, CliError> {
         }
     }
     Ok(Code::Done)
+}
+
+/// For each deployment (oldest first), whether it went back: its version had served before it
+/// (an earlier deployment succeeded with it, or started from it) and it replaced another one —
+/// what `bluegreen rollback` runs, or a redeploy of an old version by hand.
+fn going_back(summaries: &[bluegreen_core::DeploymentSummary]) -> Vec<bool> {
+    let mut served: Vec<&str> = Vec::new();
+    summaries
+        .iter()
+        .map(|s| {
+            let back = served.contains(&s.to_version.as_str()) && s.from_version.as_deref() != Some(&s.to_version);
+            served.extend(s.from_version.as_deref());
+            if s.status == Some(bluegreen_core::Status::Succeeded) {
+                served.push(&s.to_version);
+            }
+            back
+        })
+        .collect()
 }
 
 /// `bluegreen pause|resume|promote|abort`.

@@ -15,7 +15,7 @@ mod watch;
 use std::process::ExitCode;
 
 use bluegreen_core::Command as Remote;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::args::{Cli, Command, Output};
 use crate::commands::Run;
@@ -46,6 +46,21 @@ fn main() -> ExitCode {
             Command::Rollback { file, to } => commands::deploy(file, Run::Rollback(to.as_deref())).await,
             Command::Report { file, id, out } => commands::report(file, id.as_deref(), out).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(*shell, &mut Cli::command(), "bluegreen", &mut std::io::stdout());
+                Ok(Code::Done)
+            }
+            Command::Man => {
+                let mut page = Vec::new();
+                match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                    Ok(()) => {
+                        use std::io::Write as _;
+                        let _ = std::io::stdout().write_all(&page);
+                        Ok(Code::Done)
+                    }
+                    Err(e) => Err(exit::CliError::bad_input(format!("cannot render the manual page: {e}"))),
+                }
+            }
             Command::ServeTarget { args } => {
                 let code = bluegreen_vm::target::serve(args).await;
                 std::process::exit(code);

@@ -171,7 +171,7 @@ endpoint_url = "{endpoint}"
     for name in ["deploy.toml", "tf.json"] {
         std::fs::copy(dir.path().join(name), other.path().join(name)).unwrap();
     }
-    let args = ["report", "-f", "deploy.toml", "--tf-outputs", "tf.json", "-o", "report.svg"];
+    let args = ["report", "-f", "deploy.toml", "--tf-outputs", "tf.json", "--out", "report.svg"];
     let report = bluegreen(other.path(), &args);
     assert_eq!(report.status.code(), Some(0), "report from another runner: {report:?}");
     let svg = std::fs::read_to_string(other.path().join("report.svg")).unwrap();

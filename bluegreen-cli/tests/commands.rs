@@ -167,6 +167,18 @@ fn a_failed_deploy_exits_1_rolled_back_and_history_and_rollback_work() {
     let back = bluegreen(&d, &["rollback"]);
     assert_eq!(back.status.code(), Some(0), "{back:?}");
     assert!(world(&d).targets().iter().all(|t| t.version.as_str() == "v2"), "back on v2");
+    // History marks the rollback, in JSON and in its table, whose columns fit the ids.
+    let out = bluegreen(&d, &["history", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let marks: Vec<bool> = v["history"].as_array().unwrap().iter().map(|h| h["rollback"].as_bool().unwrap()).collect();
+    assert_eq!(marks, [false, false, false, true]);
+    let table = stdout(&bluegreen(&d, &["history"]));
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(rows[0].starts_with("deployment ") && rows[0].contains("kind"), "{table}");
+    assert!(rows[4].contains(" rollback ") && rows[4].contains(" v3 ") && rows[4].contains(" v2 "), "{table}");
+    assert!(rows[1..4].iter().all(|r| r.contains(" deploy ")), "{table}");
+    let id_end = rows[0].find(" kind").unwrap();
+    assert!(rows[1..].iter().all(|r| r.split_whitespace().next().unwrap().len() <= id_end), "ids fit: {table}");
     let to = bluegreen(&d, &["rollback", "--to", "v7"]);
     assert_eq!(to.status.code(), Some(2), "no good v7 in the history: {to:?}");
 }
@@ -327,7 +339,7 @@ fn ctrl_c_stops_at_a_safe_point_and_resume_deploy_converges() {
 fn report_writes_an_svg_of_the_deploy() {
     let d = dir("report", QUICK_CANARY);
     assert_eq!(bluegreen(&d, &["deploy"]).status.code(), Some(0));
-    let out = bluegreen(&d, &["report", "-o", "report.svg"]);
+    let out = bluegreen(&d, &["report", "--out", "report.svg"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let svg = std::fs::read_to_string(d.path().join("report.svg")).unwrap();
     assert!(svg.starts_with("<svg") || svg.contains("<svg"), "not an SVG");
@@ -457,5 +469,43 @@ fn a_runner_killed_on_this_host_is_resumed_at_once_and_its_log_goes_on() {
     assert_eq!(log.iter().filter(|e| e["event"] == "deployment_started").count(), 1);
     assert_eq!(log.iter().filter(|e| e["event"] == "deployment_resumed").count(), 1);
     // `report` reads the log from the store.
-    assert_eq!(bluegreen(&d, &["report", "--id", &id, "-o", "after-kill.svg"]).status.code(), Some(0));
+    assert_eq!(bluegreen(&d, &["report", "--id", &id, "--out", "after-kill.svg"]).status.code(), Some(0));
+}
+
+/// Shell completions and the manual page; flags from `BLUEGREEN_*` variables; durations in JSON
+/// in whole milliseconds.
+#[test]
+fn completions_man_page_environment_flags_and_millisecond_durations() {
+    let d = dir("shell", QUICK_CANARY);
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bluegreen(&d, &["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(stdout(&out).contains("resume-deploy"), "{shell}: {}", stdout(&out));
+    }
+    assert!(stdout(&bluegreen(&d, &["completions", "bash"])).contains("_bluegreen()"));
+    let man = bluegreen(&d, &["man"]);
+    assert_eq!(man.status.code(), Some(0), "{man:?}");
+    assert!(stdout(&man).starts_with(".ie") || stdout(&man).contains(".TH bluegreen"), "{}", stdout(&man));
+
+    // The file and the output format from the environment.
+    std::fs::rename(d.path().join("deploy.toml"), d.path().join("other.toml")).unwrap();
+    let out = Command::new(BLUEGREEN)
+        .current_dir(d.path())
+        .env("BLUEGREEN_FILE", "other.toml")
+        .env("BLUEGREEN_OUTPUT", "json")
+        .args(["deploy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 5, "events then the outcome");
+    // Every measured duration is whole milliseconds: no `us` or `ns` part.
+    for line in &lines {
+        for key in ["at", "took", "after", "elapsed"] {
+            let found = line.get(key).or_else(|| line.get("outcome").and_then(|o| o.get(key)));
+            if let Some(text) = found.and_then(Value::as_str) {
+                assert!(!text.contains("us") && !text.contains("ns"), "{key}: {text} in {line}");
+            }
+        }
+    }
 }

@@ -42,6 +42,7 @@ mod executor;
 mod fleet;
 pub mod hooks;
 pub mod layers;
+mod millis;
 mod model;
 mod outcome;
 mod plan;

@@ -59,6 +59,6 @@ pub struct Outcome {
     /// Plan steps completed before the end or the failure.
     pub steps_completed: usize,
     /// Wall time (tokio time) from start to end.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::millis")]
     pub elapsed: Duration,
 }

@@ -22,7 +22,7 @@ pub struct Event {
     /// Position in the deployment's log, from 0.
     pub seq: u64,
     /// Time since the deployment started (tokio time, so virtual under a paused clock).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::millis")]
     pub at: Duration,
     /// What happened.
     #[serde(flatten)]
@@ -76,7 +76,7 @@ pub enum EventKind {
         /// Index in the plan.
         index: usize,
         /// How long it took.
-        #[serde(with = "humantime_serde")]
+        #[serde(with = "crate::millis")]
         took: Duration,
     },
     /// New targets were started.
@@ -91,7 +91,7 @@ pub enum EventKind {
         /// The target.
         target: TargetId,
         /// Time from gate start to pass.
-        #[serde(with = "humantime_serde")]
+        #[serde(with = "crate::millis")]
         after: Duration,
     },
     /// A target failed a probe or its gate.
@@ -200,7 +200,7 @@ pub enum EventKind {
         /// The error.
         error: String,
         /// Wait before the next attempt.
-        #[serde(with = "humantime_serde")]
+        #[serde(with = "crate::millis")]
         backoff: Duration,
     },
     /// The deployment is paused (by the operator or a manual pause step).

@@ -333,8 +333,8 @@ impl<'a> Run<'a> {
         self.state().aborted && !self.rolling_back.load(Ordering::SeqCst)
     }
 
-    /// Ends any wait at once when another owner took the lock over, or the operator asked
-    /// to stop.
+    /// Ends any wait at once when another owner took the lock over, a watched stability window
+    /// failed, or the operator asked to stop.
     fn check_lock(&self) -> Result<()> {
         if self.lost_lock() {
             return Err(Error::conflict(LOCK_LOST));

@@ -190,7 +190,7 @@ pub struct StepRecord {
     /// When it completed (Unix ms).
     pub completed_at: UnixMillis,
     /// How long it took.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::millis")]
     pub took: Duration,
 }
 
@@ -218,7 +218,7 @@ pub struct DeploymentSummary {
     /// When it started (Unix ms).
     pub created_at: UnixMillis,
     /// From start to its last record.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::millis")]
     pub duration: Duration,
 }
 
