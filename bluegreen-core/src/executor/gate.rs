@@ -39,8 +39,7 @@ impl Run<'_> {
     /// ([`Run::watch_window`]).
     pub(super) async fn await_healthy_in_batch(&self, target: &Target) -> Result<()> {
         // A rollback's gates wait their windows out: what it restores must hold.
-        let watched = !self.rolling_back.load(std::sync::atomic::Ordering::SeqCst)
-            && matches!(&self.plan.spec.strategy, crate::Strategy::Rolling(r) if r.stability == crate::Stability::Watched);
+        let watched = !self.rolling_back.load(std::sync::atomic::Ordering::SeqCst) && self.opens_windows();
         self.gate(target, watched).await
     }
 

@@ -121,7 +121,11 @@ impl<'a> Run<'a> {
         if let Some(reason) = rollback_reason {
             return self.fail(Error::Check { what: "the interrupted deployment".into(), reason }, completed).await;
         }
-        // The steps, with the stability windows of updated targets probed beside them.
+        // The steps, with the stability windows of updated targets probed beside them (only a
+        // rolling update in place opens windows: other plans run without the watch).
+        if !self.opens_windows() {
+            return self.steps_from(completed).await;
+        }
         tokio::select! {
             biased;
             outcome = self.steps_from(completed) => outcome,

@@ -63,6 +63,15 @@ impl Watches {
 }
 
 impl Run<'_> {
+    /// Whether this run's gates may open windows: a rolling update in place with
+    /// [`Stability::Watched`](crate::Stability).
+    pub(super) fn opens_windows(&self) -> bool {
+        matches!(
+            &self.plan.spec.strategy,
+            crate::Strategy::Rolling(r) if r.stability == crate::Stability::Watched && r.mode == crate::RollingMode::InPlace
+        )
+    }
+
     /// Watches the rest of `target`'s gate: it passed `passes` probes in a row since `since`,
     /// and must be stable by `deadline`.
     pub(super) fn watch_window(&self, target: Target, since: Instant, passes: u32, deadline: Instant) {
