@@ -35,13 +35,7 @@ version = "v2"
 kind = "canary"
 steps = [{{ percent = 50, bake = "100ms" }}]
 
-[health]
-interval = "50ms"
-timeout = "40ms"
-healthy_threshold = 1
-min_healthy_time = "0s"
-deadline = "5s"
-
+{checks}
 [[hooks]]
 point = "before_traffic"
 command = "echo \"token=${{env.DEPLOY_TOKEN}} key=${{tf.api_key}} region=${{tf.region}}\"; echo \"$BLUEGREEN_VERSION ${{env.DEPLOY_TOKEN}} ${{tf.api_key}}\" >> hook-saw.txt; test \"$BLUEGREEN_VERSION\" != v4"
@@ -55,7 +49,8 @@ kind = "sim"
 world = "world.json"
 
 {state}
-"#
+"#,
+        checks = bluegreen_testkit::QUICK_CHECKS
     )
 }
 
